@@ -1,0 +1,101 @@
+"""Turning decoder output into predictions: post-processing and confidences.
+
+``crf`` and ``softmax`` decoders can output tag sequences that violate the scheme
+(an ``I-PER`` after ``O``). As in the paper they are then fixed by one of two
+policies (``mcrf.schemes``): ``retain`` (conlleval semantics: the orphan starts an
+entity) or ``discard`` (the orphan segment becomes ``O``). ``Decoded.raw_illegal``
+records whether the decoder's own output was illegal BEFORE that fix — the
+illegal path rate of the paper. The masked decoders never produce illegal output.
+
+Confidences: ``token_confidence[t]`` is the posterior probability of the final tag
+at word ``t`` — the CRF marginal ``P(y_t = tag | x)`` from ``MaskedCRF.marginals``
+(over legal paths for the masked decoders) or the softmax probability for the
+softmax decoder. A span's confidence is the MINIMUM of its words' token
+confidences: an upper bound on the probability that all its words carry exactly
+these tags (the joint can never exceed its least likely part).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Mapping, Sequence, Tuple
+
+from torch import Tensor
+
+__all__ = ["Decoded", "postprocess", "make_decoded"]
+
+SpanWithConfidence = Tuple[str, int, int, float]
+
+
+@dataclass
+class Decoded:
+    """Prediction for one sentence.
+
+    Attributes:
+        tags: one tag per word (legal under the tagger's scheme).
+        raw_illegal: the decoder's own output violated the scheme before post-processing.
+        token_confidence: per word, the posterior probability of its tag in ``tags``.
+        spans: ``(label, start, end, confidence)`` per entity, ``end`` exclusive, confidence =
+            minimum token confidence over the span.
+    """
+
+    tags: List[str] = field(default_factory=list)
+    raw_illegal: bool = False
+    token_confidence: List[float] = field(default_factory=list)
+    spans: List[SpanWithConfidence] = field(default_factory=list)
+
+
+def postprocess(tags: Sequence[str], scheme: str, policy: str) -> Tuple[List[str], bool]:
+    """Make a predicted tag sequence legal.
+
+    Args:
+        tags: predicted tags of one sentence.
+        scheme: canonical scheme name.
+        policy: ``"retain"`` (``mcrf.schemes.repair``) or ``"discard"`` (``mcrf.schemes.discard``).
+
+    Returns:
+        ``(legal_tags, was_illegal)``; a legal input is returned unchanged.
+
+    Raises:
+        ValueError: for an unknown policy.
+    """
+    from mcrf import schemes
+
+    if policy not in ("retain", "discard"):
+        raise ValueError(f"expected postprocess policy 'retain' or 'discard', got {policy!r}")
+    tags = list(tags)
+    if schemes.is_legal(tags, scheme):
+        return tags, False
+    fixed = schemes.repair(tags, scheme) if policy == "retain" else schemes.discard(tags, scheme)
+    return list(fixed), True
+
+
+def make_decoded(
+    raw_tags: Sequence[str],
+    probabilities: Tensor,
+    label_index: Mapping[str, int],
+    scheme: str,
+    policy: str,
+) -> Decoded:
+    """Assemble a ``Decoded`` from raw decoder tags and per-word tag probabilities.
+
+    Args:
+        raw_tags: the decoder's tags for the ``n`` words of one sentence.
+        probabilities: posterior probabilities, shape (n, K) (CRF marginals or softmax).
+        label_index: tag string to its column in ``probabilities``.
+        scheme: canonical scheme name.
+        policy: post-processing policy for illegal output (see ``postprocess``).
+
+    Returns:
+        Final tags, raw-illegal flag, token confidences and spans with confidence.
+    """
+    from mcrf.schemes import get_spans
+
+    tags, illegal = postprocess(raw_tags, scheme, policy)
+    rows = probabilities.detach().float().cpu()  # shape: (n, K)
+    confidence = [float(rows[t, label_index[tag]]) for t, tag in enumerate(tags)]
+    spans = [
+        (span.label, span.start, span.end, min(confidence[span.start : span.end]))
+        for span in get_spans(tags, scheme)
+    ]
+    return Decoded(tags=tags, raw_illegal=illegal, token_confidence=confidence, spans=spans)
