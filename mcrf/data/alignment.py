@@ -49,8 +49,8 @@ def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan
     A window holds as many consecutive whole words as fit their sub-words in
     ``budget``. A word longer than ``budget`` counts as ``budget`` sub-words (the
     caller keeps only its first ``budget`` sub-words; the CRF needs only the first).
-    Consecutive windows share up to ``stride`` sub-words of whole words (at least
-    one word always advances). Each word is owned by the window where its context
+    Consecutive windows share up to ``stride`` sub-words of whole words, and each
+    window reaches at least one word further than the previous one. Each word is owned by the window where its context
     ``min(left, right)`` is largest (a side touching the sentence border counts as
     unlimited); ties go to the earlier window.
 
@@ -89,8 +89,9 @@ def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan
         windows.append((start, end))
         if end == n:
             break
+        overlap = min(stride, budget - sizes[end])  # the next window must also take word `end`
         next_start = end
-        while next_start - 1 > start and cumulative[end] - cumulative[next_start - 1] <= stride:
+        while next_start - 1 > start and cumulative[end] - cumulative[next_start - 1] <= overlap:
             next_start -= 1
         start = next_start
 

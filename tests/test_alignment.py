@@ -1,0 +1,209 @@
+"""Sub-word alignment: windows over words, one owner window per word, stitching equals a no-window run."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcrf.data.alignment import SubwordAligner, gather_words, plan_windows
+
+import tiny_models as tm
+
+
+# ---------------------------------------------------------------- plan_windows
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 25), min_size=0, max_size=120),
+    budget=st.integers(1, 30),
+    data=st.data(),
+)
+def test_plan_windows_covers_every_word_once(lengths, budget, data):
+    stride = data.draw(st.integers(0, budget - 1))
+    plan = plan_windows(lengths, budget, stride)
+    n = len(lengths)
+    assert len(plan.owner) == n
+    sizes = [min(max(x, 1), budget) for x in lengths]
+    if n == 0:
+        assert plan.windows == ()
+        return
+    assert plan.windows[0][0] == 0 and plan.windows[-1][1] == n
+    for (s1, e1), (s2, e2) in zip(plan.windows, plan.windows[1:]):
+        assert s1 < s2 <= e1 < e2  # ordered, no gap, always advancing
+        assert sum(sizes[s2:e1]) <= stride  # overlap within the stride
+    for start, end in plan.windows:
+        assert start < end and sum(sizes[start:end]) <= budget
+    for word, window in enumerate(plan.owner):
+        start, end = plan.windows[window]
+        assert start <= word < end
+
+
+def test_plan_windows_owner_has_most_context():
+    plan = plan_windows([1] * 10, 4, 2)
+    assert plan.windows == ((0, 4), (2, 6), (4, 8), (6, 10))
+    # word 3: right context 0 in window 0, (left 1, right 2) in window 1 -> window 1
+    assert plan.owner == (0, 0, 0, 1, 1, 2, 2, 3, 3, 3)
+
+
+def test_plan_windows_single_window_when_it_fits():
+    plan = plan_windows([2, 3, 1], 10, 5)
+    assert plan.windows == ((0, 3),) and plan.owner == (0, 0, 0)
+
+
+@pytest.mark.parametrize("budget, stride", [(0, 0), (4, 4), (4, -1)])
+def test_plan_windows_rejects_bad_sizes(budget, stride):
+    with pytest.raises(ValueError, match="stride|budget"):
+        plan_windows([1, 1], budget, stride)
+
+
+# ---------------------------------------------------------------- SubwordAligner
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    return tm.make_tokenizer(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return tm.make_bert_dir(tmp_path_factory.mktemp("bert"))
+
+
+def random_words(n, seed):
+    rng = random.Random(seed)
+    vocab = tm.PERSONS + tm.PLACES + tm.FILLER + ["walked", "zzz", "actor", "joys"]
+    words = [rng.choice(vocab) for _ in range(n)]
+    words[rng.randrange(n)] = "john" + "s" * 40  # one word longer than any window
+    return words
+
+
+def check_alignment(aligner, tokenizer, sentences):
+    out = aligner(sentences)
+    assert out["input_ids"].shape[1] <= aligner.max_length
+    for b, words in enumerate(sentences):
+        assert int(out["word_mask"][b].sum()) == len(words)
+        assert not out["word_mask"][b, len(words):].any()
+        for t, word in enumerate(words):
+            row, position = int(out["word_window"][b, t]), int(out["word_position"][b, t])
+            assert out["attention_mask"][row, position] == 1
+            expected = tokenizer([[word]], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]
+            first = expected[0] if expected else tokenizer.unk_token_id
+            assert int(out["input_ids"][row, position]) == first, (b, t, word)
+    rows = out["attention_mask"].sum(dim=1)
+    assert all(int(out["input_ids"][i, 0]) == tokenizer.cls_token_id for i in range(len(rows)))
+    assert all(int(out["input_ids"][i, int(rows[i]) - 1]) == tokenizer.sep_token_id for i in range(len(rows)))
+    return out
+
+
+@pytest.mark.parametrize("stride", [0, 4, 13])
+def test_long_sentence_every_word_labelled_in_order(tokenizer, stride):
+    aligner = SubwordAligner(tokenizer, max_length=16, stride=stride)
+    sentences = [random_words(300, seed=stride), random_words(7, seed=1), []]
+    out = check_alignment(aligner, tokenizer, sentences)
+    assert out["input_ids"].shape[0] > 20  # the long sentence really was windowed
+    # positions of one sentence's words are read in order: (window, position) increases lexicographically
+    # among words owned by the same window
+    pairs = list(zip(out["word_window"][0].tolist(), out["word_position"][0].tolist()))
+    assert pairs == sorted(pairs)
+
+
+def test_unknown_and_vanishing_words_still_get_a_position(tokenizer):
+    aligner = SubwordAligner(tokenizer, max_length=16, stride=2)
+    words = ["zzz", "john", "\u200b", "paris", "qqqq"]  # [UNK] first sub-word; a word with no sub-word
+    out = check_alignment(aligner, tokenizer, [words])
+    positions = out["word_position"][0].tolist()
+    assert len(set(positions)) == len(words)
+    assert int(out["input_ids"][0, positions[2]]) == tokenizer.unk_token_id
+
+
+def test_empty_sentences(tokenizer):
+    aligner = SubwordAligner(tokenizer, max_length=16, stride=2)
+    out = aligner([[], []])
+    assert out["input_ids"].shape[0] == 0 and out["word_mask"].shape == (2, 0)
+    out = aligner([[], ["john"]])
+    assert out["word_mask"].tolist() == [[False], [True]]
+    assert gather_words(torch.zeros(0, 0, 3), torch.zeros(2, 0, dtype=torch.long),
+                        torch.zeros(2, 0, dtype=torch.long)).shape == (2, 0, 3)
+
+
+def test_aligner_is_picklable_and_validates(tokenizer):
+    aligner = pickle.loads(pickle.dumps(SubwordAligner(tokenizer, 16, 4)))
+    assert aligner([["john"]])["word_mask"].tolist() == [[True]]
+    with pytest.raises(ValueError, match="max_length"):
+        SubwordAligner(tokenizer, max_length=2, stride=0)
+    with pytest.raises(ValueError, match="stride"):
+        SubwordAligner(tokenizer, max_length=16, stride=14)
+
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(TypeError, match="fast tokenizer"):
+        SubwordAligner(Slow(), 16, 4)
+
+
+def encoder_and_tokenizer(bert_dir):
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(str(bert_dir)).eval(), AutoTokenizer.from_pretrained(str(bert_dir))
+
+
+def test_stitched_equals_direct_run_when_window_covers_all(bert_dir):
+    model, tokenizer = encoder_and_tokenizer(bert_dir)
+    words = random_words(40, seed=3)
+    aligner = SubwordAligner(tokenizer, max_length=512, stride=8)
+    out = aligner([words])
+    assert out["input_ids"].shape[0] == 1
+    with torch.no_grad():
+        stitched = gather_words(model(input_ids=out["input_ids"], attention_mask=out["attention_mask"],
+                                      token_type_ids=out["token_type_ids"]).last_hidden_state,
+                                out["word_window"], out["word_position"])[0]
+        direct = tokenizer([words], is_split_into_words=True, return_tensors="pt")
+        states = model(**direct).last_hidden_state[0]
+    word_ids = direct.word_ids(0)
+    first = [word_ids.index(i) for i in range(len(words))]
+    assert torch.allclose(stitched, states[first], atol=1e-5)
+
+
+def test_stitched_rows_equal_their_owner_window_run_alone(bert_dir):
+    model, tokenizer = encoder_and_tokenizer(bert_dir)
+    sentences = [random_words(60, seed=4), random_words(5, seed=5)]
+    aligner = SubwordAligner(tokenizer, max_length=16, stride=6)
+    out = aligner(sentences)
+    with torch.no_grad():
+        batched = model(input_ids=out["input_ids"], attention_mask=out["attention_mask"]).last_hidden_state
+        stitched = gather_words(batched, out["word_window"], out["word_position"])
+        for b, words in enumerate(sentences):
+            for t in range(len(words)):
+                row, position = int(out["word_window"][b, t]), int(out["word_position"][b, t])
+                size = int(out["attention_mask"][row].sum())
+                alone = model(input_ids=out["input_ids"][row : row + 1, :size]).last_hidden_state[0, position]
+                assert torch.allclose(stitched[b, t], alone, atol=1e-5)
+
+
+def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import RobertaTokenizer
+
+    from mcrf.models.hf_encoder import load_tokenizer
+
+    bpe = tokenizers.ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["john visited paris today", "mary smith works for acme corp"] * 5, vocab_size=300,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    merges = [tuple(line.split()) for line in (tmp_path / "merges.txt").read_text().splitlines()[1:] if line]
+    vocab = json.loads((tmp_path / "vocab.json").read_text())
+    RobertaTokenizer(vocab=vocab, merges=merges).save_pretrained(str(tmp_path / "tok"))
+    tokenizer = load_tokenizer(str(tmp_path / "tok"))
+    split = tokenizer([["john", "visited"]], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]
+    joined = tokenizer([" john visited"], add_special_tokens=False)["input_ids"][0]
+    assert split == joined  # the first word is tokenized like a word inside a sentence
+    aligner = SubwordAligner(tokenizer, max_length=8, stride=2)
+    out = aligner([["john", "visited", "paris", "today", "mary"] * 4])
+    assert int(out["word_mask"].sum()) == 20 and "token_type_ids" not in out
