@@ -1,0 +1,233 @@
+"""``load_corpus``: read a dataset's splits, detect and check its scheme, repair or drop, convert.
+
+The one path every command uses to get labelled data (training, evaluation, ``mcrf inspect``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from mcrf import schemes
+from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
+from mcrf.data.registry import REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, missing_message
+from mcrf.data.types import Corpus, Sentence
+
+logger = logging.getLogger(__name__)
+
+POLICIES = ("repair", "drop", "error")
+FORMATS = ("columns", "pairs", "jsonl")
+_DEFAULT_TARGET = {"IOB1": "BIO", "IOE1": "IOE2"}
+
+__all__ = ["POLICIES", "FORMATS", "LoadConfig", "load_corpus", "read_splits"]
+
+
+@dataclass
+class LoadConfig:
+    """Defaults of :func:`load_corpus` (the CLI maps its data flags onto these fields).
+
+    Attributes:
+        data_dir: folder holding the corpus files or a ``<name>/`` folder (``--data-dir``).
+        scheme: target scheme; ``None`` keeps the source scheme except IOB1 → BIO, IOE1 → IOE2.
+        source_scheme: scheme the files are written in; ``None`` detects it from the sequences.
+        policy: what to do with an illegal gold sequence: ``repair`` (conlleval semantics),
+            ``drop`` (leave the sentence out) or ``error`` (raise naming file:line).
+        format: ``columns``, ``pairs`` or ``jsonl``; ``None`` takes the registry's or guesses
+            from file names.
+        token_column: token column of column files (``None``: registry's, else 0).
+        tag_column: tag column of column files (``None``: registry's, else the last).
+        separator: column separator (``None``: runs of spaces/tabs).
+        encoding: file encoding (``None``: registry's, else UTF-8).
+        hub_tag_column: tag column of a hub dataset (``None``: ``ner_tags``/``tags``/...).
+        max_reported: how many illegal ``file:line`` locations the report keeps per split.
+    """
+
+    data_dir: Optional[str] = None
+    scheme: Optional[str] = None
+    source_scheme: Optional[str] = None
+    policy: str = "repair"
+    format: Optional[str] = None
+    token_column: Optional[int] = None
+    tag_column: Optional[int] = None
+    separator: Optional[str] = None
+    encoding: Optional[str] = None
+    hub_tag_column: Optional[str] = None
+    max_reported: int = 5
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
+        if self.format is not None and self.format not in FORMATS:
+            raise ValueError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        if self.scheme is not None:
+            self.scheme = schemes.canonical_scheme(self.scheme)
+        if self.source_scheme is not None:
+            self.source_scheme = schemes.canonical_scheme(self.source_scheme)
+
+
+def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **overrides) -> Corpus:
+    """Load a labelled dataset by registry name, path or hub id.
+
+    Args:
+        name_or_path: a registered name (``sample``, ``conll2003``, ...), a folder of split
+            files, one file, a ``save_to_disk`` folder, or a Hugging Face hub id.
+        config: defaults; ``overrides`` (any :class:`LoadConfig` field, e.g. ``data_dir=``,
+            ``scheme=``, ``policy=``) replace its fields.
+
+    Returns:
+        A :class:`Corpus` in the target scheme, with the complete label inventory over all
+        splits and per-split counts in ``report``.
+
+    Raises:
+        FileNotFoundError: the dataset is nowhere to be found (the message says where to put it).
+        ValueError: bad files, unknown tag prefixes, or an illegal sequence under ``policy="error"``.
+    """
+    cfg = dataclasses.replace(config or LoadConfig(), **overrides)
+    raw, native, origins = read_splits(name_or_path, cfg)
+    source = cfg.source_scheme or _detect(raw, native, name_or_path)
+    target = cfg.scheme or _DEFAULT_TARGET.get(source, source)
+    splits: Dict[str, List[Sentence]] = {}
+    report: Dict[str, dict] = {}
+    for split, sentences in raw.items():
+        kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
+        splits[split] = kept
+        report[split] = notes
+    types = schemes.entity_types(tag for sents in splits.values() for s in sents for tag in s.tags)
+    labels = schemes.scheme_labels(types, target)
+    return Corpus(splits=splits, labels=labels, scheme=target, name=str(name_or_path), report=report)
+
+
+def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str) -> str:
+    sequences = [s.tags for sents in raw.values() for s in sents]
+    try:
+        return schemes.detect_corpus_scheme(sequences)
+    except ValueError as err:
+        if native is not None and "no entity tags" in str(err):
+            return native
+        raise ValueError(f"cannot detect the tag scheme of {name}: {err}; pass source_scheme (--source-scheme)") from None
+
+
+def _location(sentence: Sentence, position: int, line_per_token: bool) -> str:
+    """``file:line`` of token ``position`` (column files: one token per line)."""
+    where = sentence.source or "<unknown>"
+    if not line_per_token:
+        return f"{where} (token {position + 1})"
+    file, _, line = where.rpartition(":")
+    token = min(position, len(sentence.tokens) - 1)
+    return f"{file}:{int(line) + token}" if line.isdigit() else where
+
+
+def _check_split(
+    sentences: List[Sentence], source: str, target: str, cfg: LoadConfig, origin: str
+) -> Tuple[List[Sentence], dict]:
+    """Check every gold sequence, apply the policy, convert; return kept sentences and notes."""
+    line_per_token = origin == "columns"
+    kept: List[Sentence] = []
+    illegal, illegal_at, tokens = 0, [], 0
+    for sentence in sentences:
+        if sentence.tags is None:
+            raise ValueError(f"{sentence.source}: sentence has no tags; load_corpus needs labelled data")
+        tags = list(sentence.tags)
+        try:
+            position = schemes.first_illegal(tags, source)
+        except ValueError as err:
+            raise ValueError(f"{sentence.source}: {err}") from None
+        if position is not None:
+            illegal += 1
+            where = _location(sentence, position, line_per_token)
+            before = tags[position - 1] if position > 0 else "<start>"
+            after = tags[position] if position < len(tags) else "<end>"
+            if cfg.policy == "error":
+                raise ValueError(
+                    f"illegal {source} gold sequence at {where}, position {position}: {before!r} -> {after!r} "
+                    f"is not allowed; fix the data or load with policy 'repair' or 'drop' (--policy)"
+                )
+            if len(illegal_at) < cfg.max_reported:
+                illegal_at.append(f"{where}: {before} -> {after}")
+            if cfg.policy == "drop":
+                continue
+            tags = schemes.repair(tags, source)
+        if target != source:
+            tags = schemes.convert(tags, source, target)
+        if tuple(tags) != sentence.tags:
+            sentence = dataclasses.replace(sentence, tags=tuple(tags))
+        kept.append(sentence)
+        tokens += len(sentence.tokens)
+    notes = {
+        "sentences": len(kept),
+        "tokens": tokens,
+        "illegal": illegal,
+        "illegal_at": illegal_at,
+        "policy": cfg.policy,
+        "repaired": illegal if cfg.policy == "repair" else 0,
+        "dropped": illegal if cfg.policy == "drop" else 0,
+        "source_scheme": source,
+    }
+    if illegal:
+        logger.info("%d illegal %s gold sequences (%s): %s", illegal, source, cfg.policy, ", ".join(illegal_at))
+    return kept, notes
+
+
+def read_splits(
+    name_or_path: str, cfg: LoadConfig
+) -> Tuple[Dict[str, List[Sentence]], Optional[str], Dict[str, str]]:
+    """Read the raw splits of a dataset.
+
+    Returns:
+        Split to sentences as written in the files, the registry's native scheme (or
+        ``None``), and split to the format it was read with (``columns``/``pairs``/``jsonl``/``hub``).
+    """
+    from mcrf.data import hub
+
+    entry = REGISTRY.get(name_or_path)
+    if entry is not None:
+        files, searched = find_local(entry, cfg.data_dir)
+        if files is not None:
+            return _read_files(files, cfg, entry), entry.scheme, {s: files.format for s in files.paths}
+        errors = []
+        for source in entry.hub:
+            try:
+                splits = hub.read_hub_dataset(source.repo_id, config=source.config, revision=source.revision,
+                                              tag_column=cfg.hub_tag_column or source.tag_column)
+            except Exception as err:  # noqa: BLE001 - every hub failure is reported, then the next is tried
+                errors.append(f"{source.repo_id}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
+                continue
+            return splits, entry.scheme, {s: "hub" for s in splits}
+        raise FileNotFoundError(missing_message(entry, searched, errors))
+    path = Path(name_or_path)
+    if path.exists():
+        if hub.is_saved_dataset(path):
+            splits = hub.read_hub_dataset(str(path), tag_column=cfg.hub_tag_column)
+            return splits, None, {s: "hub" for s in splits}
+        files = find_split_files(path)
+        return _read_files(files, cfg, None), None, {s: cfg.format or files.format for s in files.paths}
+    if "/" in name_or_path and not name_or_path.startswith((".", "/")) and name_or_path.count("/") == 1:
+        splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
+        return splits, None, {s: "hub" for s in splits}
+    raise FileNotFoundError(
+        f"no dataset {name_or_path!r}: not a registered name ({', '.join(REGISTRY)}), not an existing file or "
+        f"folder, and not a hub id (owner/name)"
+    )
+
+
+def _read_files(files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> Dict[str, List[Sentence]]:
+    fmt = cfg.format or files.format
+    out: Dict[str, List[Sentence]] = {}
+    for split, path in files.paths.items():
+        out[split] = list(_read_one(path, fmt, cfg, entry))
+    return out
+
+
+def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> Iterator[Sentence]:
+    encoding = cfg.encoding or (entry.encoding if entry else "utf-8")
+    if fmt == "pairs":
+        return read_line_pairs(path / "seq.in", path / "seq.out", encoding=encoding)
+    if fmt == "jsonl":
+        return read_jsonl(path, encoding=encoding)
+    token_column = cfg.token_column if cfg.token_column is not None else (entry.token_column if entry else 0)
+    tag_column = cfg.tag_column if cfg.tag_column is not None else (entry.tag_column if entry else -1)
+    return read_columns(path, token_column=token_column, tag_column=tag_column, separator=cfg.separator,
+                        encoding=encoding)

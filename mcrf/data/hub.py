@@ -1,0 +1,111 @@
+"""Hugging Face ``datasets`` as a corpus source: a hub id or a local ``save_to_disk`` folder.
+
+Tag names come from the ``ClassLabel`` feature of the tag column (never hard-coded); a
+string tag column is read as is. ``datasets`` is imported lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from mcrf.data.types import Sentence
+
+logger = logging.getLogger(__name__)
+
+TAG_COLUMNS = ("ner_tags", "tags", "labels", "chunk_tags")
+SPLIT_ALIASES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}
+
+__all__ = ["TAG_COLUMNS", "is_saved_dataset", "read_hub_dataset", "dataset_to_sentences"]
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``Dataset.save_to_disk``/``DatasetDict.save_to_disk``."""
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def read_hub_dataset(
+    repo_or_path: str,
+    *,
+    config: Optional[str] = None,
+    revision: Optional[str] = None,
+    tag_column: Optional[str] = None,
+    tokens_column: str = "tokens",
+) -> Dict[str, List[Sentence]]:
+    """Load every split of a hub dataset (or a local ``save_to_disk`` folder) as sentences.
+
+    Args:
+        repo_or_path: hub id such as ``"eriktks/conll2003"`` or a local folder.
+        config: dataset configuration name (e.g. ``"nl"``), hub only.
+        revision: hub revision, e.g. ``"refs/convert/parquet"``.
+        tag_column: the tag column; ``None`` takes the first of ``TAG_COLUMNS`` present.
+        tokens_column: the tokens column.
+
+    Returns:
+        Split name (``train``/``dev``/``test``; others keep their names) to sentences.
+    """
+    import datasets
+
+    path = Path(repo_or_path)
+    if path.exists():
+        if not is_saved_dataset(path):
+            raise ValueError(
+                f"{path} is not a `datasets` folder (no dataset_dict.json or state.json); expected the output "
+                f"of Dataset.save_to_disk, or pass a folder of train/dev/test files instead"
+            )
+        loaded = datasets.load_from_disk(str(path))
+    else:
+        loaded = datasets.load_dataset(repo_or_path, config, revision=revision)
+    if isinstance(loaded, datasets.Dataset):
+        loaded = {"train": loaded}
+    out: Dict[str, List[Sentence]] = {}
+    for split_name, split in loaded.items():
+        name = SPLIT_ALIASES.get(split_name, split_name)
+        out[name] = list(dataset_to_sentences(split, f"{repo_or_path}[{split_name}]", tag_column, tokens_column))
+    return out
+
+
+def _tag_names(feature) -> Optional[List[str]]:
+    """ClassLabel names of a (sequence of) ClassLabel feature, ``None`` for string tags."""
+    import datasets
+
+    inner = getattr(feature, "feature", None)
+    if inner is None and isinstance(feature, (list, tuple)) and feature:
+        inner = feature[0]
+    if isinstance(inner, datasets.ClassLabel):
+        return list(inner.names)
+    if isinstance(inner, datasets.Value) and inner.dtype in ("string", "large_string"):
+        return None
+    raise ValueError(
+        f"expected the tag column to be a sequence of ClassLabel or of strings, got {feature}; "
+        f"cast it with dataset.cast_column(column, Sequence(ClassLabel(names=[...])))"
+    )
+
+
+def dataset_to_sentences(
+    split, where: str, tag_column: Optional[str] = None, tokens_column: str = "tokens"
+) -> Iterator[Sentence]:
+    """Turn one ``datasets.Dataset`` into sentences (``source`` is ``where:row``, 1-based)."""
+    columns: Sequence[str] = split.column_names
+    if tokens_column not in columns:
+        raise ValueError(f"{where} has no {tokens_column!r} column; found {list(columns)}; pass tokens_column")
+    if tag_column is None:
+        tag_column = next((c for c in TAG_COLUMNS if c in columns), None)
+        if tag_column is None:
+            raise ValueError(
+                f"{where} has none of the tag columns {list(TAG_COLUMNS)}; found {list(columns)}; pass tag_column"
+            )
+    elif tag_column not in columns:
+        raise ValueError(f"{where} has no tag column {tag_column!r}; found {list(columns)}")
+    names = _tag_names(split.features[tag_column])
+    for row, (tokens, tags) in enumerate(zip(split[tokens_column], split[tag_column]), start=1):
+        if names is not None:
+            bad = [t for t in tags if not 0 <= t < len(names)]
+            if bad:
+                raise ValueError(f"{where}:{row}: tag id {bad[0]} outside the {len(names)} ClassLabel names")
+            tags = [names[t] for t in tags]
+        if len(tags) != len(tokens):
+            raise ValueError(f"expected {len(tokens)} tags at {where}:{row} (one per token), got {len(tags)}")
+        if tokens:
+            yield Sentence(tuple(tokens), tuple(tags), f"{where}:{row}")

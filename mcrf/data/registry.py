@@ -1,0 +1,236 @@
+"""Named datasets and the resolution of a name or path to split files (or a hub dataset).
+
+Resolution of a registered name: ``data_dir`` (``--data-dir``), then the environment variable
+``MCRF_DATA_DIR``; each may hold the corpus files directly or a ``<name>/`` folder with them.
+Then the Hugging Face hub ids of the entry, in turn. A path (directory or file) is read by
+conventional split names. When nothing is found the error says where to put which files.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+ENV_VAR = "MCRF_DATA_DIR"
+SPLIT_NAMES: Dict[str, Tuple[str, ...]] = {
+    "train": ("train",),
+    "dev": ("dev", "valid", "validation", "testa", "val"),
+    "test": ("test", "testb"),
+}
+EXTENSIONS = ("", ".txt", ".conll", ".tsv", ".bio", ".bmes", ".iob", ".iob2", ".jsonl", ".json")
+
+__all__ = [
+    "ENV_VAR", "SPLIT_NAMES", "EXTENSIONS", "HubSource", "DatasetEntry", "REGISTRY", "SplitFiles",
+    "sample_dir", "find_local", "find_split_files", "split_of",
+]
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face hub dataset: id, optional config name and revision, tag column."""
+
+    repo_id: str
+    config: Optional[str] = None
+    revision: Optional[str] = None
+    tag_column: str = "ner_tags"
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A named dataset: its local files per split, format, columns and native scheme.
+
+    ``files`` maps a split to its file name (format ``columns``/``jsonl``) or to its folder
+    holding ``seq.in``/``seq.out`` (format ``pairs``).
+    """
+
+    name: str
+    description: str
+    format: str
+    files: Dict[str, str]
+    scheme: str
+    token_column: int = 0
+    tag_column: int = -1
+    encoding: str = "utf-8"
+    hub: Tuple[HubSource, ...] = ()
+    folder: str = ""
+
+    @property
+    def folders(self) -> Tuple[str, ...]:
+        """Sub-folder names searched under a data root: the name, then the shared folder if any."""
+        return (self.name, self.folder) if self.folder else (self.name,)
+
+
+@dataclass(frozen=True)
+class SplitFiles:
+    """Resolved local data: split name to its path, and the format to read it with."""
+
+    paths: Dict[str, Path]
+    format: str
+    origin: str = ""
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+_CONLL02 = "https://www.clips.uantwerpen.be/conll2002/ner/"
+REGISTRY: Dict[str, DatasetEntry] = {
+    e.name: e
+    for e in [
+        DatasetEntry("sample", "bundled synthetic English NER corpus (PER/LOC/ORG/MISC), Apache-2.0", "columns",
+                     {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"}, "BIO"),
+        DatasetEntry("conll2003", "CoNLL-2003 English NER, original IOB1 files `token POS chunk NER`", "columns",
+                     {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}, "IOB1", tag_column=3,
+                     hub=(HubSource("lhoestq/conll2003"),
+                          HubSource("eriktks/conll2003", revision="refs/convert/parquet"))),
+        DatasetEntry("conll2000", "CoNLL-2000 chunking `token POS chunk` (no dev split)", "columns",
+                     {"train": "train.txt", "test": "test.txt"}, "BIO", tag_column=2,
+                     hub=(HubSource("eriktks/conll2000", revision="refs/convert/parquet", tag_column="chunk_tags"),)),
+        DatasetEntry("conll2002-nl", f"CoNLL-2002 Dutch NER `token POS NER`, latin-1 ({_CONLL02})", "columns",
+                     {"train": "ned.train", "dev": "ned.testa", "test": "ned.testb"}, "BIO", tag_column=2,
+                     encoding="latin-1", folder="conll2002",
+                     hub=(HubSource("eriktks/conll2002", config="nl", revision="refs/convert/parquet"),)),
+        DatasetEntry("conll2002-es", f"CoNLL-2002 Spanish NER `token NER`, latin-1 ({_CONLL02})", "columns",
+                     {"train": "esp.train", "dev": "esp.testa", "test": "esp.testb"}, "BIO", tag_column=1,
+                     encoding="latin-1", folder="conll2002",
+                     hub=(HubSource("eriktks/conll2002", config="es", revision="refs/convert/parquet"),)),
+        DatasetEntry("wnut17", "WNUT-17 emerging entities `token<TAB>tag`", "columns",
+                     {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"},
+                     "BIO", tag_column=1,
+                     hub=(HubSource("leondz/wnut_17", revision="refs/convert/parquet"),)),
+        DatasetEntry("atis", "ATIS slot filling (SlotGated-SLU split), seq.in/seq.out", "pairs",
+                     {"train": "train", "dev": "valid", "test": "test"}, "BIO"),
+        DatasetEntry("snips", "SNIPS slot filling (SlotGated-SLU split), seq.in/seq.out", "pairs",
+                     {"train": "train", "dev": "valid", "test": "test"}, "BIO"),
+        DatasetEntry("resume", "Resume Chinese NER, characters, BIO (Masked CRF authors' version)", "columns",
+                     {"train": "train.char.bio", "dev": "dev.char.bio", "test": "test.char.bio"}, "BIO",
+                     tag_column=1),
+        DatasetEntry("resume-bmes", "Resume Chinese NER, characters, BMES (LatticeLSTM release)", "columns",
+                     {"train": "train.char.bmes", "dev": "dev.char.bmes", "test": "test.char.bmes"}, "BMES",
+                     tag_column=1, folder="resume"),
+    ]
+}
+
+
+def sample_dir() -> Optional[Path]:
+    """The bundled sample corpus: the source checkout's ``data/sample``, else ``<prefix>/share/mcrf/sample``."""
+    import mcrf
+
+    for candidate in (Path(mcrf.__file__).resolve().parents[1] / "data" / "sample",
+                      Path(sys.prefix) / "share" / "mcrf" / "sample"):
+        if (candidate / "train.txt").is_file():
+            return candidate
+    return None
+
+
+def _entry_paths(entry: DatasetEntry, folder: Path) -> Optional[Dict[str, Path]]:
+    """Split paths of ``entry`` inside ``folder`` if its train file (or folder) is there."""
+    paths = {split: folder / name for split, name in entry.files.items()}
+    if not paths["train"].exists():
+        return None
+    return {split: path for split, path in paths.items() if path.exists()}
+
+
+def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[SplitFiles], List[str]]:
+    """Find a registered dataset's files locally.
+
+    Returns:
+        The resolved files (or ``None``) and the list of folders that were searched.
+    """
+    searched: List[str] = []
+    roots = [("--data-dir", data_dir), (ENV_VAR, os.environ.get(ENV_VAR))]
+    for origin, root in roots:
+        if not root:
+            continue
+        for folder in [Path(root)] + [Path(root) / sub for sub in entry.folders]:
+            searched.append(f"{folder} ({origin})")
+            paths = _entry_paths(entry, folder)
+            if paths:
+                return SplitFiles(paths, entry.format, f"{folder} ({origin})"), searched
+    if entry.name == "sample":
+        folder = sample_dir()
+        if folder is not None:
+            return SplitFiles(_entry_paths(entry, folder) or {}, entry.format, str(folder)), searched
+        searched.append("data/sample in the source checkout and <sys.prefix>/share/mcrf/sample")
+    return None, searched
+
+
+def split_of(name: str) -> Optional[str]:
+    """The split a file or folder name stands for, by convention (``eng.testa`` → ``dev``).
+
+    >>> split_of("valid.txt"), split_of("eng.testb"), split_of("train.char.bio"), split_of("notes.md")
+    ('dev', 'test', 'train', None)
+    """
+    lowered = name.lower()
+    parts = lowered.replace("-", ".").replace("_", ".").split(".")
+    for split, names in SPLIT_NAMES.items():
+        if any(part in names for part in parts):
+            return split
+    return None
+
+
+def find_split_files(path: Path) -> SplitFiles:
+    """Split files of a plain directory (or one file) by conventional names.
+
+    A directory with ``train/seq.in`` (and ``seq.out``) holds line-aligned pairs; otherwise
+    files named like ``train``/``dev|valid|validation|testa``/``test|testb`` with extensions
+    ``.txt .conll .tsv .bio .bmes .jsonl`` ... A single file becomes the split its name says
+    (``train`` when it says none).
+
+    Raises:
+        FileNotFoundError: the directory holds no train/dev/test files.
+        ValueError: two files claim the same split.
+    """
+    if path.is_file():
+        return SplitFiles({split_of(path.name) or "train": path}, _format_of(path), str(path))
+    pairs = {split_of(child.name): child for child in sorted(path.iterdir())
+             if child.is_dir() and (child / "seq.in").is_file() and (child / "seq.out").is_file()}
+    pairs.pop(None, None)
+    if pairs:
+        return SplitFiles(pairs, "pairs", str(path))
+    found: Dict[str, Path] = {}
+    for child in sorted(path.iterdir()):
+        suffix = child.suffix.lower()
+        if not child.is_file() or not (suffix in EXTENSIONS or split_of(suffix.lstrip("."))):
+            continue
+        split = split_of(child.name)
+        if split is None:
+            continue
+        if split in found:
+            raise ValueError(
+                f"both {found[split].name} and {child.name} in {path} look like the {split} split; "
+                f"keep one of them or point at a single file"
+            )
+        found[split] = child
+    if not found:
+        raise FileNotFoundError(
+            f"no split files in {path}: expected files named train / dev|valid|validation|testa / test|testb "
+            f"with an extension among {', '.join(e for e in EXTENSIONS if e)} (or none), or folders "
+            f"train/ valid/ test/ holding seq.in and seq.out"
+        )
+    formats = {_format_of(p) for p in found.values()}
+    if len(formats) > 1:
+        raise ValueError(f"split files in {path} mix formats {sorted(formats)}; expected one format")
+    return SplitFiles(found, formats.pop(), str(path))
+
+
+def _format_of(path: Path) -> str:
+    return "jsonl" if path.suffix.lower() in (".jsonl", ".json") else "columns"
+
+
+def missing_message(entry: DatasetEntry, searched: List[str], hub_errors: List[str]) -> str:
+    """The error text for a registered dataset found nowhere: where to put which files."""
+    layout = ", ".join(
+        f"{split}: {name}/seq.in + {name}/seq.out" if entry.format == "pairs" else f"{split}: {name}"
+        for split, name in entry.files.items()
+    )
+    lines = [
+        f"dataset {entry.name!r} ({entry.description}) was not found.",
+        f"Put its files ({layout}) in a folder DIR/{entry.folders[-1]}/ (or DIR itself) and pass --data-dir DIR "
+        f"or set {ENV_VAR}=DIR.",
+    ]
+    if searched:
+        lines.append("Searched: " + "; ".join(searched) + ".")
+    if hub_errors:
+        lines.append("Hugging Face hub: " + "; ".join(hub_errors))
+    return "\n".join(lines)
