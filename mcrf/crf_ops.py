@@ -1,0 +1,348 @@
+"""Pure tensor functions behind :class:`mcrf.MaskedCRF` (torch only, batch-first).
+
+Every function works on *packed* sequences: the unmasked positions of each sequence moved
+to the front in their original order (``pack``), so sequence ``b`` occupies positions
+``0 .. lengths[b] - 1``. This single trick makes right padding, left padding, a masked
+first position (``[CLS]``) and holes (first-sub-word masks) one case.
+
+Constraints are boolean tables: ``allowed_start (K,)``, ``allowed_trans (K, K)`` indexed
+``[from, to]`` and ``allowed_end (K,)``. Forbidden transitions are excluded *exactly*:
+
+* the partition function runs its step as a matmul in exp space where forbidden
+  transitions are exact zeros (fast: no ``(B, K, K)`` tensor per step, no slow ``exp`` of
+  very negative numbers) while the running scores stay in log space with a per-step
+  rescaling (robust to large emissions). A tag that no legal prefix reaches has score
+  ``log 0``; the hand-written backward never subtracts two such values, so gradients
+  stay finite. Prefixes more than ~100 nats below the best prefix at a step underflow,
+  as in any float32 exp-space computation;
+* Viterbi never takes a forbidden transition as a candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+#: The score the layer reports for a forbidden transition (see ``MaskedCRF.masked_transitions``).
+#: A finite constant: the likelihood itself never adds it (forbidden transitions are exact
+#: zeros in exp space), so no ``-inf`` arithmetic can produce NaN gradients.
+FORBIDDEN_SCORE = -10000.0
+
+# exp() arguments above this are clamped in the backward pass (float32 overflows at ~88.7).
+_MAX_EXP = 80.0
+
+
+def pack(mask: Tensor) -> Tuple[Tensor, Tensor]:
+    """Order positions so that each sequence's unmasked positions come first, in order.
+
+    Args:
+        mask: ``(B, T)`` bool.
+
+    Returns:
+        ``(order, lengths)``: ``order (B, T)`` long, ``order[b, s]`` is the original position
+        of the ``s``-th unmasked token of sequence ``b`` (for ``s < lengths[b]``);
+        ``lengths (B,)`` long.
+    """
+    lengths = mask.sum(dim=1)  # shape: (B,)
+    # A stable sort of "is masked" keeps unmasked positions first and in their order.
+    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # shape: (B, T)
+    return order, lengths
+
+
+def gather_time(x: Tensor, order: Tensor) -> Tensor:
+    """Gather ``x (B, T, ...)`` along time with ``order (B, T')``."""
+    index = order.view(order.shape + (1,) * (x.dim() - 2)).expand(order.shape + x.shape[2:])
+    return x.gather(1, index)
+
+
+def valid_positions(lengths: Tensor, steps: int) -> Tensor:
+    """``(B, steps)`` bool: packed position ``s`` holds a real token of sequence ``b``."""
+    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def _scan_log(
+    emissions: Tensor, start: Tensor, trans: Tensor, allowed_start: Tensor, allowed_trans: Tensor
+) -> Tensor:
+    """Forward (alpha) scores of every packed position, all in one time loop.
+
+    ``alpha[b, t, j]`` is log of the summed score of all legal prefixes of length ``t + 1``
+    ending in tag ``j`` (emission at ``t`` included). Positions past a sequence's length hold
+    finite garbage that callers ignore.
+
+    Args:
+        emissions: ``(B, L, K)`` float32 packed emissions.
+        start: ``(K,)`` start scores. trans: ``(K, K)`` ``[from, to]`` scores.
+        allowed_start: ``(K,)`` bool. allowed_trans: ``(K, K)`` bool.
+
+    Returns:
+        ``(B, L, K)`` alphas (``-inf`` for tags no legal prefix reaches).
+    """
+    steps = emissions.shape[1]
+    trans_max = trans.max()
+    # Exact zeros for forbidden transitions; one rescaling constant for the rest.
+    exp_trans = torch.exp(trans - trans_max) * allowed_trans  # shape: (K, K)
+    neg_inf = torch.full_like(start, float("-inf"))
+    alpha = torch.where(allowed_start, start, neg_inf) + emissions[:, 0]  # shape: (B, K)
+    alphas = [alpha]
+    for t in range(1, steps):
+        shift = alpha.amax(dim=1, keepdim=True)  # shape: (B, 1)
+        mass = torch.exp(alpha - shift) @ exp_trans  # shape: (B, K)
+        alpha = torch.log(mass) + (shift + trans_max) + emissions[:, t]  # shape: (B, K)
+        alphas.append(alpha)
+    return torch.stack(alphas, dim=1)  # shape: (B, L, K)
+
+
+def _final_log(alpha_last: Tensor, end: Tensor, allowed_end: Tensor) -> Tensor:
+    """log-sum-exp of ``alpha_last (B, K) + end`` over allowed end tags -> ``(B,)``."""
+    shift = alpha_last.amax(dim=1, keepdim=True)  # shape: (B, 1)
+    end_max = end.max()
+    weights = torch.exp(end - end_max) * allowed_end  # shape: (K,)
+    total = (torch.exp(alpha_last - shift) * weights).sum(dim=1)  # shape: (B,)
+    return torch.log(total) + shift.squeeze(1) + end_max
+
+
+def _reverse_index(lengths: Tensor, steps: int) -> Tensor:
+    """``(B, L)`` index that reverses each packed sequence within its length."""
+    pos = torch.arange(steps, device=lengths.device).unsqueeze(0)  # shape: (1, L)
+    rev = lengths.unsqueeze(1) - 1 - pos  # shape: (B, L)
+    return torch.where(rev >= 0, rev, pos)
+
+
+def _last(x: Tensor, lengths: Tensor) -> Tensor:
+    """``x (B, L, K)`` at position ``lengths - 1`` (position 0 for empty sequences) -> ``(B, K)``."""
+    idx = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, x.shape[2])
+    return x.gather(1, idx).squeeze(1)
+
+
+def forward_backward(
+    emissions: Tensor,
+    lengths: Tensor,
+    start: Tensor,
+    trans: Tensor,
+    end: Tensor,
+    allowed_start: Tensor,
+    allowed_trans: Tensor,
+    allowed_end: Tensor,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Alphas, log partition and marginals in two scans (the second is the first, reversed).
+
+    Args:
+        emissions: ``(B, L, K)`` float32 packed emissions.
+        lengths: ``(B,)`` long sequence lengths.
+        start, trans, end: CRF scores ``(K,)``, ``(K, K)``, ``(K,)``.
+        allowed_start, allowed_trans, allowed_end: bool tables of the same shapes.
+
+    Returns:
+        ``(alphas, log_z, beta_e)``: ``alphas (B, L, K)``; ``log_z (B,)`` (0 for empty
+        sequences); ``beta_e (B, L, K)`` = backward scores *including* the emission at each
+        position, so that ``marginal = exp(alphas + beta_e - emissions - log_z)``.
+    """
+    steps = emissions.shape[1]
+    alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)
+    log_z = _final_log(_last(alphas, lengths), end, allowed_end)  # shape: (B,)
+    log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+    # The backward pass is the forward pass over reversed sequences with transposed rules.
+    rev = _reverse_index(lengths, steps)  # shape: (B, L)
+    rev_emissions = gather_time(emissions, rev)  # shape: (B, L, K)
+    rev_alphas = _scan_log(rev_emissions, end, trans.t(), allowed_end, allowed_trans.t())
+    beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
+    return alphas, log_z, beta_e
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z with an analytic backward: gradients are the (pairwise) marginals."""
+
+    @staticmethod
+    def forward(ctx, emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+        steps = emissions.shape[1]
+        alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)
+        log_z = _final_log(_last(alphas, lengths), end, allowed_end)
+        log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+        ctx.save_for_backward(
+            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, alphas, log_z
+        )
+        ctx.steps = steps
+        return log_z
+
+    @staticmethod
+    def backward(ctx, grad_log_z):
+        (emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, alphas, log_z) = (
+            ctx.saved_tensors
+        )
+        steps = ctx.steps
+        rev = _reverse_index(lengths, steps)
+        rev_alphas = _scan_log(gather_time(emissions, rev), end, trans.t(), allowed_end, allowed_trans.t())
+        beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
+        valid = valid_positions(lengths, steps)  # shape: (B, L)
+        weight = (grad_log_z * (lengths > 0)).unsqueeze(1) * valid  # shape: (B, L)
+        log_z_ = log_z.view(-1, 1, 1)
+        marg = torch.exp(alphas + beta_e - emissions - log_z_)  # shape: (B, L, K)
+        grad_emissions = marg * weight.unsqueeze(2)
+        grad_start = grad_emissions[:, 0].sum(dim=0)  # shape: (K,)
+        grad_end = (_last(marg, lengths) * weight[:, :1]).sum(dim=0)  # shape: (K,)
+        grad_trans = None
+        if steps > 1:
+            # xi_t(i, j) = exp(alpha_{t-1}(i) + trans[i, j] + beta_e_t(j) - log Z), summed over b, t:
+            # factor it into u_t(i) v_t(j) exp(trans[i, j]) with a per-step shift, one matmul.
+            prev = alphas[:, :-1]  # shape: (B, L-1, K)
+            shift = prev.amax(dim=2, keepdim=True)  # shape: (B, L-1, 1)
+            u = torch.exp(prev - shift) * weight[:, 1:].unsqueeze(2)  # shape: (B, L-1, K)
+            v_log = (beta_e[:, 1:] + shift - log_z_).clamp(max=_MAX_EXP)
+            v = torch.exp(v_log)  # shape: (B, L-1, K)
+            outer = torch.einsum("bti,btj->ij", u, v)  # shape: (K, K)
+            grad_trans = outer * torch.exp(trans) * allowed_trans
+        return grad_emissions, None, grad_start, grad_trans, grad_end, None, None, None
+
+
+def log_partition(
+    emissions: Tensor,
+    lengths: Tensor,
+    start: Tensor,
+    trans: Tensor,
+    end: Tensor,
+    allowed_start: Tensor,
+    allowed_trans: Tensor,
+    allowed_end: Tensor,
+) -> Tensor:
+    """log Z over legal paths of packed sequences, ``(B,)``; 0 for empty sequences.
+
+    Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end`` through a
+    hand-written backward (no per-step autograd graph).
+    """
+    return _LogPartition.apply(
+        emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end
+    )
+
+
+def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
+    """Score of given packed tag sequences, ``(B,)`` (0 for empty sequences).
+
+    Args:
+        emissions: ``(B, L, K)``; tags: ``(B, L)`` long, any value in range past each length.
+    """
+    steps = emissions.shape[1]
+    valid = valid_positions(lengths, steps)  # shape: (B, L)
+    emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * valid  # shape: (B, L)
+    score = emit.sum(dim=1) + start[tags[:, 0]] * (lengths > 0)  # shape: (B,)
+    if steps > 1:
+        step = trans[tags[:, :-1], tags[:, 1:]] * valid[:, 1:]  # shape: (B, L-1)
+        score = score + step.sum(dim=1)
+    last = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # shape: (B,)
+    return score + end[last] * (lengths > 0)
+
+
+def first_violation(
+    tags: Tensor, lengths: Tensor, allowed_start: Tensor, allowed_trans: Tensor, allowed_end: Tensor
+) -> Tensor:
+    """``(B, L)`` bool: packed position ``s`` breaks a rule (start at 0, transition into
+    ``s`` from ``s - 1``, or end at ``lengths - 1``)."""
+    steps = tags.shape[1]
+    valid = valid_positions(lengths, steps)
+    bad = torch.zeros_like(valid)
+    bad[:, 0] = ~allowed_start[tags[:, 0]]
+    if steps > 1:
+        bad[:, 1:] = ~allowed_trans[tags[:, :-1], tags[:, 1:]]
+    is_last = torch.arange(steps, device=tags.device).unsqueeze(0) == (lengths - 1).unsqueeze(1)
+    bad = bad | (is_last & ~allowed_end[tags])
+    return bad & valid
+
+
+def viterbi_kbest(
+    emissions: Tensor,
+    lengths: Tensor,
+    start: Tensor,
+    trans: Tensor,
+    end: Tensor,
+    allowed_start: Tensor,
+    allowed_trans: Tensor,
+    allowed_end: Tensor,
+    k: int = 1,
+) -> Tuple[Tensor, Tensor]:
+    """The ``k`` best legal paths of packed sequences.
+
+    Forbidden transitions are never candidates (they are ``-inf`` in this max-product
+    recursion, which has no gradient), so a returned finite-score path is legal whatever
+    the scores.
+
+    Returns:
+        ``(paths, scores)``: ``paths (B, k, L)`` long in packed positions (entries past a
+        length are meaningless); ``scores (B, k)``, ``-inf`` where fewer than ``k`` legal
+        paths exist. An empty sequence has one (empty) path of score 0.
+    """
+    neg_inf = torch.tensor(float("-inf"), device=emissions.device, dtype=emissions.dtype)
+    trans_m = torch.where(allowed_trans, trans, neg_inf)  # shape: (K_from, K_to)
+    start_m = torch.where(allowed_start, start, neg_inf)  # shape: (K,)
+    end_m = torch.where(allowed_end, end, neg_inf)  # shape: (K,)
+    if k == 1:
+        paths, score = _viterbi_best(emissions, lengths, start_m, trans_m, end_m)
+    else:
+        paths, score = _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k)
+    empty_seq = (lengths == 0).unsqueeze(1)
+    rank0 = torch.arange(k, device=score.device).unsqueeze(0) == 0
+    score = torch.where(empty_seq, torch.where(rank0, 0.0, float("-inf")), score)
+    return paths, score
+
+
+def _viterbi_best(emissions, lengths, start_m, trans_m, end_m) -> Tuple[Tensor, Tensor]:
+    """1-best Viterbi in a batch-innermost ``(K, B)`` layout (fast broadcasting and ``amax``).
+
+    Back-pointers are not stored: the backtrace recomputes each step's argmax for the one
+    chosen tag, a ``(K, B)`` operation instead of a ``(K, K, B)`` one.
+    """
+    steps = emissions.shape[1]
+    emit = emissions.permute(1, 2, 0).contiguous()  # shape: (L, K, B)
+    trans_3 = trans_m.unsqueeze(2)  # shape: (K_from, K_to, 1)
+    alpha = start_m.unsqueeze(1) + emit[0]  # shape: (K, B)
+    alphas = [alpha]
+    for t in range(1, steps):
+        alpha = (alpha.unsqueeze(1) + trans_3).amax(dim=0) + emit[t]  # shape: (K, B)
+        alphas.append(alpha)
+    stacked = torch.stack(alphas, dim=0)  # shape: (L, K, B)
+    last = (lengths - 1).clamp(min=0)  # shape: (B,)
+    final = stacked.gather(0, last.view(1, 1, -1).expand(1, stacked.shape[1], -1)).squeeze(0)
+    score, best_last = (final + end_m.unsqueeze(1)).max(dim=0)  # shape: (B,), (B,)
+    is_last = torch.arange(steps, device=lengths.device).unsqueeze(1) == last.unsqueeze(0)  # shape: (L, B)
+    stacked = stacked.transpose(1, 2).contiguous()  # shape: (L, B, K): argmax over a contiguous dim
+    trans_t = trans_m.t().contiguous()  # shape: (K_to, K_from)
+    cur = best_last
+    tags = [cur]
+    for t in range(steps - 1, 0, -1):
+        prev = (stacked[t - 1] + trans_t.index_select(0, cur)).argmax(dim=1)  # shape: (B,)
+        # A sequence ending at t - 1 starts its backtrace there.
+        cur = torch.where(is_last[t - 1], best_last, prev)
+        tags.append(cur)
+    paths = torch.stack(tags[::-1], dim=1).unsqueeze(1)  # shape: (B, 1, L)
+    return paths, score.unsqueeze(1)
+
+
+def _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k: int) -> Tuple[Tensor, Tensor]:
+    """k-best Viterbi: each tag keeps its ``k`` best prefixes; slots are ``rank * K + tag``."""
+    batch, steps, num_tags = emissions.shape
+    width = k * num_tags
+    emit = emissions.unbind(1)
+    first = start_m + emit[0]  # shape: (B, K)
+    empty = first.new_full((batch, k - 1, num_tags), float("-inf"))
+    alpha = torch.cat([first.unsqueeze(1), empty], dim=1)  # shape: (B, k, K)
+    alphas, pointers = [alpha.reshape(batch, width)], []
+    for t in range(1, steps):
+        cand = alpha.unsqueeze(3) + trans_m  # shape: (B, k, K_from, K_to)
+        cand = cand.permute(0, 3, 1, 2).reshape(batch, num_tags, width)  # shape: (B, K_to, k*K_from)
+        best, ptr = cand.topk(k, dim=2)  # shape: (B, K_to, k); ptr = rank * K + prev tag
+        alpha = best.transpose(1, 2) + emit[t].unsqueeze(1)  # shape: (B, k, K)
+        alphas.append(alpha.reshape(batch, width))
+        pointers.append(ptr.transpose(1, 2).reshape(batch, width))
+    stacked = torch.stack(alphas, dim=1)  # shape: (B, L, k*K)
+    last = (lengths - 1).clamp(min=0)
+    final = stacked.gather(1, last.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)  # shape: (B, k*K)
+    score, best_last = (final + end_m.repeat(k)).topk(k, dim=1)  # shape: (B, k)
+    is_last = torch.arange(steps, device=lengths.device).unsqueeze(0) == last.unsqueeze(1)  # shape: (B, L)
+    cur = best_last
+    slots = [cur]
+    for t in range(steps - 1, 0, -1):
+        prev = pointers[t - 1].gather(1, cur)  # shape: (B, k)
+        cur = torch.where(is_last[:, t - 1 : t], best_last, prev)
+        slots.append(cur)
+    paths = torch.stack(slots[::-1], dim=2) % num_tags  # shape: (B, k, L)
+    return paths, score

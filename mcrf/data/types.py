@@ -1,0 +1,59 @@
+"""Plain data types shared by readers, alignment, training and prediction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of words, with gold tags when known.
+
+    Attributes:
+        tokens: the words, in order.
+        tags: one tag string per word, or ``None`` for unlabelled text.
+        source: where the sentence starts, as ``"file:line"`` (for error messages), or ``None``.
+        offsets: optional ``(start, end)`` character offsets of each word in ``text``.
+        text: the original line the words came from (raw-text prediction), or ``None``.
+    """
+
+    tokens: Tuple[str, ...]
+    tags: Optional[Tuple[str, ...]] = None
+    source: Optional[str] = None
+    offsets: Optional[Tuple[Tuple[int, int], ...]] = None
+    text: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.tags is not None and len(self.tags) != len(self.tokens):
+            where = f" at {self.source}" if self.source else ""
+            raise ValueError(
+                f"expected one tag per token{where}, got {len(self.tokens)} tokens and "
+                f"{len(self.tags)} tags"
+            )
+        if self.offsets is not None and len(self.offsets) != len(self.tokens):
+            raise ValueError(
+                f"expected one offset per token, got {len(self.tokens)} tokens and "
+                f"{len(self.offsets)} offsets"
+            )
+
+
+@dataclass
+class Corpus:
+    """A loaded dataset: named splits over one label set and one tag scheme.
+
+    Attributes:
+        splits: split name (``"train"``, ``"dev"``, ``"test"``) to its sentences.
+        labels: the complete tag inventory of ``scheme`` for the entity types seen in
+            any split (so a tag absent from train still has a row in the CRF mask),
+            ``"O"`` first, then sorted.
+        scheme: canonical scheme name of the tags in ``splits`` (after conversion).
+        name: dataset name or path it was loaded from.
+        report: per-split notes of the loader (illegal gold counts, what the policy did, ...).
+    """
+
+    splits: Dict[str, List[Sentence]]
+    labels: List[str]
+    scheme: str
+    name: str = ""
+    report: Dict[str, dict] = field(default_factory=dict)
