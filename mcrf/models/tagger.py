@@ -212,6 +212,10 @@ class Tagger(nn.Module):
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"expected a positive integer batch_size, got {batch_size!r}")
+        for sentence in sentences:
+            if not isinstance(sentence, Sentence):
+                raise TypeError(f"expected mcrf.data.types.Sentence objects, got {type(sentence).__name__}; "
+                                "wrap words as Sentence(tokens=tuple(words))")
         collate = self.collator(with_tags=False)
         device = next(self.parameters()).device
         results: List[Decoded] = [Decoded() for _ in sentences]
