@@ -1,0 +1,200 @@
+"""load_corpus, the registry resolution and inspect_corpus on small inline corpora."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mcrf import schemes
+from mcrf.data import LoadConfig, format_inspection, inspect_corpus, load_corpus
+from mcrf.data import hub as hub_module
+from mcrf.data.registry import REGISTRY, find_split_files, split_of
+
+
+def _write_split(folder, name, sentences, columns=1):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for sent in sentences:
+        for token, tag in sent:
+            lines.append(" ".join([token] + ["X"] * (columns - 2) + [tag]))
+        lines.append("")
+    (folder / name).write_text("\n".join(lines), encoding="utf-8")
+    return folder / name
+
+
+IOB1_TRAIN = [[("EU", "I-ORG"), ("rejects", "O"), ("German", "I-MISC")],
+              [("Peter", "I-PER"), ("Blackburn", "I-PER"), ("Smith", "B-PER")],
+              [("in", "O"), ("World", "B-MISC"), ("Cup", "I-MISC")]]  # B-MISC after O: illegal IOB1
+IOB1_DEV = [[("Paris", "I-LOC"), ("and", "O"), ("Rome", "I-LOC")]]
+
+
+@pytest.fixture
+def iob1_dir(tmp_path):
+    root = tmp_path / "mini"
+    _write_split(root, "train.txt", IOB1_TRAIN, columns=4)
+    _write_split(root, "valid.txt", IOB1_DEV, columns=4)
+    _write_split(root, "test.txt", IOB1_DEV, columns=4)
+    return root
+
+
+def test_iob1_corpus_detected_repaired_and_converted_to_bio(iob1_dir):
+    corpus = load_corpus(str(iob1_dir))
+    assert corpus.scheme == "BIO"
+    assert corpus.labels == schemes.scheme_labels(["LOC", "MISC", "ORG", "PER"], "BIO")
+    train = corpus.splits["train"]
+    assert train[1].tags == ("B-PER", "I-PER", "B-PER")
+    assert train[2].tags == ("O", "B-MISC", "I-MISC")
+    report = corpus.report["train"]
+    assert report["illegal"] == 1 and report["repaired"] == 1 and report["source_scheme"] == "IOB1"
+    assert report["illegal_at"] == [f"{iob1_dir / 'train.txt'}:10: O -> B-MISC"]
+    assert corpus.report["dev"]["sentences"] == 1 and corpus.report["dev"]["tokens"] == 3
+
+
+def test_labels_cover_tags_absent_from_train(iob1_dir):
+    # dev has no B-LOC: the complete inventory has it anyway, in any target scheme
+    corpus = load_corpus(str(iob1_dir), scheme="BIOES")
+    assert corpus.scheme == "BIOES"
+    assert {"B-LOC", "E-LOC", "S-LOC", "I-LOC"} <= set(corpus.labels)
+    assert corpus.splits["dev"][0].tags == ("S-LOC", "O", "S-LOC")
+    for split in corpus.splits.values():
+        assert all(schemes.is_legal(s.tags, "BIOES") for s in split)
+
+
+def test_policy_drop_and_error(iob1_dir):
+    dropped = load_corpus(str(iob1_dir), policy="drop")
+    assert len(dropped.splits["train"]) == 2 and dropped.report["train"]["dropped"] == 1
+    with pytest.raises(ValueError, match=r"illegal IOB1 gold sequence at .*train.txt:10, position 1: 'O' -> 'B-MISC'"):
+        load_corpus(str(iob1_dir), policy="error")
+
+
+def test_bio_illegal_start_repaired(tmp_path):
+    path = _write_split(tmp_path, "train.txt", [[("a", "B-X"), ("b", "I-X")], [("c", "I-X"), ("d", "O")],
+                                                [("e", "B-X")], [("f", "O"), ("g", "B-X")]])
+    corpus = load_corpus(str(path))
+    assert corpus.scheme == "BIO" and corpus.splits["train"][1].tags == ("B-X", "O")
+    assert corpus.report["train"]["illegal_at"] == [f"{path}:4: <start> -> I-X"]
+
+
+def test_unknown_tag_prefix_names_file_line(tmp_path):
+    path = _write_split(tmp_path, "train.txt", [[("a", "B-X"), ("b", "E-X")]])
+    with pytest.raises(ValueError, match=r"train.txt:1: unknown tag prefix in 'E-X' at position 1 for scheme BIO"):
+        load_corpus(str(path), source_scheme="BIO")
+    bad = _write_split(tmp_path / "b", "train.txt", [[("a", "PER")]])
+    with pytest.raises(ValueError, match="cannot detect the tag scheme .*'PER' is not a tag"):
+        load_corpus(str(bad))
+
+
+def test_bmes_bare_tags_stay_bmes(tmp_path):
+    path = _write_split(tmp_path, "train.bmes", [[("我", "S"), ("在", "S"), ("北", "B"), ("京", "M"), ("城", "E")]])
+    corpus = load_corpus(str(path))
+    assert corpus.scheme == "BMES" and corpus.labels == ["O", "B", "E", "M", "S"]
+    assert load_corpus(str(path), scheme="BIO").splits["train"][0].tags == ("B", "B", "B", "I", "I")
+
+
+def test_jsonl_and_pairs_folders(tmp_path):
+    for split in ("train", "valid", "test"):
+        folder = tmp_path / "slots" / split
+        folder.mkdir(parents=True)
+        (folder / "seq.in").write_text("fly to boston\n")
+        (folder / "seq.out").write_text("O O B-city\n")
+        (tmp_path / "js").mkdir(exist_ok=True)
+        (tmp_path / "js" / f"{split}.jsonl").write_text(json.dumps({"tokens": ["a"], "tags": ["B-X"]}) + "\n")
+    pairs = load_corpus(str(tmp_path / "slots"))
+    assert sorted(pairs.splits) == ["dev", "test", "train"] and pairs.labels == ["O", "B-city", "I-city"]
+    assert load_corpus(str(tmp_path / "js")).splits["dev"][0].tags == ("B-X",)
+
+
+def test_hub_folder_through_load_corpus(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
+    features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
+                                  "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
+    ds = datasets.Dataset.from_dict({"tokens": [["Ann", "Lee", "in", "Oslo"]], "ner_tags": [[1, 2, 0, 3]]},
+                                    features=features)
+    datasets.DatasetDict({"train": ds, "validation": ds}).save_to_disk(str(tmp_path / "hf"))
+    corpus = load_corpus(str(tmp_path / "hf"))
+    assert sorted(corpus.splits) == ["dev", "train"]
+    assert corpus.splits["train"][0].tags == ("B-PER", "I-PER", "O", "B-LOC")
+    # labels come from the data (ORG never occurs), in the complete BIO inventory
+    assert corpus.labels == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+
+
+def test_registry_resolution_data_dir_env_and_subfolder(tmp_path, monkeypatch):
+    monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
+    root = tmp_path / "corpora"
+    _write_split(root / "conll2003", "eng.train", IOB1_TRAIN, columns=4)
+    _write_split(root / "conll2003", "eng.testa", IOB1_DEV, columns=4)
+    corpus = load_corpus("conll2003", data_dir=str(root))
+    assert sorted(corpus.splits) == ["dev", "train"] and corpus.scheme == "BIO"
+    assert corpus.splits["train"][0].tags == ("B-ORG", "O", "B-MISC")  # tag column 3 of 4
+    monkeypatch.setenv("MCRF_DATA_DIR", str(root / "conll2003"))
+    assert len(load_corpus("conll2003").splits["train"]) == 3
+
+
+def test_registry_not_found_says_where_to_put_files(tmp_path, monkeypatch):
+    monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("hub unreachable")
+
+    monkeypatch.setattr(hub_module, "read_hub_dataset", offline)
+    with pytest.raises(FileNotFoundError) as err:
+        load_corpus("conll2003", data_dir=str(tmp_path))
+    text = str(err.value)
+    assert "train: eng.train, dev: eng.testa, test: eng.testb" in text
+    assert "DIR/conll2003/" in text and "MCRF_DATA_DIR" in text and str(tmp_path) in text
+    assert "lhoestq/conll2003: ConnectionError" in text and "eriktks/conll2003" in text
+    with pytest.raises(FileNotFoundError, match="train: train/seq.in \\+ train/seq.out"):
+        load_corpus("atis", data_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="not a registered name .*conll2003"):
+        load_corpus("no-such-corpus")
+
+
+def test_find_split_files_conventions(tmp_path):
+    for name in ("eng.train", "eng.testa", "eng.testb", "README", "notes.md"):
+        (tmp_path / name).write_text("a O\n")
+    found = find_split_files(tmp_path)
+    assert {k: v.name for k, v in found.paths.items()} == {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
+    assert split_of("validation.jsonl") == "dev" and split_of("wnut17train.conll") is None
+    (tmp_path / "dev.txt").write_text("a O\n")
+    with pytest.raises(ValueError, match="both dev.txt and eng.testa .* look like the dev split"):
+        find_split_files(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no split files in .*train / dev"):
+        find_split_files(empty)
+
+
+def test_load_config_validation():
+    with pytest.raises(ValueError, match="unknown policy 'fix'; expected one of repair, drop, error"):
+        LoadConfig(policy="fix")
+    with pytest.raises(ValueError, match="unknown format"):
+        LoadConfig(format="xml")
+    with pytest.raises(ValueError, match="unknown tag scheme"):
+        LoadConfig(scheme="BIOZ")
+    with pytest.raises(TypeError):
+        load_corpus("sample", colour="red")
+    assert LoadConfig(scheme="iobes").scheme == "BIOES"
+
+
+def test_sample_corpus_and_inspect_shape():
+    corpus = load_corpus("sample")
+    assert {k: len(v) for k, v in corpus.splits.items()} == {"train": 600, "dev": 150, "test": 150}
+    assert corpus.scheme == "BIO" and len(corpus.labels) == 9
+    assert REGISTRY["sample"].scheme == "BIO"
+    info = inspect_corpus(corpus)
+    json.dumps(info)
+    assert info["scheme"] == "BIO"
+    for split, stats in info["splits"].items():
+        assert {"sentences", "tokens", "labels", "illegal"} <= set(stats)
+        assert stats["sentences"] == len(corpus.splits[split]) and stats["illegal"] == 0
+        assert stats["tokens"] == sum(len(s.tokens) for s in corpus.splits[split])
+        assert set(stats["entities"]) == {"LOC", "MISC", "ORG", "PER"}
+    text = format_inspection(info)
+    assert "train" in text and f"{info['splits']['train']['tokens']:,}" in text and "entities per type" in text
+
+
+def test_format_inspection_lists_illegal_locations(iob1_dir):
+    text = format_inspection(inspect_corpus(load_corpus(str(iob1_dir))))
+    assert "read as IOB1" in text and "1 repaired" in text and "train.txt:10: O -> B-MISC" in text
