@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from tiny_models import toy_sentences
 
-from mcrf.training import TrainConfig
+from mcrf.training import TrainConfig, train
 from mcrf.training.checkpoint import find_checkpoint, replace_dir
 from mcrf.training.optim import build_optimizer, encoder_depth, linear_schedule, param_groups
 from mcrf.training.report import append_log, plot_curves, read_log, truncate_log
@@ -175,3 +176,123 @@ def test_log_truncation_and_curves(tmp_path):
     log.write_text('{"a": 1}\nnot json\n{"b": 2}\n')
     with pytest.raises(ValueError, match="train_log.jsonl:2"):
         read_log(log)
+
+
+# ---------------------------------------------------------------------------- real training runs
+
+
+def write_toy_corpus(directory: Path, sizes=(40, 16, 12)) -> Path:
+    """CoNLL two-column train/dev/test files of toy sentences (words all in the tiny BERT vocab)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for (name, n), seed in zip(zip(("train", "dev", "test"), sizes), (0, 1, 2)):
+        lines = []
+        for sentence in toy_sentences(n, seed):
+            lines += [f"{w}\t{t}" for w, t in zip(sentence.tokens, sentence.tags)] + [""]
+        (directory / f"{name}.txt").write_text("\n".join(lines), encoding="utf-8")
+    return directory
+
+
+def _config(tmp_path, **overrides) -> TrainConfig:
+    values = dict(encoder="bilstm", output_dir=str(tmp_path / "run"), epochs=2, batch_size=8,
+                  lr=3e-3, head_lr=3e-3, layer_decay=1.0, warmup_ratio=0.0, seed=7, patience=None)
+    values.update(overrides)
+    return TrainConfig.for_dataset(str(write_toy_corpus(tmp_path / "corpus")), **values)
+
+
+def test_bilstm_run_writes_a_working_model_metrics_log_and_curves(tmp_path):
+    from mcrf.models import Tagger
+
+    result = train(_config(tmp_path))
+    out = Path(result.output_dir)
+    assert result.global_step == 10  # 40 sentences / batch 8 = 5 steps x 2 epochs
+    assert sorted(p.name for p in out.iterdir()) == [
+        "last", "metrics.json", "model", "train_log.jsonl", "training_curves.png"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dev"]["num_sentences"] == 16 and metrics["test"]["num_sentences"] == 12
+    assert metrics["dev"]["illegal_path_rate"] == 0.0  # mcrf never decodes an illegal path
+    assert metrics["dev"]["f1"] == pytest.approx(result.best_dev_f1)
+    log = read_log(out / "train_log.jsonl")
+    assert [r["step"] for r in log if r["event"] == "eval"] == [5, 10]
+    assert [r["epoch"] for r in log if r["event"] == "epoch"] == [1, 2]
+    tagger = Tagger.from_pretrained(out / "model")
+    assert tagger.config.decoder == "mcrf"
+    sentences = toy_sentences(3, 9)
+    assert [len(d.tags) for d in tagger.predict(sentences)] == [len(s.tokens) for s in sentences]
+    assert "dev" in (out / "model" / "README.md").read_text()
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path):
+    config = _config(tmp_path, max_steps=1)
+    train(config)
+    with pytest.raises(FileExistsError, match="resume"):
+        train(config)
+    config.overwrite = True
+    assert train(config).global_step == 1
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoint"):
+        train(_config(tmp_path, resume=True))
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_model_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Kill right after the first checkpoint (mid-epoch), resume: same steps and same weights."""
+    from safetensors.torch import load_file
+
+    from mcrf.models import Tagger
+    from mcrf.training import checkpoint
+
+    settings = dict(max_steps=8, eval_every=3)  # checkpoints at steps 3, 6, 8; 5 steps per epoch
+    full = train(_config(tmp_path / "a", **settings))
+
+    real_save = checkpoint.save_last
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise _Killed()
+
+    monkeypatch.setattr(checkpoint, "save_last", save_then_die)
+    with pytest.raises(_Killed):
+        train(_config(tmp_path / "b", **settings))
+    monkeypatch.setattr(checkpoint, "save_last", real_save)
+    state = json.loads((tmp_path / "b" / "run" / "last" / "trainer_state.json").read_text())
+    assert state["state"]["global_step"] == 3 and not (tmp_path / "b" / "run" / "model").exists()
+
+    resumed = train(_config(tmp_path / "b", resume=True, **settings))
+    assert resumed.global_step == full.global_step == 8
+    a = load_file(str(tmp_path / "a" / "run" / "last" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "run" / "last" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
+    log = read_log(tmp_path / "b" / "run" / "train_log.jsonl")
+    assert [r["step"] for r in log if r["event"] == "eval"] == [3, 6, 8]
+    Tagger.from_pretrained(resumed.model_dir)
+
+    # a finished run resumed with a larger step budget continues from its last checkpoint
+    longer = train(_config(tmp_path / "b", resume=True, max_steps=10, eval_every=3))
+    assert longer.global_step == 10
+    assert [r["step"] for r in read_log(tmp_path / "b" / "run" / "train_log.jsonl")
+            if r["event"] == "eval"] == [3, 6, 8, 9, 10]
+
+
+def test_early_stopping(tmp_path):
+    result = train(_config(tmp_path, lr=1e-12, head_lr=1e-12, eval_every=1, patience=2, epochs=3))
+    assert result.stopped_early and result.global_step == 3 and result.best_step == 1
+
+
+def test_tiny_bert_with_llrd_bf16_and_softmax(tmp_path):
+    from tiny_models import make_bert_dir
+
+    bert = make_bert_dir(tmp_path / "bert")
+    result = train(_config(tmp_path, encoder=str(bert), decoder="softmax", postprocess="discard",
+                           lr=1e-3, head_lr=1e-2, layer_decay=0.8, mixed_precision="bf16",
+                           max_length=16, stride=4, epochs=1, bucket=False))
+    assert result.global_step == 5
+    metrics = result.metrics
+    assert metrics["dev"]["num_sentences"] == 16 and 0.0 <= metrics["dev"]["illegal_path_rate"] <= 1.0
+    assert json.loads((Path(result.model_dir) / "config.json").read_text())

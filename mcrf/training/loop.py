@@ -1,0 +1,378 @@
+"""``train(config)``: the training loop, run through 🤗 Accelerate.
+
+Works unchanged in one process, under ``accelerate launch`` and under ``torchrun`` (Accelerate
+reads the launcher's environment; on CPU it uses the gloo backend). Every process runs this
+function; only the main process writes files (apart from the per-process RNG states Accelerate
+stores inside the ``last/`` checkpoint) and shows the progress bar.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
+from mcrf.training import checkpoint, report
+from mcrf.training.config import TrainConfig
+from mcrf.training.optim import build_optimizer, linear_schedule
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["train", "TrainResult", "TrainerState"]
+
+
+@dataclass
+class TrainerState:
+    """Counters saved in ``last/trainer_state.json`` (everything else lives in Accelerate's state)."""
+
+    global_step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    best_f1: float = -1.0
+    best_step: int = -1
+    evals_since_best: int = 0
+    last_eval_step: int = -1
+    stopped_early: bool = False
+
+
+@dataclass
+class TrainResult:
+    """Outcome of ``train``: where things are and the final metrics (same on every process)."""
+
+    output_dir: str
+    model_dir: str
+    metrics: Dict[str, Any]
+    global_step: int
+    best_step: int
+    best_dev_f1: float
+    stopped_early: bool
+
+
+def _select_splits(corpus: Any, config: TrainConfig):
+    splits = corpus.splits
+    for name in ("train", "dev"):
+        if not splits.get(name):
+            raise ValueError(
+                f"expected a non-empty '{name}' split in dataset {config.dataset!r}, got splits "
+                f"{sorted(k for k, v in splits.items() if v)}; provide {name} data (dev is needed to pick "
+                "the best checkpoint)"
+            )
+    train = list(splits["train"])[: config.max_train_sentences]
+    dev = list(splits["dev"])[: config.max_eval_sentences]
+    test = list(splits.get("test") or [])[: config.max_eval_sentences]
+    return train, dev, test
+
+
+def _tagger_config(config: TrainConfig, corpus: Any):
+    from mcrf.models import TaggerConfig
+
+    values = dict(encoder=config.encoder, labels=list(corpus.labels), scheme=corpus.scheme,
+                  decoder=config.decoder, postprocess=config.postprocess,
+                  max_length=config.max_length, stride=config.stride)
+    if config.dropout is not None:
+        values["dropout"] = config.dropout
+    return TaggerConfig(**values)
+
+
+def _check_output_dir(config: TrainConfig, output_dir: Path) -> None:
+    if config.resume:
+        return
+    taken = [name for name in ("last", "last.old", "best", "model") if (output_dir / name).exists()]
+    if taken and not config.overwrite:
+        raise FileExistsError(
+            f"expected an empty run directory, but {output_dir} already holds {taken}; pass "
+            "resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
+            "or choose another output_dir"
+        )
+
+
+def _accelerator(config: TrainConfig):
+    """``Accelerator(mixed_precision=..., log_with=None)``, callable again in the same process.
+
+    Accelerate keeps the precision process-wide and refuses a different one later (a second
+    ``train`` in a notebook, tests, benchmarks); then only that part of its state is reset — the
+    process group and device (``PartialState``) stay.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    shared = AcceleratorState._shared_state
+    if shared and shared.get("_mixed_precision") != config.mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=config.mixed_precision, log_with=None)
+
+
+class _Run:
+    """State of one training run on one process (kept small; ``train`` drives it)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        from accelerate.utils import set_seed
+
+        from mcrf.data import load_corpus
+        from mcrf.models import Tagger
+
+        self.config = config
+        self.accelerator = _accelerator(config)
+        self.output_dir = Path(config.output_dir)
+        _check_output_dir(config, self.output_dir)
+        set_seed(config.seed)
+        corpus = load_corpus(config.dataset, data_dir=config.data_dir, scheme=config.scheme)
+        self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
+        self.scheme = corpus.scheme
+        tagger = Tagger.build(_tagger_config(config, corpus), self.train_set)
+        self.sampler = LengthBucketSampler(sentence_lengths(self.train_set), config.batch_size,
+                                           shuffle=True, bucket=config.bucket, seed=config.seed)
+        loader = torch.utils.data.DataLoader(
+            SentenceDataset(self.train_set), batch_sampler=self.sampler, collate_fn=tagger.collator(),
+            num_workers=config.num_workers,
+            # Its own generator, so starting an epoch's iterator does not draw from the global RNG
+            # (which drives dropout): a resumed run then replays exactly the uninterrupted one.
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        optimizer = build_optimizer(tagger, lr=config.lr, head_lr=config.head_lr,
+                                    layer_decay=config.layer_decay, weight_decay=config.weight_decay)
+        raw_optimizer = optimizer
+        self.model, self.optimizer, self.loader = self.accelerator.prepare(tagger, optimizer, loader)
+        self.steps_per_epoch = len(self.loader)
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        # Not prepared on purpose: an AcceleratedScheduler steps num_processes times per call.
+        self.scheduler = linear_schedule(raw_optimizer, self.total_steps, warmup_ratio=config.warmup_ratio)
+        self.accelerator.register_for_checkpointing(self.scheduler, self.sampler)
+        self.state = TrainerState()
+        self.log_path = self.output_dir / "train_log.jsonl"
+        self.tagger_cls = Tagger
+
+    @property
+    def tagger(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def header(self) -> str:
+        acc = self.accelerator
+        extra = {
+            "processes": acc.num_processes, "device": str(acc.device),
+            "distributed": str(acc.distributed_type), "scheme": self.scheme,
+            "labels": len(self.tagger.config.labels), "train/dev/test sentences":
+            f"{len(self.train_set)}/{len(self.dev_set)}/{len(self.test_set)}",
+            "steps per epoch": self.steps_per_epoch, "total steps": self.total_steps,
+            "parameters": sum(p.numel() for p in self.tagger.parameters()),
+        }
+        width = max(len(k) for k in extra)
+        return self.config.header() + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in extra.items())
+
+    def evaluate(self, sentences: List[Any], tagger: Any = None):
+        """Whole-split evaluation sharded over the processes (``self.tagger`` unless given)."""
+        from mcrf.evaluation import evaluate
+
+        tagger = self.tagger if tagger is None else tagger
+        tagger.eval()
+        try:
+            with torch.no_grad(), self.accelerator.autocast():
+                return evaluate(tagger, sentences, self.config.eval_batch_size, accelerator=self.accelerator)
+        finally:
+            self.model.train()
+
+    def resume(self) -> None:
+        trainer_state = checkpoint.load_last(self.accelerator, self.output_dir)
+        saved = trainer_state["tagger"]
+        current = self.tagger.config.to_dict()
+        changed = [k for k in ("encoder", "labels", "scheme", "decoder") if saved.get(k) != current.get(k)]
+        if changed:
+            raise ValueError(f"cannot resume {self.output_dir}: the checkpoint was trained with different "
+                             f"{changed}; use the same settings or start a new output_dir")
+        self.state = TrainerState(**trainer_state["state"])
+        if self.accelerator.is_main_process:
+            report.truncate_log(self.log_path, self.state.global_step)
+        logger.info("resumed from %s at step %d", self.output_dir / "last", self.state.global_step)
+
+    def save_last(self) -> None:
+        checkpoint.save_last(self.accelerator, self.output_dir, {
+            "state": asdict(self.state), "tagger": self.tagger.config.to_dict(),
+            "train_config": self.config.to_dict(),
+        })
+
+    def eval_and_checkpoint(self, train_loss: Optional[float]) -> None:
+        """Dev evaluation, best-model keeping, early-stopping bookkeeping, ``last/`` checkpoint."""
+        state = self.state
+        result = self.evaluate(self.dev_set)
+        state.last_eval_step = state.global_step
+        improved = result.f1 > state.best_f1
+        if improved:
+            state.best_f1, state.best_step, state.evals_since_best = result.f1, state.global_step, 0
+        else:
+            state.evals_since_best += 1
+        if self.config.patience is not None and state.evals_since_best >= self.config.patience:
+            state.stopped_early = True
+        if self.accelerator.is_main_process:
+            if improved:
+                tagger = self.tagger
+                metrics = {"dev": result.to_dict(), "step": state.global_step}
+                checkpoint.save_tagger(lambda d: tagger.save_pretrained(d, metrics), self.output_dir, "best")
+            report.append_log(self.log_path, {
+                "event": "eval", "step": state.global_step,
+                "epoch": state.global_step / self.steps_per_epoch, "train_loss": train_loss,
+                "lr": self.current_lr(), "dev_f1": result.f1, "dev_precision": result.precision,
+                "dev_recall": result.recall, "dev_macro_f1": result.macro_f1,
+                "dev_illegal_path_rate": result.illegal_path_rate,
+                "dev_sentences_per_second": result.sentences_per_second, "best": improved,
+            })
+        logger.info("step %d: dev F1 %.2f (best %.2f at step %d), illegal paths %.2f%%", state.global_step,
+                    100 * result.f1, 100 * state.best_f1, state.best_step, 100 * (result.illegal_path_rate or 0))
+        self.save_last()
+
+    def current_lr(self) -> float:
+        """Current encoder peak lr (``config.lr`` times the schedule factor)."""
+        group = self.scheduler.optimizer.param_groups[0]
+        return self.config.lr * group["lr"] / group["initial_lr"]
+
+    def reduce_mean(self, total: float, count: int) -> Optional[float]:
+        """Mean over all processes of a per-process sum and count (``None`` when nothing was seen)."""
+        pair = torch.tensor([total, float(count)], dtype=torch.float64, device=self.accelerator.device)
+        pair = self.accelerator.reduce(pair, reduction="sum")
+        return float(pair[0] / pair[1]) if pair[1] > 0 else None
+
+
+def _fit(run: _Run) -> None:
+    """The epoch/step loop, from ``run.state`` until ``total_steps`` or early stopping."""
+    from tqdm.auto import tqdm
+
+    acc, config, state = run.accelerator, run.config, run.state
+    bar = tqdm(total=run.total_steps, initial=state.global_step, desc="train", dynamic_ncols=True,
+               disable=not acc.is_local_main_process)
+    # sentences/s counts training steps only (evaluation and checkpoint time excluded)
+    step_seconds, seen, tick = 0.0, 0, time.perf_counter()
+    eval_loss, eval_count = 0.0, 0
+    run.model.train()
+    try:
+        while state.epoch < run.num_epochs and state.global_step < run.total_steps and not state.stopped_early:
+            loader = run.loader
+            if state.batches_in_epoch:
+                loader = acc.skip_first_batches(run.loader, state.batches_in_epoch)
+            # Accelerate's loader calls set_epoch(its own iteration count) on the batch sampler when
+            # iterated; set both so a resumed run (whose loader restarts counting) uses the right epoch.
+            loader.set_epoch(state.epoch)
+            run.sampler.set_epoch(state.epoch)
+            epoch_loss, epoch_count = 0.0, 0
+            for batch in loader:
+                loss = run.model(batch)
+                acc.backward(loss)
+                if config.max_grad_norm > 0:
+                    acc.clip_grad_norm_(run.model.parameters(), config.max_grad_norm)
+                run.optimizer.step()
+                if not acc.optimizer_step_was_skipped:
+                    run.scheduler.step()
+                run.optimizer.zero_grad(set_to_none=True)
+                value = float(loss.detach())
+                state.global_step += 1
+                state.batches_in_epoch += 1
+                epoch_loss, epoch_count = epoch_loss + value, epoch_count + 1
+                eval_loss, eval_count = eval_loss + value, eval_count + 1
+                seen += int(batch["word_mask"].shape[0]) * acc.num_processes
+                now = time.perf_counter()
+                step_seconds, tick = step_seconds + now - tick, now
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.4f}", lr=f"{run.current_lr():.2e}",
+                                sent_s=f"{seen / max(step_seconds, 1e-9):.1f}")
+                if isinstance(config.eval_every, int) and state.global_step % config.eval_every == 0:
+                    run.eval_and_checkpoint(run.reduce_mean(eval_loss, eval_count))
+                    eval_loss, eval_count = 0.0, 0
+                    tick = time.perf_counter()
+                if state.global_step >= run.total_steps or state.stopped_early:
+                    break
+            epoch_done = state.batches_in_epoch >= run.steps_per_epoch
+            if epoch_done:
+                mean = run.reduce_mean(epoch_loss, epoch_count)
+                state.epoch, state.batches_in_epoch = state.epoch + 1, 0
+                if acc.is_main_process:
+                    report.append_log(run.log_path, {"event": "epoch", "step": state.global_step,
+                                                     "epoch": state.epoch, "train_loss": mean})
+                if config.eval_every == "epoch":
+                    run.eval_and_checkpoint(run.reduce_mean(eval_loss, eval_count))
+                    eval_loss, eval_count = 0.0, 0
+            tick = time.perf_counter()
+            if not epoch_done:
+                break  # max_steps or early stopping inside the epoch
+        if state.last_eval_step != state.global_step:
+            run.eval_and_checkpoint(run.reduce_mean(eval_loss, eval_count))
+    finally:
+        bar.close()
+
+
+def _finish(run: _Run, seconds: float) -> TrainResult:
+    """Reload the best model, evaluate it on dev and test, write model/, metrics.json and the plot."""
+    acc, state = run.accelerator, run.state
+    acc.wait_for_everyone()
+    # best/ is renamed to model/ at the end; a resumed finished run whose later evaluations did
+    # not improve finds its best model in model/.
+    best_dir = checkpoint.find_checkpoint(run.output_dir, "best") or checkpoint.find_checkpoint(
+        run.output_dir, "model")
+    if best_dir is None:
+        raise FileNotFoundError(f"expected a best model in {run.output_dir / 'best'}, found none")
+    best = run.tagger_cls.from_pretrained(str(best_dir), device=acc.device)
+    dev = run.evaluate(run.dev_set, best)
+    test = run.evaluate(run.test_set, best) if run.test_set else None
+    metrics: Dict[str, Any] = {
+        "dev": dev.to_dict(), "test": None if test is None else test.to_dict(),
+        "best_step": state.best_step, "global_step": state.global_step,
+        "stopped_early": state.stopped_early, "train_seconds": seconds,
+        "processes": acc.num_processes, "config": run.config.to_dict(),
+    }
+    model_dir = run.output_dir / "model"
+    if acc.is_main_process:
+        checkpoint.save_tagger(lambda d: best.save_pretrained(d, metrics), run.output_dir, "model")
+        for stale in ("best", "best.old"):
+            if (run.output_dir / stale).exists():
+                shutil.rmtree(run.output_dir / stale)
+        report.write_json(run.output_dir / "metrics.json", metrics)
+        report.plot_curves(report.read_log(run.log_path), run.output_dir / "training_curves.png")
+    acc.wait_for_everyone()
+    return TrainResult(output_dir=str(run.output_dir), model_dir=str(model_dir), metrics=metrics,
+                       global_step=state.global_step, best_step=state.best_step,
+                       best_dev_f1=state.best_f1, stopped_early=state.stopped_early)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train a tagger as configured; return where the model and metrics are.
+
+    Loads the corpus (``mcrf.data.load_corpus``), builds the ``Tagger``, trains with AdamW
+    (LLRD, warmup/decay, clipping) on length-bucketed batches through Accelerate, evaluates on the
+    whole dev set every epoch or ``eval_every`` steps, keeps the best model (``best/``), stops early
+    after ``patience`` evaluations without improvement, checkpoints ``last/`` for ``resume``, and
+    finally writes ``model/`` (the best model, its card with dev/test metrics), ``metrics.json``,
+    ``train_log.jsonl`` and ``training_curves.png`` into ``config.output_dir``.
+
+    Args:
+        config: a validated ``TrainConfig``.
+
+    Returns:
+        ``TrainResult`` (identical on every process).
+
+    Raises:
+        FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+        FileNotFoundError: ``resume`` without a checkpoint; missing corpus files.
+        ValueError: bad settings or a corpus without train/dev sentences.
+    """
+    config.validate()
+    run = _Run(config)
+    if run.accelerator.is_main_process:
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        if not config.resume:  # a fresh run (overwrite=True when something was there)
+            for name in ("last", "last.old", "last.tmp", "best", "best.old", "best.tmp", "model.tmp"):
+                if (run.output_dir / name).exists():
+                    shutil.rmtree(run.output_dir / name)
+            if run.log_path.exists():
+                run.log_path.unlink()
+    run.accelerator.wait_for_everyone()
+    if config.resume:
+        run.resume()
+    logger.info("%s", run.header())
+    started = time.perf_counter()
+    _fit(run)
+    return _finish(run, time.perf_counter() - started)
