@@ -62,6 +62,8 @@ class TrainConfig:
         patience: stop after this many evaluations without a better dev F1 (``None``: never).
         bucket: length-bucketed batches (dynamic padding) instead of plain random batches.
         mixed_precision: ``"no"``, ``"bf16"`` or ``"fp16"`` (Accelerate autocast; the CRF stays float32).
+        cpu: train on the CPU even when a GPU is available (without any accelerator the CPU is
+            used anyway, multi-process with gloo under ``torchrun``/``accelerate launch``).
         max_length: encoder window in sub-words incl. special tokens (HF encoders).
         stride: sub-word overlap between windows of long sentences (HF encoders).
         dropout: dropout before the head; ``None`` keeps the ``TaggerConfig`` default.
@@ -94,6 +96,7 @@ class TrainConfig:
     patience: Optional[int] = 3
     bucket: bool = True
     mixed_precision: str = "no"
+    cpu: bool = False
     max_length: int = 512
     stride: int = 128
     dropout: Optional[float] = None

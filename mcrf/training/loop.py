@@ -94,7 +94,7 @@ def _check_output_dir(config: TrainConfig, output_dir: Path) -> None:
 
 
 def _accelerator(config: TrainConfig):
-    """``Accelerator(mixed_precision=..., log_with=None)``, callable again in the same process.
+    """``Accelerator(mixed_precision=..., cpu=..., log_with=None)``, callable again in the same process.
 
     Accelerate keeps the precision process-wide and refuses a different one later (a second
     ``train`` in a notebook, tests, benchmarks); then only that part of its state is reset — the
@@ -106,7 +106,12 @@ def _accelerator(config: TrainConfig):
     shared = AcceleratorState._shared_state
     if shared and shared.get("_mixed_precision") != config.mixed_precision:
         AcceleratorState._reset_state(reset_partial_state=False)
-    return Accelerator(mixed_precision=config.mixed_precision, log_with=None)
+    # Accelerate only treats a torchrun/accelerate-launch job as multi-process CPU training
+    # (gloo) when told cpu=True; on a machine without any accelerator that is the only device.
+    has_accelerator = getattr(torch, "accelerator", None)
+    available = has_accelerator.is_available() if has_accelerator else torch.cuda.is_available()
+    return Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or not available,
+                       log_with=None)
 
 
 class _Run:
