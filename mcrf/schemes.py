@@ -229,21 +229,18 @@ def _encode(spans: Sequence[Span], length: int, scheme: str) -> List[str]:
     spec = SCHEMES[scheme]
     tags = ["O"] * length
     for j, (label, start, end) in enumerate(spans):
-        def tag(prefix: str) -> str:
-            return f"{prefix}-{label}" if label else prefix
-
+        suffix = f"-{label}" if label else ""
         if end - start == 1:
-            tags[start] = tag(spec.single)
+            tags[start] = spec.single + suffix
         else:
-            tags[start] = tag(spec.first)
+            tags[start] = spec.first + suffix
             for i in range(start + 1, end - 1):
-                tags[i] = tag(spec.inside)
-            tags[end - 1] = tag(spec.last)
+                tags[i] = spec.inside + suffix
+            tags[end - 1] = spec.last + suffix
         if spec.after_same and j > 0 and spans[j - 1].end == start and spans[j - 1].label == label:
-            tags[start] = tag(spec.after_same)
-        nxt = spans[j + 1] if j + 1 < len(spans) else None
-        if spec.before_same and nxt is not None and nxt.start == end and nxt.label == label:
-            tags[end - 1] = tag(spec.before_same)
+            tags[start] = spec.after_same + suffix
+        if spec.before_same and j + 1 < len(spans) and spans[j + 1].start == end and spans[j + 1].label == label:
+            tags[end - 1] = spec.before_same + suffix
     return tags
 
 
