@@ -76,6 +76,8 @@ def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan
     if n == 0:
         return WindowPlan((), ())
     sizes = [min(max(int(length), 1), budget) for length in lengths]
+    if sum(sizes) <= budget:  # the common case: one window holds the whole sentence
+        return WindowPlan(((0, n),), (0,) * n)
     cumulative = [0]
     for size in sizes:
         cumulative.append(cumulative[-1] + size)
@@ -200,51 +202,45 @@ class SubwordAligner:
         pieces = self.word_pieces(sentences)
         rows: List[List[int]] = []
         types: List[List[int]] = []
-        batch = len(sentences)
         width = max((len(words) for words in sentences), default=0)
-        word_window = torch.zeros(batch, width, dtype=torch.long)  # shape: (B, W)
-        word_position = torch.zeros(batch, width, dtype=torch.long)  # shape: (B, W)
-        word_mask = torch.zeros(batch, width, dtype=torch.bool)  # shape: (B, W)
-        for b, words in enumerate(pieces):
+        windows_of: List[List[int]] = []  # per sentence: owner row of each word
+        positions_of: List[List[int]] = []  # per sentence: first-sub-word position of each word
+        for words in pieces:
             plan = plan_windows([len(p) for p in words], self.budget, self.stride)
             first_row = len(rows)
-            positions: List[List[int]] = []
+            starts_of_window: List[List[int]] = []
             for start, end in plan.windows:
                 ids = list(self.prefix)
                 starts = []
                 for word in range(start, end):
                     starts.append(len(ids))
                     ids.extend(words[word][: self.budget])
+                inner = len(ids) - len(self.prefix)
                 ids.extend(self.suffix)
                 rows.append(ids)
-                types.append(
-                    list(self.prefix_types) + [self.word_type] * (len(ids) - len(self.prefix) - len(self.suffix))
-                    + list(self.suffix_types)
-                )
-                positions.append(starts)
-            for word, window in enumerate(plan.owner):
-                start = plan.windows[window][0]
-                word_window[b, word] = first_row + window
-                word_position[b, word] = positions[window][word - start]
-                word_mask[b, word] = True
+                types.append(self.prefix_types + [self.word_type] * inner + self.suffix_types)
+                starts_of_window.append(starts)
+            windows_of.append([first_row + w for w in plan.owner])
+            positions_of.append([starts_of_window[w][i - plan.windows[w][0]] for i, w in enumerate(plan.owner)])
         seq = max((len(r) for r in rows), default=0)
-        input_ids = torch.full((len(rows), seq), self.pad_id, dtype=torch.long)  # shape: (N, S)
-        attention_mask = torch.zeros(len(rows), seq, dtype=torch.long)  # shape: (N, S)
-        token_type_ids = torch.zeros(len(rows), seq, dtype=torch.long)  # shape: (N, S)
-        for i, (ids, row_types) in enumerate(zip(rows, types)):
-            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, : len(ids)] = 1
-            token_type_ids[i, : len(ids)] = torch.tensor(row_types, dtype=torch.long)
         out = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "word_window": word_window,
-            "word_position": word_position,
-            "word_mask": word_mask,
+            "input_ids": _padded(rows, seq, self.pad_id),  # shape: (N, S)
+            "attention_mask": _padded([[1] * len(r) for r in rows], seq, 0),  # shape: (N, S)
+            "word_window": _padded(windows_of, width, 0),  # shape: (B, W)
+            "word_position": _padded(positions_of, width, 0),  # shape: (B, W)
+            "word_mask": _padded([[1] * len(w) for w in windows_of], width, 0).bool(),  # shape: (B, W)
         }
+        token_type_ids = _padded(types, seq, 0)  # shape: (N, S)
         if self.uses_token_types:
             out["token_type_ids"] = token_type_ids
         return out
+
+
+def _padded(rows: Sequence[Sequence[int]], width: int, fill: int) -> Tensor:
+    """Right-pad integer lists to ``width`` and stack them, shape (len(rows), width) long."""
+    return torch.tensor([list(r) + [fill] * (width - len(r)) for r in rows], dtype=torch.long).reshape(
+        len(rows), width
+    )
 
 
 def gather_words(states: Tensor, word_window: Tensor, word_position: Tensor) -> Tensor:
