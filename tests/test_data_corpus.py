@@ -198,3 +198,15 @@ def test_sample_corpus_and_inspect_shape():
 def test_format_inspection_lists_illegal_locations(iob1_dir):
     text = format_inspection(inspect_corpus(load_corpus(str(iob1_dir))))
     assert "read as IOB1" in text and "1 repaired" in text and "train.txt:10: O -> B-MISC" in text
+
+
+def test_dev_fraction_carves_dev_only_when_missing(tmp_path):
+    sents = [[(f"w{i}", "B-X"), ("x", "O")] for i in range(10)]
+    path = _write_split(tmp_path / "c", "train.txt", sents)
+    corpus = load_corpus(str(path), dev_fraction=0.2)
+    assert [len(corpus.splits[s]) for s in ("train", "dev")] == [8, 2]
+    assert corpus.splits["dev"][0].tokens[0] == "w8" and corpus.report["dev"]["carved_from_train"] == 2
+    assert corpus.report["dev"]["illegal_at"] == [] and corpus.report["dev"]["tokens"] == 4
+    assert "dev" not in load_corpus(str(path)).splits
+    with pytest.raises(ValueError, match="dev_fraction strictly between 0 and 1"):
+        LoadConfig(dev_fraction=1.0)

@@ -43,6 +43,8 @@ class LoadConfig:
         encoding: file encoding (``None``: registry's, else UTF-8).
         hub_tag_column: tag column of a hub dataset (``None``: ``ner_tags``/``tags``/...).
         max_reported: how many illegal ``file:line`` locations the report keeps per split.
+        dev_fraction: when the dataset has no dev split (CoNLL-2000), move this last fraction
+            of train into a ``dev`` split (``None``: leave the splits as they are).
     """
 
     data_dir: Optional[str] = None
@@ -56,12 +58,15 @@ class LoadConfig:
     encoding: Optional[str] = None
     hub_tag_column: Optional[str] = None
     max_reported: int = 5
+    dev_fraction: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise ValueError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
         if self.format is not None and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        if self.dev_fraction is not None and not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"expected dev_fraction strictly between 0 and 1, got {self.dev_fraction}")
         if self.scheme is not None:
             self.scheme = schemes.canonical_scheme(self.scheme)
         if self.source_scheme is not None:
@@ -87,6 +92,7 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
     """
     cfg = dataclasses.replace(config or LoadConfig(), **overrides)
     raw, native, origins = read_splits(name_or_path, cfg)
+    carved = _carve_dev(raw, origins, cfg.dev_fraction)
     source = cfg.source_scheme or _detect(raw, native, name_or_path)
     target = cfg.scheme or _DEFAULT_TARGET.get(source, source)
     splits: Dict[str, List[Sentence]] = {}
@@ -95,9 +101,25 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
         kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
         splits[split] = kept
         report[split] = notes
+    if carved:
+        report["dev"]["carved_from_train"] = carved
     types = schemes.entity_types(tag for sents in splits.values() for s in sents for tag in s.tags)
     labels = schemes.scheme_labels(types, target)
     return Corpus(splits=splits, labels=labels, scheme=target, name=str(name_or_path), report=report)
+
+
+def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction: Optional[float]) -> int:
+    """Move the last ``fraction`` of train into a new dev split when there is none; returns its size."""
+    if fraction is None or "dev" in raw or not raw.get("train"):
+        return 0
+    count = max(1, round(len(raw["train"]) * fraction))
+    if count >= len(raw["train"]):
+        raise ValueError(f"dev_fraction {fraction} leaves no training sentences out of {len(raw['train'])}")
+    raw["dev"] = raw["train"][-count:]
+    raw["train"] = raw["train"][:-count]
+    origins["dev"] = origins.get("train", "")
+    logger.info("no dev split: using the last %d training sentences as dev", count)
+    return count
 
 
 def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str) -> str:
