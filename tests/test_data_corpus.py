@@ -149,6 +149,8 @@ def test_registry_not_found_says_where_to_put_files(tmp_path, monkeypatch):
         load_corpus("atis", data_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not a registered name .*conll2003"):
         load_corpus("no-such-corpus")
+    with pytest.raises(FileNotFoundError, match="'someone/corpus' is no local path, and as a Hugging Face hub id"):
+        load_corpus("someone/corpus")
 
 
 def test_find_split_files_conventions(tmp_path):

@@ -227,7 +227,13 @@ def read_splits(
         files = find_split_files(path)
         return _read_files(files, cfg, None), None, {s: cfg.format or files.format for s in files.paths}
     if "/" in name_or_path and not name_or_path.startswith((".", "/")) and name_or_path.count("/") == 1:
-        splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
+        try:
+            splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
+        except (ConnectionError, OSError) as err:
+            raise FileNotFoundError(
+                f"{name_or_path!r} is no local path, and as a Hugging Face hub id it failed: {err}; "
+                f"check the path, or the network and the id"
+            ) from err
         return splits, None, {s: "hub" for s in splits}
     raise FileNotFoundError(
         f"no dataset {name_or_path!r}: not a registered name ({', '.join(REGISTRY)}), not an existing file or "

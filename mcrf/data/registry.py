@@ -232,5 +232,5 @@ def missing_message(entry: DatasetEntry, searched: List[str], hub_errors: List[s
     if searched:
         lines.append("Searched: " + "; ".join(searched) + ".")
     if hub_errors:
-        lines.append("Hugging Face hub: " + "; ".join(hub_errors))
+        lines.append("Hugging Face hub (set HF_HUB_OFFLINE=1 to skip it): " + "; ".join(hub_errors))
     return "\n".join(lines)
