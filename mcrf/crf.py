@@ -20,13 +20,7 @@ MODES = ("mcrf", "mcrf-decoding", "crf")
 REDUCTIONS = ("none", "sum", "mean", "token_mean")
 
 
-def _tracing() -> bool:
-    """True under torch.compile / torch.export, where data-dependent checks are skipped."""
-    compiler = getattr(torch, "compiler", None)
-    if compiler is None:
-        return False
-    exporting = getattr(compiler, "is_exporting", lambda: False)
-    return bool(compiler.is_compiling() or exporting())
+_tracing = crf_ops.tracing
 
 
 class MaskedCRF(nn.Module):
@@ -151,6 +145,14 @@ class MaskedCRF(nn.Module):
             torch.where(end, self.end_transitions, fill),
         )
 
+    def _scores(self, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+        """Start, transition and end scores in the computation dtype."""
+        return (
+            self.start_transitions.to(dtype),
+            self.transitions.to(dtype),
+            self.end_transitions.to(dtype),
+        )
+
     # ------------------------------------------------------------------ validation
     def _prepare(self, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor]):
         """Validate and convert to batch-first float32 emissions, long tags, bool mask."""
@@ -196,7 +198,8 @@ class MaskedCRF(nn.Module):
             emissions = emissions.transpose(0, 1)
             mask = mask.transpose(0, 1)
             tags = tags.transpose(0, 1) if tags is not None else None
-        emissions = emissions.float()
+        # float32 at least (fp16/bf16 are upcast); float64 stays float64 (gradcheck).
+        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
         if not _tracing():
             if not torch.isfinite(emissions).all():
                 kind = "NaN" if torch.isnan(emissions).any() else "infinite"
@@ -268,12 +271,9 @@ class MaskedCRF(nn.Module):
             if self.mode == "mcrf" and not _tracing():
                 self._check_gold(packed_tags, lengths, order)
             start, trans, end = self._tables(train=True)
-            gold = crf_ops.path_score(
-                packed, packed_tags, lengths, self.start_transitions, self.transitions, self.end_transitions
-            )
-            log_z = crf_ops.log_partition(
-                packed, lengths, self.start_transitions, self.transitions, self.end_transitions, start, trans, end
-            )
+            scores = self._scores(packed.dtype)
+            gold = crf_ops.path_score(packed, packed_tags, lengths, *scores)
+            log_z = crf_ops.log_partition(packed, lengths, *scores, start, trans, end)
             llh = gold - log_z  # shape: (B,)
         if reduction == "none":
             return llh
@@ -296,8 +296,7 @@ class MaskedCRF(nn.Module):
             packed, lengths, order, _ = self._packed(emissions, mask)
             start, trans, end = self._tables(train=False)
             paths, scores = crf_ops.viterbi_kbest(
-                packed, lengths, self.start_transitions, self.transitions, self.end_transitions,
-                start, trans, end, k=k,
+                packed, lengths, *self._scores(packed.dtype), start, trans, end, k=k
             )  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask
 
@@ -319,14 +318,8 @@ class MaskedCRF(nn.Module):
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
         paths, scores, lengths, order, mask = self._viterbi_packed(emissions, mask, k)
-        batch, steps = mask.shape
-        valid = crf_ops.valid_positions(lengths, paths.shape[2]).unsqueeze(1)  # shape: (B, 1, L)
-        valid = valid & torch.isfinite(scores).unsqueeze(2)  # shape: (B, k, L)
-        paths = torch.where(valid, paths, torch.full_like(paths, -1))
-        # Scatter packed positions back to the input positions; masked ones stay -1.
-        out = paths.new_full((batch, k, steps + 1), -1)
-        target = torch.where(valid, order[:, : paths.shape[2]].unsqueeze(1), torch.full_like(paths, steps))
-        out = out.scatter(2, target, paths)[:, :, :steps]  # shape: (B, k, T)
+        paths = torch.where(torch.isfinite(scores).unsqueeze(2), paths, torch.full_like(paths, -1))
+        out = crf_ops.unpack(paths.transpose(1, 2), order, lengths, mask.shape[1], fill=-1).transpose(1, 2)  # shape: (B, k, T)
         if not self.batch_first:
             out = out.permute(2, 0, 1)
         return out, scores
@@ -362,16 +355,8 @@ class MaskedCRF(nn.Module):
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
             start, trans, end = self._tables(train=False)
-            alphas, log_z, beta_e = crf_ops.forward_backward(
-                packed, lengths, self.start_transitions, self.transitions, self.end_transitions, start, trans, end
-            )
-            marg = torch.exp(alphas + beta_e - packed - log_z.view(-1, 1, 1))  # shape: (B, L, K)
-        valid = crf_ops.valid_positions(lengths, marg.shape[1]).unsqueeze(2)
-        marg = marg * valid
-        batch, steps = mask.shape
-        out = marg.new_zeros(batch, steps + 1, self.num_tags)
-        target = torch.where(valid.squeeze(2), order[:, : marg.shape[1]], torch.full_like(order[:, : marg.shape[1]], steps))
-        out = out.scatter(1, target.unsqueeze(2).expand_as(marg), marg)[:, :steps]
+            marg = crf_ops.marginals(packed, lengths, *self._scores(packed.dtype), start, trans, end)
+        out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
         if not self.batch_first:
             out = out.transpose(0, 1)
         return out

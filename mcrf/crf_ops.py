@@ -32,6 +32,8 @@ FORBIDDEN_SCORE = -10000.0
 
 # exp() arguments above this are clamped in the backward pass (float32 overflows at ~88.7).
 _MAX_EXP = 80.0
+# Scores further apart than this within one step may underflow in exp space (float32: ~87).
+_SAFE_GAP = 60.0
 
 
 def pack(mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -57,9 +59,33 @@ def gather_time(x: Tensor, order: Tensor) -> Tensor:
     return x.gather(1, index)
 
 
+def unpack(packed: Tensor, order: Tensor, lengths: Tensor, steps: int, fill: float) -> Tensor:
+    """Inverse of packing: ``packed (B, L, ...)`` back to ``steps`` input positions
+    ``(B, T, ...)``, ``fill`` at masked positions (``order`` and ``lengths`` from :func:`pack`)."""
+    batch, used = packed.shape[:2]
+    target = torch.where(valid_positions(lengths, used), order[:, :used], steps)  # shape: (B, L)
+    target = target.view(target.shape + (1,) * (packed.dim() - 2)).expand_as(packed)
+    out = packed.new_full((batch, steps + 1) + packed.shape[2:], fill)
+    return out.scatter(1, target, packed)[:, :steps]
+
+
 def valid_positions(lengths: Tensor, steps: int) -> Tensor:
     """``(B, steps)`` bool: packed position ``s`` holds a real token of sequence ``b``."""
     return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+
+
+def _row_scale(trans: Tensor, allowed_trans: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-source-tag rescaling of the transition weights.
+
+    Returns ``(row_max (K,), weights (K, K))`` with ``weights = exp(trans - row_max[:, None])``
+    on allowed entries (each row's best allowed entry is exactly 1) and exact zeros on
+    forbidden ones; a row without allowed entries gets ``row_max = 0``.
+    """
+    neg_inf = torch.tensor(float("-inf"), dtype=trans.dtype, device=trans.device)
+    masked = torch.where(allowed_trans, trans, neg_inf)  # shape: (K, K)
+    row_max = masked.amax(dim=1)  # shape: (K,)
+    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
+    return row_max, torch.exp(masked - row_max.unsqueeze(1))
 
 
 def _scan_log(
@@ -69,10 +95,14 @@ def _scan_log(
 
     ``alpha[b, t, j]`` is log of the summed score of all legal prefixes of length ``t + 1``
     ending in tag ``j`` (emission at ``t`` included). Positions past a sequence's length hold
-    finite garbage that callers ignore.
+    values that callers ignore.
+
+    Each step is ``log(exp(a - shift) @ W) + shift + emission`` where ``W`` holds the
+    row-rescaled transition weights (exact zeros where forbidden) and ``a`` carries the row
+    scale, so the best prefix always reaches its best successor with weight exactly 1.
 
     Args:
-        emissions: ``(B, L, K)`` float32 packed emissions.
+        emissions: ``(B, L, K)`` float packed emissions.
         start: ``(K,)`` start scores. trans: ``(K, K)`` ``[from, to]`` scores.
         allowed_start: ``(K,)`` bool. allowed_trans: ``(K, K)`` bool.
 
@@ -80,27 +110,26 @@ def _scan_log(
         ``(B, L, K)`` alphas (``-inf`` for tags no legal prefix reaches).
     """
     steps = emissions.shape[1]
-    trans_max = trans.max()
-    # Exact zeros for forbidden transitions; one rescaling constant for the rest.
-    exp_trans = torch.exp(trans - trans_max) * allowed_trans  # shape: (K, K)
+    row_max, weights = _row_scale(trans, allowed_trans)  # shape: (K,), (K, K)
     neg_inf = torch.full_like(start, float("-inf"))
-    alpha = torch.where(allowed_start, start, neg_inf) + emissions[:, 0]  # shape: (B, K)
-    alphas = [alpha]
+    # Carry a = alpha + row_max: the row scale is folded into the emissions once.
+    emit = (emissions + row_max).unbind(1)
+    a = torch.where(allowed_start, start, neg_inf) + emit[0]  # shape: (B, K)
+    scaled = [a]
     for t in range(1, steps):
-        shift = alpha.amax(dim=1, keepdim=True)  # shape: (B, 1)
-        mass = torch.exp(alpha - shift) @ exp_trans  # shape: (B, K)
-        alpha = torch.log(mass) + (shift + trans_max) + emissions[:, t]  # shape: (B, K)
-        alphas.append(alpha)
-    return torch.stack(alphas, dim=1)  # shape: (B, L, K)
+        shift = a.amax(dim=1, keepdim=True)  # shape: (B, 1)
+        a = torch.log(torch.exp(a - shift) @ weights) + shift + emit[t]  # shape: (B, K)
+        scaled.append(a)
+    return torch.stack(scaled, dim=1) - row_max  # shape: (B, L, K)
 
 
 def _final_log(alpha_last: Tensor, end: Tensor, allowed_end: Tensor) -> Tensor:
     """log-sum-exp of ``alpha_last (B, K) + end`` over allowed end tags -> ``(B,)``."""
-    shift = alpha_last.amax(dim=1, keepdim=True)  # shape: (B, 1)
-    end_max = end.max()
-    weights = torch.exp(end - end_max) * allowed_end  # shape: (K,)
-    total = (torch.exp(alpha_last - shift) * weights).sum(dim=1)  # shape: (B,)
-    return torch.log(total) + shift.squeeze(1) + end_max
+    neg_inf = torch.tensor(float("-inf"), dtype=alpha_last.dtype, device=alpha_last.device)
+    closing = torch.where(allowed_end, alpha_last + end, neg_inf)  # shape: (B, K)
+    shift = closing.amax(dim=1, keepdim=True)  # shape: (B, 1)
+    shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+    return torch.log(torch.exp(closing - shift).sum(dim=1)) + shift.squeeze(1)
 
 
 def _reverse_index(lengths: Tensor, steps: int) -> Tensor:
@@ -116,7 +145,82 @@ def _last(x: Tensor, lengths: Tensor) -> Tensor:
     return x.gather(1, idx).squeeze(1)
 
 
-def forward_backward(
+def tracing() -> bool:
+    """True under torch.compile / torch.export, where data-dependent branches are skipped."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is None:
+        return False
+    exporting = getattr(compiler, "is_exporting", lambda: False)
+    return bool(compiler.is_compiling() or exporting())
+
+
+def _spread_risk(scaled: Tensor, lengths: Tensor) -> Tensor:
+    """``(B,)`` bool: at some real position the finite scores span more than ``_SAFE_GAP``,
+    so the exp-space step may have dropped (underflowed) a term."""
+    finite = torch.isfinite(scaled)
+    top = torch.where(finite, scaled, float("-inf")).amax(dim=2)  # shape: (B, L)
+    low = torch.where(finite, scaled, float("inf")).amin(dim=2)  # shape: (B, L)
+    gap = torch.where(valid_positions(lengths, scaled.shape[1]), top - low, torch.zeros_like(top))
+    return (gap > _SAFE_GAP).any(dim=1)
+
+
+def _both_scans(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+    """Alphas, emission-inclusive betas, log Z and the rows whose fast scan may be inexact."""
+    steps = emissions.shape[1]
+    alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)  # shape: (B, L, K)
+    log_z = _final_log(_last(alphas, lengths), end, allowed_end)  # shape: (B,)
+    log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
+    # The backward pass is the forward pass over reversed sequences with transposed rules.
+    rev = _reverse_index(lengths, steps)  # shape: (B, L)
+    rev_alphas = _scan_log(gather_time(emissions, rev), end, trans.t(), allowed_end, allowed_trans.t())
+    beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
+    risky = _spread_risk(alphas, lengths) | _spread_risk(beta_e, lengths) | ~torch.isfinite(log_z)
+    weights = _row_scale(trans, allowed_trans)[1]
+    if bool((allowed_trans & (weights == 0)).any()) if not tracing() else False:
+        risky = torch.ones_like(risky)  # allowed transition scores themselves span > 88 nats
+    return alphas, beta_e, log_z, risky
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z with an analytic backward: gradients are the (pairwise) marginals."""
+
+    @staticmethod
+    def forward(ctx, emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+        alphas, beta_e, log_z, risky = _both_scans(
+            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end
+        )
+        ctx.save_for_backward(emissions, lengths, trans, allowed_trans, alphas, beta_e, log_z)
+        ctx.mark_non_differentiable(risky)
+        return log_z, risky
+
+    @staticmethod
+    def backward(ctx, grad_log_z, _grad_risky):
+        emissions, lengths, trans, allowed_trans, alphas, beta_e, log_z = ctx.saved_tensors
+        steps = emissions.shape[1]
+        valid = valid_positions(lengths, steps)  # shape: (B, L)
+        weight = (grad_log_z * (lengths > 0)).unsqueeze(1) * valid  # shape: (B, L)
+        log_z_ = torch.where(torch.isfinite(log_z), log_z, 0.0).view(-1, 1, 1)
+        marg = torch.exp(alphas + beta_e - emissions - log_z_)  # shape: (B, L, K)
+        # where, not multiply: rows recomputed exactly (weight 0) may hold inf here.
+        grad_emissions = torch.where(weight.unsqueeze(2) != 0, marg * weight.unsqueeze(2), 0.0)
+        grad_start = grad_emissions[:, 0].sum(dim=0)  # shape: (K,)
+        grad_end = _last(grad_emissions, lengths).sum(dim=0)  # shape: (K,)
+        grad_trans = torch.zeros_like(trans)
+        if steps > 1:
+            # xi_t(i, j) = exp(alpha_{t-1}(i) + trans[i, j] + beta_e_t(j) - log Z), summed over b, t,
+            # factored as u_t(i) v_t(j) W[i, j] (W: the row-rescaled weights of the forward scan).
+            row_max, weights = _row_scale(trans, allowed_trans)
+            prev = alphas[:, :-1] + row_max  # shape: (B, L-1, K)
+            shift = prev.amax(dim=2, keepdim=True)  # shape: (B, L-1, 1)
+            shift = torch.where(torch.isfinite(shift), shift, torch.zeros_like(shift))
+            u = torch.where(weight[:, 1:].unsqueeze(2) != 0, torch.exp(prev - shift), 0.0)
+            u = u * weight[:, 1:].unsqueeze(2)  # shape: (B, L-1, K)
+            v = torch.exp((beta_e[:, 1:] + shift - log_z_).clamp(max=_MAX_EXP))  # shape: (B, L-1, K)
+            grad_trans = torch.einsum("bti,btj->ij", u, v) * weights  # shape: (K, K)
+        return grad_emissions, None, grad_start, grad_trans, grad_end, None, None, None
+
+
+def log_partition_exact(
     emissions: Tensor,
     lengths: Tensor,
     start: Tensor,
@@ -125,75 +229,24 @@ def forward_backward(
     allowed_start: Tensor,
     allowed_trans: Tensor,
     allowed_end: Tensor,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """Alphas, log partition and marginals in two scans (the second is the first, reversed).
+) -> Tensor:
+    """log Z by a plain log-space recursion (autograd, ``(B, K, K)`` per step): the slow,
+    range-proof reference used for rows whose scores exceed the fast scan's exp range.
 
-    Args:
-        emissions: ``(B, L, K)`` float32 packed emissions.
-        lengths: ``(B,)`` long sequence lengths.
-        start, trans, end: CRF scores ``(K,)``, ``(K, K)``, ``(K,)``.
-        allowed_start, allowed_trans, allowed_end: bool tables of the same shapes.
-
-    Returns:
-        ``(alphas, log_z, beta_e)``: ``alphas (B, L, K)``; ``log_z (B,)`` (0 for empty
-        sequences); ``beta_e (B, L, K)`` = backward scores *including* the emission at each
-        position, so that ``marginal = exp(alphas + beta_e - emissions - log_z)``.
+    Forbidden entries get ``FORBIDDEN_SCORE``: at the score ranges that need this path their
+    weight ``exp(-1e4)`` is exactly 0 in float32, and no ``-inf`` can reach a gradient.
     """
     steps = emissions.shape[1]
-    alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)
-    log_z = _final_log(_last(alphas, lengths), end, allowed_end)  # shape: (B,)
-    log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
-    # The backward pass is the forward pass over reversed sequences with transposed rules.
-    rev = _reverse_index(lengths, steps)  # shape: (B, L)
-    rev_emissions = gather_time(emissions, rev)  # shape: (B, L, K)
-    rev_alphas = _scan_log(rev_emissions, end, trans.t(), allowed_end, allowed_trans.t())
-    beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
-    return alphas, log_z, beta_e
-
-
-class _LogPartition(torch.autograd.Function):
-    """log Z with an analytic backward: gradients are the (pairwise) marginals."""
-
-    @staticmethod
-    def forward(ctx, emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
-        steps = emissions.shape[1]
-        alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)
-        log_z = _final_log(_last(alphas, lengths), end, allowed_end)
-        log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
-        ctx.save_for_backward(
-            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, alphas, log_z
-        )
-        ctx.steps = steps
-        return log_z
-
-    @staticmethod
-    def backward(ctx, grad_log_z):
-        (emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, alphas, log_z) = (
-            ctx.saved_tensors
-        )
-        steps = ctx.steps
-        rev = _reverse_index(lengths, steps)
-        rev_alphas = _scan_log(gather_time(emissions, rev), end, trans.t(), allowed_end, allowed_trans.t())
-        beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
-        valid = valid_positions(lengths, steps)  # shape: (B, L)
-        weight = (grad_log_z * (lengths > 0)).unsqueeze(1) * valid  # shape: (B, L)
-        log_z_ = log_z.view(-1, 1, 1)
-        marg = torch.exp(alphas + beta_e - emissions - log_z_)  # shape: (B, L, K)
-        grad_emissions = marg * weight.unsqueeze(2)
-        grad_start = grad_emissions[:, 0].sum(dim=0)  # shape: (K,)
-        grad_end = (_last(marg, lengths) * weight[:, :1]).sum(dim=0)  # shape: (K,)
-        grad_trans = None
-        if steps > 1:
-            # xi_t(i, j) = exp(alpha_{t-1}(i) + trans[i, j] + beta_e_t(j) - log Z), summed over b, t:
-            # factor it into u_t(i) v_t(j) exp(trans[i, j]) with a per-step shift, one matmul.
-            prev = alphas[:, :-1]  # shape: (B, L-1, K)
-            shift = prev.amax(dim=2, keepdim=True)  # shape: (B, L-1, 1)
-            u = torch.exp(prev - shift) * weight[:, 1:].unsqueeze(2)  # shape: (B, L-1, K)
-            v_log = (beta_e[:, 1:] + shift - log_z_).clamp(max=_MAX_EXP)
-            v = torch.exp(v_log)  # shape: (B, L-1, K)
-            outer = torch.einsum("bti,btj->ij", u, v)  # shape: (K, K)
-            grad_trans = outer * torch.exp(trans) * allowed_trans
-        return grad_emissions, None, grad_start, grad_trans, grad_end, None, None, None
+    start_m = torch.where(allowed_start, start, FORBIDDEN_SCORE)
+    trans_m = torch.where(allowed_trans, trans, FORBIDDEN_SCORE)
+    end_m = torch.where(allowed_end, end, FORBIDDEN_SCORE)
+    valid = valid_positions(lengths, steps)
+    alpha = start_m + emissions[:, 0]  # shape: (B, K)
+    for t in range(1, steps):
+        step = torch.logsumexp(alpha.unsqueeze(2) + trans_m, dim=1) + emissions[:, t]  # shape: (B, K)
+        alpha = torch.where(valid[:, t : t + 1], step, alpha)
+    log_z = torch.logsumexp(alpha + end_m, dim=1)
+    return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
 def log_partition(
@@ -208,12 +261,44 @@ def log_partition(
 ) -> Tensor:
     """log Z over legal paths of packed sequences, ``(B,)``; 0 for empty sequences.
 
-    Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end`` through a
-    hand-written backward (no per-step autograd graph).
+    Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end``. The fast
+    scan has a hand-written backward (no per-step autograd graph); rows whose scores span
+    more than float32's exp range (``_SAFE_GAP`` nats within one step) are recomputed with
+    :func:`log_partition_exact`, so the result never silently loses mass or turns NaN.
     """
-    return _LogPartition.apply(
-        emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end
-    )
+    args = (start, trans, end, allowed_start, allowed_trans, allowed_end)
+    log_z, risky = _LogPartition.apply(emissions, lengths, *args)
+    if not tracing() and bool(risky.any()):
+        rows = risky.nonzero().squeeze(1)
+        exact = log_partition_exact(emissions[rows], lengths[rows], *args)
+        log_z = log_z.index_put((rows,), exact)
+    return log_z
+
+
+def marginals(
+    emissions: Tensor,
+    lengths: Tensor,
+    start: Tensor,
+    trans: Tensor,
+    end: Tensor,
+    allowed_start: Tensor,
+    allowed_trans: Tensor,
+    allowed_end: Tensor,
+) -> Tensor:
+    """Posterior tag probabilities of packed sequences over legal paths, ``(B, L, K)``
+    (0 past each length): forward-backward, or the gradient of the exact log Z for rows
+    outside the fast scan's range."""
+    args = (start, trans, end, allowed_start, allowed_trans, allowed_end)
+    alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, *args)
+    marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
+    if not tracing() and bool(risky.any()):
+        rows = risky.nonzero().squeeze(1)
+        with torch.enable_grad():
+            sub = emissions[rows].detach().requires_grad_(True)
+            exact = log_partition_exact(sub, lengths[rows], *(a.detach() for a in args))
+            (grad,) = torch.autograd.grad(exact.sum(), sub)
+        marg = marg.index_put((rows,), grad)
+    return torch.where(valid_positions(lengths, emissions.shape[1]).unsqueeze(2), marg, 0.0)
 
 
 def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
