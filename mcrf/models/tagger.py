@@ -224,7 +224,9 @@ class Tagger(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            # no_grad, not inference_mode: MaskedCRF.marginals re-enables autograd for its exact
+            # fallback on extreme scores, which inference tensors do not allow
+            with torch.no_grad():
                 for start in range(0, len(order), batch_size):
                     chunk = order[start : start + batch_size]
                     batch = {k: v.to(device) for k, v in collate([sentences[i] for i in chunk]).items()}
