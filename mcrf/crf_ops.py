@@ -81,46 +81,47 @@ def _row_scale(trans: Tensor, allowed_trans: Tensor) -> Tuple[Tensor, Tensor]:
     on allowed entries (each row's best allowed entry is exactly 1) and exact zeros on
     forbidden ones; a row without allowed entries gets ``row_max = 0``.
     """
-    neg_inf = torch.tensor(float("-inf"), dtype=trans.dtype, device=trans.device)
-    masked = torch.where(allowed_trans, trans, neg_inf)  # shape: (K, K)
-    row_max = masked.amax(dim=1)  # shape: (K,)
+    masked = torch.where(allowed_trans, trans, float("-inf"))  # shape: (..., K, K)
+    row_max = masked.amax(dim=-1)  # shape: (..., K)
     row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    return row_max, torch.exp(masked - row_max.unsqueeze(1))
+    return row_max, torch.exp(masked - row_max.unsqueeze(-1))
 
 
 def _scan_log(
     emissions: Tensor, start: Tensor, trans: Tensor, allowed_start: Tensor, allowed_trans: Tensor
 ) -> Tensor:
-    """Forward (alpha) scores of every packed position, all in one time loop.
+    """Forward (alpha) scores of every packed position, for D independent scans at once.
 
-    ``alpha[b, t, j]`` is log of the summed score of all legal prefixes of length ``t + 1``
+    ``alpha[d, b, t, j]`` is log of the summed score of all legal prefixes of length ``t + 1``
     ending in tag ``j`` (emission at ``t`` included). Positions past a sequence's length hold
-    values that callers ignore.
+    values that callers ignore. The forward and the backward pass run as the two ``D``
+    slices of one loop (the backward pass is a forward pass over reversed sequences with
+    transposed rules), halving the number of sequential steps.
 
     Each step is ``log(exp(a - shift) @ W) + shift + emission`` where ``W`` holds the
     row-rescaled transition weights (exact zeros where forbidden) and ``a`` carries the row
     scale, so the best prefix always reaches its best successor with weight exactly 1.
 
     Args:
-        emissions: ``(B, L, K)`` float packed emissions.
-        start: ``(K,)`` start scores. trans: ``(K, K)`` ``[from, to]`` scores.
-        allowed_start: ``(K,)`` bool. allowed_trans: ``(K, K)`` bool.
+        emissions: ``(D, B, L, K)`` float packed emissions.
+        start: ``(D, K)`` start scores. trans: ``(D, K, K)`` ``[from, to]`` scores.
+        allowed_start: ``(D, K)`` bool. allowed_trans: ``(D, K, K)`` bool.
 
     Returns:
-        ``(B, L, K)`` alphas (``-inf`` for tags no legal prefix reaches).
+        ``(D, B, L, K)`` alphas (``-inf`` for tags no legal prefix reaches).
     """
-    steps = emissions.shape[1]
-    row_max, weights = _row_scale(trans, allowed_trans)  # shape: (K,), (K, K)
-    neg_inf = torch.full_like(start, float("-inf"))
+    steps = emissions.shape[2]
+    row_max, weights = _row_scale(trans, allowed_trans)  # shape: (D, K), (D, K, K)
+    row_max = row_max.unsqueeze(1)  # shape: (D, 1, K)
     # Carry a = alpha + row_max: the row scale is folded into the emissions once.
-    emit = (emissions + row_max).unbind(1)
-    a = torch.where(allowed_start, start, neg_inf) + emit[0]  # shape: (B, K)
+    emit = (emissions + row_max.unsqueeze(2)).unbind(2)  # L x (D, B, K)
+    a = torch.where(allowed_start, start, float("-inf")).unsqueeze(1) + emit[0]  # shape: (D, B, K)
     scaled = [a]
     for t in range(1, steps):
-        shift = a.amax(dim=1, keepdim=True)  # shape: (B, 1)
-        a = torch.log(torch.exp(a - shift) @ weights) + shift + emit[t]  # shape: (B, K)
+        shift = a.amax(dim=2, keepdim=True)  # shape: (D, B, 1)
+        a = torch.log(torch.bmm(torch.exp(a - shift), weights)) + shift + emit[t]  # shape: (D, B, K)
         scaled.append(a)
-    return torch.stack(scaled, dim=1) - row_max  # shape: (B, L, K)
+    return torch.stack(scaled, dim=2) - row_max.unsqueeze(2)  # shape: (D, B, L, K)
 
 
 def _final_log(alpha_last: Tensor, end: Tensor, allowed_end: Tensor) -> Tensor:
@@ -164,19 +165,29 @@ def _spread_risk(scaled: Tensor, lengths: Tensor) -> Tensor:
     return (gap > _SAFE_GAP).any(dim=1)
 
 
-def _both_scans(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
-    """Alphas, emission-inclusive betas, log Z and the rows whose fast scan may be inexact."""
+def _both_scans(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, backward=True):
+    """Alphas, emission-inclusive betas (``None`` unless ``backward``), log Z, and the rows
+    whose fast scan may be inexact."""
     steps = emissions.shape[1]
-    alphas = _scan_log(emissions, start, trans, allowed_start, allowed_trans)  # shape: (B, L, K)
+    if backward:
+        rev = _reverse_index(lengths, steps)  # shape: (B, L)
+        both = _scan_log(
+            torch.stack([emissions, gather_time(emissions, rev)]),
+            torch.stack([start, end]),
+            torch.stack([trans, trans.t()]),
+            torch.stack([allowed_start, allowed_end]),
+            torch.stack([allowed_trans, allowed_trans.t()]),
+        )  # shape: (2, B, L, K)
+        alphas, beta_e = both[0], gather_time(both[1], rev)  # shape: (B, L, K) each
+    else:
+        alphas = _scan_log(emissions[None], start[None], trans[None], allowed_start[None], allowed_trans[None])[0]
+        beta_e = None
     log_z = _final_log(_last(alphas, lengths), end, allowed_end)  # shape: (B,)
     log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
-    # The backward pass is the forward pass over reversed sequences with transposed rules.
-    rev = _reverse_index(lengths, steps)  # shape: (B, L)
-    rev_alphas = _scan_log(gather_time(emissions, rev), end, trans.t(), allowed_end, allowed_trans.t())
-    beta_e = gather_time(rev_alphas, rev)  # shape: (B, L, K)
-    risky = _spread_risk(alphas, lengths) | _spread_risk(beta_e, lengths) | ~torch.isfinite(log_z)
-    weights = _row_scale(trans, allowed_trans)[1]
-    if bool((allowed_trans & (weights == 0)).any()) if not tracing() else False:
+    risky = _spread_risk(alphas, lengths) | ~torch.isfinite(log_z)
+    if backward:
+        risky = risky | _spread_risk(beta_e, lengths)
+    if not tracing() and bool((allowed_trans & (_row_scale(trans, allowed_trans)[1] == 0)).any()):
         risky = torch.ones_like(risky)  # allowed transition scores themselves span > 88 nats
     return alphas, beta_e, log_z, risky
 
@@ -186,8 +197,10 @@ class _LogPartition(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+        # The backward scores are needed only for gradients: compute them in the same loop.
         alphas, beta_e, log_z, risky = _both_scans(
-            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end
+            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end,
+            backward=any(ctx.needs_input_grad),
         )
         ctx.save_for_backward(emissions, lengths, trans, allowed_trans, alphas, beta_e, log_z)
         ctx.mark_non_differentiable(risky)
