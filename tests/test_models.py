@@ -69,6 +69,8 @@ def test_config_round_trip_and_validation():
         TaggerConfig(labels=tm.TOY_LABELS, dropout=1.0)
     with pytest.raises(ValueError):
         TaggerConfig(labels=tm.TOY_LABELS, scheme="XYZ")
+    with pytest.raises(ValueError, match="E-PER"):
+        TaggerConfig(labels=["O", "B-PER", "E-PER"], scheme="BIO", decoder="softmax")
 
 
 def test_bilstm_vocab_min_count_lowercase_unknown():

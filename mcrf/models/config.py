@@ -71,7 +71,7 @@ class TaggerConfig:
 
     def validate(self) -> None:
         """Check every field; raise ``ValueError``/``TypeError`` naming the field and the fix."""
-        from mcrf.schemes import canonical_scheme
+        from mcrf.schemes import allowed_transitions, canonical_scheme
 
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ValueError(f"expected encoder to be 'bilstm' or a Hugging Face name/path, got {self.encoder!r}")
@@ -84,6 +84,7 @@ class TaggerConfig:
         if duplicates:
             raise ValueError(f"expected unique labels, got duplicates {duplicates}")
         self.scheme = canonical_scheme(self.scheme)
+        allowed_transitions(self.labels, self.scheme)  # every label must be a tag of the scheme
         if self.decoder not in DECODERS:
             raise ValueError(f"expected decoder to be one of {list(DECODERS)}, got {self.decoder!r}")
         if self.postprocess not in POSTPROCESS:
