@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mcrf import crf_ops
 from mcrf.crf_ops import FORBIDDEN_SCORE
+from mcrf.viterbi import viterbi_kbest
 
 MODES = ("mcrf", "mcrf-decoding", "crf")
 REDUCTIONS = ("none", "sum", "mean", "token_mean")
@@ -295,7 +296,7 @@ class MaskedCRF(nn.Module):
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
             start, trans, end = self._tables(train=False)
-            paths, scores = crf_ops.viterbi_kbest(
+            paths, scores = viterbi_kbest(
                 packed, lengths, *self._scores(packed.dtype), start, trans, end, k=k
             )  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask

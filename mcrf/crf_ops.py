@@ -11,11 +11,13 @@ Constraints are boolean tables: ``allowed_start (K,)``, ``allowed_trans (K, K)``
 * the partition function runs its step as a matmul in exp space where forbidden
   transitions are exact zeros (fast: no ``(B, K, K)`` tensor per step, no slow ``exp`` of
   very negative numbers) while the running scores stay in log space with a per-step
-  rescaling (robust to large emissions). A tag that no legal prefix reaches has score
-  ``log 0``; the hand-written backward never subtracts two such values, so gradients
-  stay finite. Prefixes more than ~100 nats below the best prefix at a step underflow,
-  as in any float32 exp-space computation;
-* Viterbi never takes a forbidden transition as a candidate.
+  rescaling. A tag that no legal prefix reaches has score ``log 0``; the hand-written
+  backward never subtracts two such values, so gradients stay finite. The forward and
+  backward passes are the two slices of one loop.
+* float32 ``exp`` spans ~87 nats: a sequence whose scores within one step spread wider
+  than ``_SAFE_GAP`` is detected and recomputed by an exact log-space recursion, so no
+  probability mass is silently lost at extreme scales;
+* Viterbi (``mcrf.viterbi``) never takes a forbidden transition as a candidate.
 """
 
 from __future__ import annotations
@@ -299,19 +301,40 @@ def marginals(
     allowed_end: Tensor,
 ) -> Tensor:
     """Posterior tag probabilities of packed sequences over legal paths, ``(B, L, K)``
-    (0 past each length): forward-backward, or the gradient of the exact log Z for rows
-    outside the fast scan's range."""
+    (0 past each length), by forward-backward. Rows outside the fast scan's range are
+    recomputed with an exact log-space forward-backward (no autograd: works under
+    ``torch.inference_mode``)."""
     args = (start, trans, end, allowed_start, allowed_trans, allowed_end)
     alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, *args)
-    marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
     if not tracing() and bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
-        with torch.enable_grad():
-            sub = emissions[rows].detach().requires_grad_(True)
-            exact = log_partition_exact(sub, lengths[rows], *(a.detach() for a in args))
-            (grad,) = torch.autograd.grad(exact.sum(), sub)
-        marg = marg.index_put((rows,), grad)
+        exact = _both_scans_exact(emissions[rows], lengths[rows], *args)
+        alphas, beta_e, log_z = (
+            x.index_put((rows,), y) for x, y in zip((alphas, beta_e, log_z), exact)
+        )
+    marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
     return torch.where(valid_positions(lengths, emissions.shape[1]).unsqueeze(2), marg, 0.0)
+
+
+def _both_scans_exact(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+    """Alphas, emission-inclusive betas and log Z by plain log-space recursions (for scores
+    beyond the fast scan's range; ``-inf`` marks unreachable tags, no gradients involved)."""
+    steps = emissions.shape[1]
+    rev = _reverse_index(lengths, steps)
+
+    def scan(em, first, allowed_first, scores, allowed):
+        scores = torch.where(allowed, scores, float("-inf"))  # shape: (K, K)
+        alpha = torch.where(allowed_first, first, float("-inf")) + em[:, 0]  # shape: (B, K)
+        out = [alpha]
+        for t in range(1, steps):
+            alpha = torch.logsumexp(alpha.unsqueeze(2) + scores, dim=1) + em[:, t]  # shape: (B, K)
+            out.append(alpha)
+        return torch.stack(out, dim=1)  # shape: (B, L, K)
+
+    alphas = scan(emissions, start, allowed_start, trans, allowed_trans)
+    beta_e = gather_time(scan(gather_time(emissions, rev), end, allowed_end, trans.t(), allowed_trans.t()), rev)
+    log_z = torch.logsumexp(torch.where(allowed_end, _last(alphas, lengths) + end, float("-inf")), dim=1)
+    return alphas, beta_e, torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
 def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
@@ -345,102 +368,3 @@ def first_violation(
     is_last = torch.arange(steps, device=tags.device).unsqueeze(0) == (lengths - 1).unsqueeze(1)
     bad = bad | (is_last & ~allowed_end[tags])
     return bad & valid
-
-
-def viterbi_kbest(
-    emissions: Tensor,
-    lengths: Tensor,
-    start: Tensor,
-    trans: Tensor,
-    end: Tensor,
-    allowed_start: Tensor,
-    allowed_trans: Tensor,
-    allowed_end: Tensor,
-    k: int = 1,
-) -> Tuple[Tensor, Tensor]:
-    """The ``k`` best legal paths of packed sequences.
-
-    Forbidden transitions are never candidates (they are ``-inf`` in this max-product
-    recursion, which has no gradient), so a returned finite-score path is legal whatever
-    the scores.
-
-    Returns:
-        ``(paths, scores)``: ``paths (B, k, L)`` long in packed positions (entries past a
-        length are meaningless); ``scores (B, k)``, ``-inf`` where fewer than ``k`` legal
-        paths exist. An empty sequence has one (empty) path of score 0.
-    """
-    neg_inf = torch.tensor(float("-inf"), device=emissions.device, dtype=emissions.dtype)
-    trans_m = torch.where(allowed_trans, trans, neg_inf)  # shape: (K_from, K_to)
-    start_m = torch.where(allowed_start, start, neg_inf)  # shape: (K,)
-    end_m = torch.where(allowed_end, end, neg_inf)  # shape: (K,)
-    if k == 1:
-        paths, score = _viterbi_best(emissions, lengths, start_m, trans_m, end_m)
-    else:
-        paths, score = _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k)
-    empty_seq = (lengths == 0).unsqueeze(1)
-    rank0 = torch.arange(k, device=score.device).unsqueeze(0) == 0
-    score = torch.where(empty_seq, torch.where(rank0, 0.0, float("-inf")), score)
-    return paths, score
-
-
-def _viterbi_best(emissions, lengths, start_m, trans_m, end_m) -> Tuple[Tensor, Tensor]:
-    """1-best Viterbi in a batch-innermost ``(K, B)`` layout (fast broadcasting and ``amax``).
-
-    Back-pointers are not stored: the backtrace recomputes each step's argmax for the one
-    chosen tag, a ``(K, B)`` operation instead of a ``(K, K, B)`` one.
-    """
-    steps = emissions.shape[1]
-    emit = emissions.permute(1, 2, 0).contiguous()  # shape: (L, K, B)
-    trans_3 = trans_m.unsqueeze(2)  # shape: (K_from, K_to, 1)
-    alpha = start_m.unsqueeze(1) + emit[0]  # shape: (K, B)
-    alphas = [alpha]
-    for t in range(1, steps):
-        alpha = (alpha.unsqueeze(1) + trans_3).amax(dim=0) + emit[t]  # shape: (K, B)
-        alphas.append(alpha)
-    stacked = torch.stack(alphas, dim=0)  # shape: (L, K, B)
-    last = (lengths - 1).clamp(min=0)  # shape: (B,)
-    final = stacked.gather(0, last.view(1, 1, -1).expand(1, stacked.shape[1], -1)).squeeze(0)
-    score, best_last = (final + end_m.unsqueeze(1)).max(dim=0)  # shape: (B,), (B,)
-    is_last = torch.arange(steps, device=lengths.device).unsqueeze(1) == last.unsqueeze(0)  # shape: (L, B)
-    stacked = stacked.transpose(1, 2).contiguous()  # shape: (L, B, K): argmax over a contiguous dim
-    trans_t = trans_m.t().contiguous()  # shape: (K_to, K_from)
-    cur = best_last
-    tags = [cur]
-    for t in range(steps - 1, 0, -1):
-        prev = (stacked[t - 1] + trans_t.index_select(0, cur)).argmax(dim=1)  # shape: (B,)
-        # A sequence ending at t - 1 starts its backtrace there.
-        cur = torch.where(is_last[t - 1], best_last, prev)
-        tags.append(cur)
-    paths = torch.stack(tags[::-1], dim=1).unsqueeze(1)  # shape: (B, 1, L)
-    return paths, score.unsqueeze(1)
-
-
-def _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k: int) -> Tuple[Tensor, Tensor]:
-    """k-best Viterbi: each tag keeps its ``k`` best prefixes; slots are ``rank * K + tag``."""
-    batch, steps, num_tags = emissions.shape
-    width = k * num_tags
-    emit = emissions.unbind(1)
-    first = start_m + emit[0]  # shape: (B, K)
-    empty = first.new_full((batch, k - 1, num_tags), float("-inf"))
-    alpha = torch.cat([first.unsqueeze(1), empty], dim=1)  # shape: (B, k, K)
-    alphas, pointers = [alpha.reshape(batch, width)], []
-    for t in range(1, steps):
-        cand = alpha.unsqueeze(3) + trans_m  # shape: (B, k, K_from, K_to)
-        cand = cand.permute(0, 3, 1, 2).reshape(batch, num_tags, width)  # shape: (B, K_to, k*K_from)
-        best, ptr = cand.topk(k, dim=2)  # shape: (B, K_to, k); ptr = rank * K + prev tag
-        alpha = best.transpose(1, 2) + emit[t].unsqueeze(1)  # shape: (B, k, K)
-        alphas.append(alpha.reshape(batch, width))
-        pointers.append(ptr.transpose(1, 2).reshape(batch, width))
-    stacked = torch.stack(alphas, dim=1)  # shape: (B, L, k*K)
-    last = (lengths - 1).clamp(min=0)
-    final = stacked.gather(1, last.view(-1, 1, 1).expand(-1, 1, width)).squeeze(1)  # shape: (B, k*K)
-    score, best_last = (final + end_m.repeat(k)).topk(k, dim=1)  # shape: (B, k)
-    is_last = torch.arange(steps, device=lengths.device).unsqueeze(0) == last.unsqueeze(1)  # shape: (B, L)
-    cur = best_last
-    slots = [cur]
-    for t in range(steps - 1, 0, -1):
-        prev = pointers[t - 1].gather(1, cur)  # shape: (B, k)
-        cur = torch.where(is_last[:, t - 1 : t], best_last, prev)
-        slots.append(cur)
-    paths = torch.stack(slots[::-1], dim=2) % num_tags  # shape: (B, k, L)
-    return paths, score

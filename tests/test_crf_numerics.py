@@ -174,3 +174,15 @@ def test_fast_partition_equals_exact_recursion_at_any_scale(scale):
     torch.testing.assert_close(g_fast, g_exact, atol=1e-4, rtol=1e-3)
     marg = crf_ops.marginals(emissions.detach(), lengths, *args)
     torch.testing.assert_close(marg, g_exact, atol=1e-4, rtol=1e-3)
+
+
+def test_marginals_beyond_the_fast_range_work_under_inference_mode():
+    crf = _crf("BIO")
+    emissions = torch.randn(2, 7, crf.num_tags) * 300
+    with torch.inference_mode():
+        marg = crf.marginals(emissions)
+    assert torch.isfinite(marg).all()
+    # float32 at score magnitudes ~2000: exponents carry ~2e-4 absolute error
+    torch.testing.assert_close(marg.sum(-1), torch.ones(2, 7), atol=2e-3, rtol=0)
+    best = crf.viterbi(emissions)[0][:, 0]
+    assert (marg.argmax(-1) == best).float().mean() > 0.9  # at this scale the posterior is peaked
