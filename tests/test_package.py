@@ -1,0 +1,56 @@
+"""Packaging contracts: a light core import, a version, the layering of the layers."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import mcrf
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("transformers", "datasets", "seqeval", "accelerate", "matplotlib")  # (torch itself imports tqdm)
+
+
+def test_import_mcrf_loads_only_the_torch_core():
+    code = (
+        "import sys, mcrf, mcrf.schemes, mcrf.data, mcrf.models\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "print(mcrf.__version__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == mcrf.__version__
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+
+
+def test_core_modules_import_only_torch_and_the_standard_library():
+    allowed_roots = {"torch", "mcrf", "__future__"} | set(sys.stdlib_module_names)
+    for name in ("crf.py", "crf_ops.py", "viterbi.py", "schemes.py"):
+        roots = {module.split(".")[0] for module in _imports(ROOT / "mcrf" / name)}
+        assert roots <= allowed_roots, (name, roots - allowed_roots)
+        inner = {m for m in _imports(ROOT / "mcrf" / name) if m.startswith("mcrf.")}
+        assert inner <= {"mcrf.crf_ops", "mcrf.viterbi", "mcrf.schemes", "mcrf.crf"}, (name, inner)
+
+
+def test_layers_import_one_way():
+    """core <- data <- models <- training/predict <- cli: no module imports a higher layer."""
+    rank = {"data": 1, "models": 2, "training": 3, "evaluation": 3, "predict": 3, "formats": 3, "cli": 4}
+    for path in (ROOT / "mcrf").rglob("*.py"):
+        rel = path.relative_to(ROOT / "mcrf").parts
+        own = rank.get(rel[0].removesuffix(".py"), 0)
+        for module in _imports(path):
+            parts = module.split(".")
+            if parts[0] != "mcrf" or len(parts) < 2:
+                continue
+            assert rank.get(parts[1], 0) <= own, f"{'/'.join(rel)} imports {module}"
