@@ -63,11 +63,12 @@ def no_unpickling(monkeypatch):
 def test_bilstm_round_trip(tmp_path, decoder, no_unpickling):
     tagger = trained("bilstm", decoder)
     before = tagger.predict(sentences())
-    tagger.save_pretrained(tmp_path / "model", metrics={"dev": {"f1": 0.5}})
+    tagger.save_pretrained(tmp_path / "model", metrics={"dev": {"f1": 0.5, "loss": torch.tensor(1.25)}})
     loaded = Tagger.from_pretrained(tmp_path / "model")
     assert not loaded.training
     assert loaded.config == tagger.config
     assert_same_predictions(before, loaded.predict(sentences()))
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text()) == {"dev": {"f1": 0.5, "loss": 1.25}}
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
         "README.md", "config.json", "metrics.json", "model.safetensors", "vocab.json"]
 

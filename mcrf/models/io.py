@@ -38,9 +38,18 @@ MODEL_FILES = frozenset({"config.json", "model.safetensors", "tokenizer", "vocab
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy/torch scalars (``.item()``); anything else is an error."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON; pass metrics as numbers, strings, lists, dicts")
+
+
 def _write_json(path: Path, data: Any) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
+        json.dump(data, handle, indent=2, ensure_ascii=False, default=_plain)
         handle.write("\n")
         handle.flush()
         os.fsync(handle.fileno())
