@@ -212,3 +212,11 @@ def test_dev_fraction_carves_dev_only_when_missing(tmp_path):
     assert "dev" not in load_corpus(str(path)).splits
     with pytest.raises(ValueError, match="dev_fraction strictly between 0 and 1"):
         LoadConfig(dev_fraction=1.0)
+
+
+def test_only_o_tags_need_an_explicit_scheme(tmp_path):
+    path = _write_split(tmp_path, "train.txt", [[("a", "O"), ("b", "O")]])
+    with pytest.raises(ValueError, match="holds only O tags.*pass source_scheme"):
+        load_corpus(str(path))
+    corpus = load_corpus(str(path), source_scheme="BIOES")
+    assert corpus.scheme == "BIOES" and corpus.labels == ["O"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from mcrf import schemes
+from mcrf.data import hub
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, missing_message
 from mcrf.data.types import Corpus, Sentence
@@ -123,12 +124,21 @@ def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction
 
 
 def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str) -> str:
+    """The source scheme: detected from the sequences, the registry's when they hold no entity."""
+    for sentences in raw.values():
+        for sentence in sentences:
+            if sentence.tags is None:
+                raise ValueError(f"{sentence.source}: sentence has no tags; load_corpus needs labelled data "
+                                 f"(check --tag-column)")
     sequences = [s.tags for sents in raw.values() for s in sents]
+    if all(tag == "O" for seq in sequences for tag in seq):
+        if native is not None:
+            return native
+        raise ValueError(f"{name} holds only O tags, so its scheme cannot be detected; pass source_scheme "
+                         f"(--source-scheme)")
     try:
         return schemes.detect_corpus_scheme(sequences)
     except ValueError as err:
-        if native is not None and "no entity tags" in str(err):
-            return native
         raise ValueError(f"cannot detect the tag scheme of {name}: {err}; pass source_scheme (--source-scheme)") from None
 
 
@@ -150,8 +160,6 @@ def _check_split(
     kept: List[Sentence] = []
     illegal, illegal_at, tokens = 0, [], 0
     for sentence in sentences:
-        if sentence.tags is None:
-            raise ValueError(f"{sentence.source}: sentence has no tags; load_corpus needs labelled data")
         tags = list(sentence.tags)
         try:
             position = schemes.first_illegal(tags, source)
@@ -202,8 +210,6 @@ def read_splits(
         Split to sentences as written in the files, the registry's native scheme (or
         ``None``), and split to the format it was read with (``columns``/``pairs``/``jsonl``/``hub``).
     """
-    from mcrf.data import hub
-
     entry = REGISTRY.get(name_or_path)
     if entry is not None:
         files, searched = find_local(entry, cfg.data_dir)
