@@ -220,3 +220,11 @@ def test_only_o_tags_need_an_explicit_scheme(tmp_path):
         load_corpus(str(path))
     corpus = load_corpus(str(path), source_scheme="BIOES")
     assert corpus.scheme == "BIOES" and corpus.labels == ["O"]
+
+
+def test_sample_is_not_taken_from_an_unrelated_data_dir(tmp_path, monkeypatch):
+    _write_split(tmp_path, "train.txt", [[("x", "B-Y")]])
+    monkeypatch.setenv("MCRF_DATA_DIR", str(tmp_path))
+    assert len(load_corpus("sample").splits["train"]) == 600
+    _write_split(tmp_path / "sample", "train.txt", [[("x", "B-Y")]])
+    assert len(load_corpus("sample").splits["train"]) == 1

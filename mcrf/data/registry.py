@@ -1,7 +1,8 @@
 """Named datasets and the resolution of a name or path to split files (or a hub dataset).
 
 Resolution of a registered name: ``data_dir`` (``--data-dir``), then the environment variable
-``MCRF_DATA_DIR``; each may hold the corpus files directly or a ``<name>/`` folder with them.
+``MCRF_DATA_DIR``; each may hold a ``<name>/`` folder with the corpus files (searched first) or the
+files directly (not for the bundled ``sample``, whose generic names would match anything).
 Then the Hugging Face hub ids of the entry, in turn. A path (directory or file) is read by
 conventional split names. When nothing is found the error says where to put which files.
 """
@@ -142,7 +143,10 @@ def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[S
     for origin, root in roots:
         if not root:
             continue
-        for folder in [Path(root)] + [Path(root) / sub for sub in entry.folders]:
+        # sub-folders first; the root itself only for real corpora (the bundled sample's generic
+        # file names would otherwise match any folder holding a train.txt)
+        folders = [Path(root) / sub for sub in entry.folders] + ([Path(root)] if entry.name != "sample" else [])
+        for folder in folders:
             searched.append(f"{folder} ({origin})")
             paths = _entry_paths(entry, folder)
             if paths:
