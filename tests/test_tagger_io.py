@@ -157,3 +157,17 @@ def test_real_minilm_predicts_and_round_trips(tmp_path, monkeypatch):
     assert [len(p.tags) for p in before] == [7, 300]
     tagger.save_pretrained(tmp_path / "minilm")
     assert_same_predictions(before, Tagger.from_pretrained(tmp_path / "minilm").predict(data))
+
+
+def test_hub_id_that_cannot_be_downloaded(monkeypatch):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    calls = []
+
+    def offline(repo_id, **kwargs):
+        calls.append(repo_id)
+        raise OSError("offline in tests")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(FileNotFoundError, match="neither a local directory nor a downloadable hub repository"):
+        Tagger.from_pretrained("someone/some-tagger")
+    assert calls == ["someone/some-tagger"]
