@@ -83,6 +83,16 @@ def test_bilstm_vocab_min_count_lowercase_unknown():
         BiLSTMVocab.build([()])
 
 
+def test_word_dropout_trains_the_unknown_word(sentences):
+    tagger = make_tagger("bilstm", "mcrf", word_dropout=0.5)
+    batch = tagger.collator()(sentences)
+    tagger(batch).backward()
+    unknown_row = tagger.encoder.word_embeddings.weight.grad[1]
+    assert bool(unknown_row.abs().sum() > 0)  # no training word is unknown, yet <unk> learns
+    tagger.eval()
+    assert torch.equal(tagger.emissions(batch), tagger.emissions(batch))  # no word dropout at inference
+
+
 # ---------------------------------------------------------------- training signal
 
 

@@ -132,6 +132,7 @@ class BiLSTMEncoder(nn.Module):
         hidden: LSTM hidden size per direction (output is ``2 * hidden``).
         layers: LSTM layers.
         dropout: dropout on the LSTM input (and between layers).
+        word_dropout: in training, probability of replacing a word index by the unknown word.
     """
 
     def __init__(
@@ -144,9 +145,11 @@ class BiLSTMEncoder(nn.Module):
         hidden: int,
         layers: int,
         dropout: float,
+        word_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.vocab = vocab
+        self.word_dropout = word_dropout
         self.word_embeddings = nn.Embedding(len(vocab.words), word_dim, padding_idx=0)
         self.char_embeddings = nn.Embedding(len(vocab.chars), char_dim, padding_idx=0)
         self.char_cnn = nn.Conv1d(char_dim, char_filters, char_kernel, padding=char_kernel // 2)
@@ -173,6 +176,9 @@ class BiLSTMEncoder(nn.Module):
             Word states, shape (B, W, 2 * hidden), zeros at padding.
         """
         batch, width, chars = char_ids.shape
+        if self.training and self.word_dropout > 0:
+            drop = torch.rand(word_ids.shape, device=word_ids.device) < self.word_dropout  # shape: (B, W)
+            word_ids = torch.where(drop & (word_ids > 0), torch.ones_like(word_ids), word_ids)  # 1 = unknown
         words = self.word_embeddings(word_ids)  # shape: (B, W, Dw)
         char_vectors = self.char_embeddings(char_ids.reshape(batch * width, chars))  # shape: (B*W, C, Dc)
         conv = self.char_cnn(char_vectors.transpose(1, 2))  # shape: (B*W, F, C')

@@ -39,6 +39,8 @@ class TaggerConfig:
         min_word_count: words seen fewer times in training become the unknown word.
         lowercase: lower-case words for the word vocabulary (characters keep their case).
         max_word_chars: characters of a word the char CNN reads (longer words are cut).
+        word_dropout: BiLSTM training only: probability of replacing a word by the unknown word,
+            so the unknown-word embedding is trained for words unseen in training.
         mcrf_version: version of mcrf that created the tagger.
     """
 
@@ -59,6 +61,7 @@ class TaggerConfig:
     min_word_count: int = 1
     lowercase: bool = False
     max_word_chars: int = 40
+    word_dropout: float = 0.05
     mcrf_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -89,8 +92,10 @@ class TaggerConfig:
             raise ValueError(f"expected decoder to be one of {list(DECODERS)}, got {self.decoder!r}")
         if self.postprocess not in POSTPROCESS:
             raise ValueError(f"expected postprocess to be one of {list(POSTPROCESS)}, got {self.postprocess!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"expected 0 <= dropout < 1, got {self.dropout!r}")
+        for name in ("dropout", "word_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise ValueError(f"expected 0 <= {name} < 1, got {value!r}")
         positive = ("max_length", "word_dim", "char_dim", "char_filters", "char_kernel", "lstm_hidden",
                     "lstm_layers", "min_word_count", "max_word_chars")
         for name in positive:

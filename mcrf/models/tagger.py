@@ -258,7 +258,7 @@ class Tagger(nn.Module):
 def _bilstm_encoder(config: TaggerConfig, vocab: BiLSTMVocab) -> BiLSTMEncoder:
     """The BiLSTM encoder described by ``config`` over ``vocab``."""
     return BiLSTMEncoder(vocab, config.word_dim, config.char_dim, config.char_filters, config.char_kernel,
-                         config.lstm_hidden, config.lstm_layers, config.dropout)
+                         config.lstm_hidden, config.lstm_layers, config.dropout, config.word_dropout)
 
 
 def _bilstm_featurize(vocab: BiLSTMVocab, max_word_chars: int, sentences: Sequence[Sequence[str]]
