@@ -1,0 +1,382 @@
+"""The ``mcrf`` command line: ``train``, ``evaluate``, ``predict``, ``inspect`` (``python -m mcrf`` too).
+
+A thin layer: each command maps its flags onto a config dataclass (``TrainConfig``,
+``LoadConfig``, ``PredictConfig`` — the only holders of defaults), calls the library and prints.
+Logging is configured here and nowhere else. Exit codes: 0 success, 2 usage errors (bad flags or
+flag values), 1 other failures. User errors (missing files, unknown datasets, bad data) print one
+message on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import re
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from mcrf import __version__
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(Exception):
+    """A flag value the configs reject (exit code 2, like argparse's own errors)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _attribute_docs(cls: type) -> Dict[str, str]:
+    """``{field: first sentence}`` from the ``Attributes:`` section of a dataclass docstring."""
+    doc = (cls.__doc__ or "").split("Attributes:", 1)[-1]
+    docs: Dict[str, str] = {}
+    for match in re.finditer(r"^\s{8}(\w+): (.*?)(?=^\s{8}\w+: |\Z)", doc, flags=re.M | re.S):
+        docs[match.group(1)] = " ".join(match.group(2).replace("``", "").split())
+    return docs
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _optional_int(text: str) -> Optional[int]:
+    return None if text.lower() == "none" else int(text)
+
+
+def _build(cls: Callable[..., Any], **values: Any) -> Any:
+    """Construct a config; its ValueError/TypeError become usage errors (exit code 2)."""
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as error:
+        raise UsageError(str(error)) from error
+
+
+def _flag(field: str) -> str:
+    return {"output_dir": "--output", "output_format": "--format"}.get(field, "--" + field.replace("_", "-"))
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls: type, fields: Dict[str, Dict[str, Any]],
+                defaults: Any) -> None:
+    """One flag per dataclass field; help from the class docstring, shown default from ``defaults``.
+
+    Every flag defaults to ``argparse.SUPPRESS`` so only flags the user gave become overrides.
+    """
+    docs = _attribute_docs(cls)
+    for field, extra in fields.items():
+        default = getattr(defaults, field)
+        shown = "" if isinstance(default, bool) else f" (default: {default})"
+        parser.add_argument(_flag(field), dest=field, default=argparse.SUPPRESS,
+                            help=docs.get(field, "").replace("%", "%%") + shown, **extra)
+
+
+def _given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:
+    return {field: getattr(args, field) for field in fields if hasattr(args, field)}
+
+
+def _device(name: Optional[str]) -> str:
+    import torch
+
+    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# ---------------------------------------------------------------------------- train
+_TRAIN_FIELDS: Dict[str, Dict[str, Any]] = {
+    "encoder": {"metavar": "NAME_OR_PATH"},
+    "decoder": {"choices": ("mcrf", "mcrf-decoding", "crf", "softmax")},
+    "postprocess": {"choices": ("retain", "discard")},
+    "scheme": {"metavar": "SCHEME"},
+    "data_dir": {"metavar": "DIR"},
+    "output_dir": {"metavar": "DIR"},
+    "overwrite": {"action": "store_true"},
+    "resume": {"action": "store_true"},
+    "epochs": {"type": _positive_int},
+    "max_steps": {"type": _positive_int},
+    "batch_size": {"type": _positive_int},
+    "eval_batch_size": {"type": _positive_int},
+    "lr": {"type": float},
+    "head_lr": {"type": float},
+    "layer_decay": {"type": float},
+    "weight_decay": {"type": float},
+    "warmup_ratio": {"type": float},
+    "max_grad_norm": {"type": float},
+    "seed": {"type": int},
+    "eval_every": {"metavar": "epoch|STEPS"},
+    "patience": {"type": _optional_int, "metavar": "N|none"},
+    "mixed_precision": {"choices": ("no", "bf16", "fp16")},
+    "cpu": {"action": "store_true"},
+    "max_length": {"type": _positive_int},
+    "stride": {"type": int},
+    "dropout": {"type": float},
+    "max_train_sentences": {"type": _positive_int},
+    "max_eval_sentences": {"type": _positive_int},
+    "num_workers": {"type": int},
+}
+
+
+def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
+    from mcrf.training.config import TrainConfig
+
+    base, sample = TrainConfig(), TrainConfig.for_dataset("sample")
+    preset = ", ".join(f"{f.name}={getattr(sample, f.name)}" for f in dataclasses.fields(TrainConfig)
+                       if f.name != "dataset" and getattr(sample, f.name) != getattr(base, f.name))
+    parser = commands.add_parser(
+        "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train a tagger on a dataset, evaluate it and save it",
+        description="Train a tagger, evaluate the best checkpoint on dev and test, and save it to OUTPUT/model.",
+        epilog=f"The 'sample' dataset uses a preset: {preset}.\n\nexamples:\n"
+               "  mcrf train sample --output runs/sample\n"
+               "  mcrf train conll2003 --data-dir ~/corpora --encoder bert-base-cased --output runs/conll\n"
+               "  mcrf train path/to/folder --scheme BIOES --decoder crf --epochs 5\n"
+               "  mcrf train sample --output runs/sample --resume")
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
+    _add_fields(parser, TrainConfig, _TRAIN_FIELDS, base)
+    parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
+                        help="plain random batches instead of length-bucketed ones")
+    parser.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mcrf.evaluation import EvalResult, format_table
+    from mcrf.training import TrainConfig, train
+
+    config = _build(TrainConfig.for_dataset, dataset=args.dataset,
+                    **_given(args, list(_TRAIN_FIELDS) + ["bucket"]))
+    result = train(config)
+    for split in ("dev", "test"):
+        metrics = result.metrics.get(split)
+        if metrics:
+            print(f"\n{split} ({config.dataset}):\n{format_table(EvalResult(**metrics))}")
+    print(f"\nmodel saved to {result.model_dir}  (best step {result.best_step} of {result.global_step})")
+    print(f"try it: echo \"John Smith flew to Paris .\" | mcrf predict - --model {result.model_dir}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- data flags
+_LOAD_FIELDS: Dict[str, Dict[str, Any]] = {
+    "data_dir": {"metavar": "DIR"},
+    "scheme": {"metavar": "SCHEME"},
+    "source_scheme": {"metavar": "SCHEME"},
+    "policy": {"choices": ("repair", "drop", "error")},
+    "token_column": {"type": int},
+    "tag_column": {"type": int},
+    "encoding": {},
+}
+
+
+def _load(dataset: str, args: argparse.Namespace, **forced: Any):
+    from mcrf.data import LoadConfig, load_corpus
+
+    config = _build(LoadConfig, **{**_given(args, _LOAD_FIELDS), **forced})
+    return load_corpus(dataset, config=config)
+
+
+# ---------------------------------------------------------------------------- evaluate
+def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
+    from mcrf.data import LoadConfig
+
+    parser = commands.add_parser(
+        "evaluate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="score a saved tagger on a labelled dataset split",
+        description="Strict span precision/recall/F1 per type, micro/macro averages, the illegal path rate "
+                    "(share of raw decoder outputs that break the scheme) and sentences/s.",
+        epilog="examples:\n  mcrf evaluate runs/sample/model sample\n"
+               "  mcrf evaluate runs/conll/model conll2003 --data-dir ~/corpora --split dev --json")
+    parser.add_argument("model", metavar="MODEL", help="directory written by `mcrf train` (OUTPUT/model)")
+    parser.add_argument("dataset", metavar="DATASET", help="registered name, folder or file of labelled data")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument("--batch-size", type=_positive_int, default=64, help="sentences per batch (default: 64)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    _add_fields(parser, LoadConfig, {k: v for k, v in _LOAD_FIELDS.items() if k != "scheme"}, LoadConfig())
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mcrf.evaluation import evaluate, format_table
+    from mcrf.models import Tagger
+    from mcrf.schemes import entity_types
+
+    tagger = Tagger.from_pretrained(args.model, device=_device(args.device))
+    corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
+    sentences = corpus.splits.get(args.split)
+    if not sentences:
+        available = sorted(name for name, split in corpus.splits.items() if split)
+        raise ValueError(f"dataset {args.dataset!r} has no {args.split!r} split; pass --split with one of {available}")
+    unknown = sorted(set(entity_types(corpus.labels)) - set(entity_types(tagger.config.labels)))
+    if unknown:
+        logger.warning("gold entity types %s are not among the model's labels; they count as missed", unknown)
+    result = evaluate(tagger, sentences, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "dataset": args.dataset, "split": args.split,
+                          **result.to_dict()}, indent=2))
+    else:
+        print(f"{args.model} on {args.dataset} ({args.split}):\n{format_table(result)}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- inspect
+def _add_inspect(commands: Any, common: argparse.ArgumentParser) -> None:
+    from mcrf.data import LoadConfig
+
+    parser = commands.add_parser(
+        "inspect", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="statistics of a dataset as training would load it",
+        description="Load a dataset exactly as training does and print per split: sentences, tokens, labels, "
+                    "scheme, entities per type and illegal gold sequences (with file:line) and what the policy did.",
+        epilog="examples:\n  mcrf inspect sample\n  mcrf inspect conll2003 --data-dir ~/corpora --scheme BIOES\n"
+               "  mcrf inspect path/to/folder --json")
+    parser.add_argument("dataset", metavar="DATASET", help="registered name, folder, file or hub id")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    _add_fields(parser, LoadConfig, _LOAD_FIELDS, LoadConfig())
+    parser.set_defaults(func=_inspect)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from mcrf.data import format_inspection, inspect_corpus
+
+    info = inspect_corpus(_load(args.dataset, args))
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else format_inspection(info))
+    return 0
+
+
+# ---------------------------------------------------------------------------- predict
+_PREDICT_FIELDS: Dict[str, Dict[str, Any]] = {
+    "output_format": {"choices": ("conll", "jsonl", "text")},
+    "input_format": {"choices": ("text", "pretokenized", "conll")},
+    "batch_size": {"type": _positive_int},
+    "chunk_batches": {"type": _positive_int},
+    "encoding": {},
+    "device": {},
+}
+
+
+def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
+    from mcrf.predict import PredictConfig
+
+    parser = commands.add_parser(
+        "predict", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="tag text with a saved model (streams; output order = input order)",
+        description="Tag INPUT with a saved model. Streams: memory stays flat whatever the input size, every "
+                    "input line (empty ones included) gives one output record, every word gets one tag.",
+        epilog="examples:\n"
+               "  echo \"John Smith flew to Paris .\" | mcrf predict - --model runs/sample/model\n"
+               "  mcrf predict news.txt --model runs/sample/model --format jsonl --output news.jsonl\n"
+               "  mcrf predict eng.testb --input-format conll --model runs/conll/model --format text\n\n"
+               "formats: conll = token<TAB>tag lines and a blank line per sentence; jsonl = one object per line "
+               "with text, tokens, tags, spans (label, start, end, char_start, char_end, text, confidence), "
+               "token_confidences; text = the line with [John Smith]{PER} markup.")
+    parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
+    parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write here (atomically) instead of stdout")
+    _add_fields(parser, PredictConfig, _PREDICT_FIELDS, PredictConfig())
+    parser.set_defaults(func=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mcrf.formats import writer
+    from mcrf.models import Tagger
+    from mcrf.predict import PredictConfig, predict_stream, read_input
+
+    config = _build(PredictConfig, **_given(args, _PREDICT_FIELDS))
+    if args.input != "-" and not Path(args.input).is_file():
+        raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
+    tagger = Tagger.from_pretrained(args.model, device=_device(config.device))
+    sentences = read_input(args.input, config.input_format, config.encoding)
+    write = writer(config.output_format)
+    target = Path(args.output) if args.output else None
+    partial = target.with_name(f".{target.name}.partial") if target else None
+    out = partial.open("w", encoding="utf-8", newline="\n") if partial else sys.stdout
+    from tqdm import tqdm
+
+    bar = tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    try:
+        for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
+            write(prediction, out)
+            bar.update(1)
+        out.flush()
+    except BaseException:
+        if partial:
+            out.close()
+            partial.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
+    if partial:
+        out.close()
+        os.replace(partial, target)
+        logger.info("wrote %d sentences to %s", bar.n, target)
+    return 0
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mcrf`` argument parser with its four sub-commands."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+    common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
+                        help="only warnings and errors on stderr")
+    parser = argparse.ArgumentParser(
+        prog="mcrf", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Masked CRF sequence labeling: train, evaluate, predict, inspect.",
+        epilog="quickstart:\n  mcrf train sample --output runs/sample\n"
+               "  echo \"John Smith flew to Paris .\" | mcrf predict - --model runs/sample/model\n\n"
+               "`mcrf COMMAND --help` shows each command's flags and examples.")
+    parser.add_argument("--version", action="version", version=f"mcrf {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train(commands, common)
+    _add_evaluate(commands, common)
+    _add_predict(commands, common)
+    _add_inspect(commands, common)
+    return parser
+
+
+def _configure_logging(debug: bool, quiet: bool) -> None:
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
+                  "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``mcrf`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version and argparse usage errors
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    debug = getattr(args, "debug", False)
+    _configure_logging(debug, getattr(args, "quiet", False))
+    prog = f"mcrf {args.command}"
+    try:
+        return args.func(args)
+    except UsageError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {error}\nsee `{prog} --help`", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as error:  # user errors: missing files/datasets, bad data, bad bytes
+        if isinstance(error, BrokenPipeError):  # `mcrf predict ... | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

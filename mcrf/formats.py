@@ -1,0 +1,119 @@
+"""Output writers of ``mcrf predict``: ``conll``, ``jsonl`` and inline ``text`` markup.
+
+Each writer takes one :class:`~mcrf.predict.Prediction` (the input sentence and its
+``Decoded``) and a text stream, and writes exactly one record, so output stays in step with
+the input (an empty input line gives an empty record):
+
+- ``conll``: ``token<TAB>tag`` per word, then one blank line. An empty sentence is just the
+  blank line, so two blank lines in a row mean an empty input line.
+- ``jsonl``: one JSON object per sentence with ``text``, ``tokens``, ``tags``, ``spans`` and
+  ``token_confidences``. Each span has ``label``, ``start``/``end`` (word indices, end
+  exclusive), ``char_start``/``char_end`` (offsets into ``text``: ``text[char_start:char_end]``
+  is the span text), ``text`` and ``confidence``.
+- ``text``: the original line with entities marked as ``[John Smith]{PER}``, spacing kept.
+
+Sentences read from CoNLL files have no original line; their ``text`` is the words joined
+by single spaces and offsets refer to that string.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Callable, Dict, List, TextIO, Tuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mcrf.predict import Prediction
+
+__all__ = ["FORMATS", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text", "writer"]
+
+Offsets = Tuple[Tuple[int, int], ...]
+
+
+def sentence_text(tokens: Tuple[str, ...], text: "str | None", offsets: "Offsets | None") -> Tuple[str, Offsets]:
+    """The string a sentence's character offsets refer to, and those offsets.
+
+    Args:
+        tokens: the words.
+        text: the original line (raw-text input) or ``None``.
+        offsets: ``(start, end)`` of each word in ``text``, or ``None``.
+
+    Returns:
+        ``(text, offsets)``: the original ones when both are known, else the words joined by
+        single spaces with the offsets of each word in that string.
+    """
+    if text is not None and offsets is not None:
+        return text, offsets
+    spans: List[Tuple[int, int]] = []
+    position = 0
+    for token in tokens:
+        spans.append((position, position + len(token)))
+        position += len(token) + 1
+    return " ".join(tokens), tuple(spans)
+
+
+def to_record(prediction: "Prediction", digits: int = 4) -> Dict[str, object]:
+    """The ``jsonl`` object of one prediction (see the module docstring for the keys).
+
+    Args:
+        prediction: sentence and its decoded tags.
+        digits: decimals kept of the confidences.
+    """
+    sentence, decoded = prediction.sentence, prediction.decoded
+    text, offsets = sentence_text(sentence.tokens, sentence.text, sentence.offsets)
+    spans = []
+    for label, start, end, confidence in decoded.spans:
+        char_start, char_end = offsets[start][0], offsets[end - 1][1]
+        spans.append({
+            "label": label, "start": start, "end": end, "char_start": char_start, "char_end": char_end,
+            "text": text[char_start:char_end], "confidence": round(float(confidence), digits),
+        })
+    return {
+        "text": text,
+        "tokens": list(sentence.tokens),
+        "tags": list(decoded.tags),
+        "spans": spans,
+        "token_confidences": [round(float(c), digits) for c in decoded.token_confidence],
+    }
+
+
+def write_conll(prediction: "Prediction", out: TextIO) -> None:
+    """``token<TAB>tag`` lines, then a blank line (an empty sentence writes only the blank line)."""
+    lines = [f"{token}\t{tag}\n" for token, tag in zip(prediction.sentence.tokens, prediction.decoded.tags)]
+    out.write("".join(lines) + "\n")
+
+
+def write_jsonl(prediction: "Prediction", out: TextIO) -> None:
+    """One JSON object per line (non-ASCII kept as is)."""
+    out.write(json.dumps(to_record(prediction), ensure_ascii=False) + "\n")
+
+
+def write_text(prediction: "Prediction", out: TextIO) -> None:
+    """The line with inline markup ``[words]{LABEL}``, keeping the original spacing."""
+    sentence = prediction.sentence
+    text, offsets = sentence_text(sentence.tokens, sentence.text, sentence.offsets)
+    pieces: List[str] = []
+    position = 0
+    for label, start, end, _ in prediction.decoded.spans:
+        char_start, char_end = offsets[start][0], offsets[end - 1][1]
+        pieces += [text[position:char_start], "[", text[char_start:char_end], "]{", label, "}"]
+        position = char_end
+    pieces.append(text[position:])
+    out.write("".join(pieces) + "\n")
+
+
+FORMATS: Dict[str, Callable[["Prediction", TextIO], None]] = {
+    "conll": write_conll,
+    "jsonl": write_jsonl,
+    "text": write_text,
+}
+
+
+def writer(name: str) -> Callable[["Prediction", TextIO], None]:
+    """The writer of output format ``name``.
+
+    Raises:
+        ValueError: for an unknown format (lists the valid ones).
+    """
+    if name not in FORMATS:
+        raise ValueError(f"unknown output format {name!r}; expected one of {', '.join(FORMATS)}")
+    return FORMATS[name]

@@ -1,0 +1,200 @@
+"""Streaming prediction: read sentences lazily, tag them in bounded chunks, yield in input order.
+
+``predict_stream`` holds at most one chunk (``chunk_batches * batch_size`` sentences) in
+memory, whatever the input size. Inside a chunk ``Tagger.predict`` sorts the sentences by
+length, so each batch pads little (bucketed batching), and the results are put back in input
+order. Empty sentences (empty input lines) come out as empty predictions, so output records
+stay aligned with input lines.
+
+Inputs (``read_input``): raw text, one sentence per line (tokenized by
+``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
+separated by whitespace); or a CoNLL column file (first column = word, other columns ignored,
+blank lines between sentences, ``-DOCSTART-`` dropped). A path or ``-`` for standard input;
+bytes are decoded line by line so a bad byte is reported with its line number.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
+
+from mcrf.data.readers import DOCSTART, iter_lines, split_fields
+from mcrf.data.text import tokenize_line
+from mcrf.data.types import Sentence
+
+__all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "iter_input_lines"]
+
+INPUT_FORMATS = ("text", "pretokenized", "conll")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass
+class PredictConfig:
+    """Defaults of ``mcrf predict`` (the CLI maps its flags onto these fields).
+
+    Attributes:
+        batch_size: sentences per forward pass.
+        chunk_batches: batches read ahead and sorted by length together; memory is bounded by
+            ``chunk_batches * batch_size`` sentences.
+        input_format: ``text`` (one raw sentence per line), ``pretokenized`` (one sentence of
+            whitespace-separated words per line) or ``conll`` (one word per line, first column).
+        output_format: ``conll``, ``jsonl`` or ``text`` (see ``mcrf.formats``).
+        encoding: encoding of the input.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``None`` picks CUDA when available.
+    """
+
+    batch_size: int = 32
+    chunk_batches: int = 64
+    input_format: str = "text"
+    output_format: str = "conll"
+    encoding: str = "utf-8"
+    device: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "chunk_batches"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+        if self.input_format not in INPUT_FORMATS:
+            raise ValueError(f"unknown input format {self.input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
+        from mcrf.formats import FORMATS
+
+        if self.output_format not in FORMATS:
+            raise ValueError(f"unknown output format {self.output_format!r}; expected one of {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One input sentence and its prediction (``Decoded``: tags, confidences, spans)."""
+
+    sentence: Sentence
+    decoded: "object"
+
+
+def _decode_stream(handle: IO[bytes], name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+    """``(line_number, text)`` of a binary stream, decoded line by line (like ``iter_lines``)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            bad = raw[err.start:err.start + 1].hex()
+            raise ValueError(
+                f"{name}:{number}: byte 0x{bad} at column {err.start + 1} is not valid {encoding}; "
+                f"re-encode the input (e.g. `iconv -f latin1 -t utf-8`) or pass --encoding"
+            ) from None
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield number, text.rstrip("\r\n")
+
+
+def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8") -> Iterator[Tuple[str, str]]:
+    """``("name:line", text)`` for each line of a path, ``-`` (standard input) or a binary stream.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: a line is not valid in ``encoding`` (names the line and the byte).
+        TypeError: ``source`` is a text stream (open it in binary mode).
+    """
+    if isinstance(source, (str, Path)) and str(source) != "-":
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"input file {path} does not exist; pass a text file, a CoNLL file or - for stdin")
+        for number, text in iter_lines(path, encoding):
+            yield f"{path}:{number}", text
+        return
+    handle = sys.stdin.buffer if isinstance(source, (str, Path)) else source
+    name = "<stdin>" if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
+    if isinstance(handle, io.TextIOBase):
+        raise TypeError(f"expected a binary stream for {name}, got a text stream; pass its .buffer or open it 'rb'")
+    for number, text in _decode_stream(handle, str(name), encoding):
+        yield f"{name}:{number}", text
+
+
+def _pretokenized(text: str, where: str) -> Sentence:
+    matches = list(_WORD.finditer(text))
+    return Sentence(tuple(m.group() for m in matches), None, where, tuple(m.span() for m in matches), text)
+
+
+def _conll_sentences(lines: Iterable[Tuple[str, str]]) -> Iterator[Sentence]:
+    """Sentences of CoNLL column lines: first field = word, blank lines end sentences."""
+    tokens: List[str] = []
+    start = ""
+    for where, text in lines:
+        fields = split_fields(text)
+        if not fields or fields[0] == DOCSTART:
+            if tokens:
+                yield Sentence(tuple(tokens), None, start)
+                tokens = []
+            continue
+        if not tokens:
+            start = where
+        tokens.append(fields[0])
+    if tokens:
+        yield Sentence(tuple(tokens), None, start)
+
+
+def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
+               encoding: str = "utf-8") -> Iterator[Sentence]:
+    """Stream the sentences of a prediction input (see the module docstring for the formats).
+
+    ``text`` and ``pretokenized`` give one sentence per line, empty lines included (as empty
+    sentences); ``conll`` gives one sentence per block of word lines.
+
+    Raises:
+        ValueError: an unknown ``input_format`` or undecodable bytes.
+        FileNotFoundError: a missing input file.
+    """
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
+    lines = iter_input_lines(source, encoding)
+    if input_format == "conll":
+        yield from _conll_sentences(lines)
+        return
+    make = tokenize_line if input_format == "text" else _pretokenized
+    for where, text in lines:
+        yield make(text, where)
+
+
+def _chunks(items: Iterable[Sentence], size: int) -> Iterator[List[Sentence]]:
+    chunk: List[Sentence] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
+                   chunk_batches: int = 64) -> Iterator[Prediction]:
+    """Tag a (possibly endless) stream of sentences, yielding predictions in input order.
+
+    Reads ``chunk_batches * batch_size`` sentences at a time, lets ``tagger.predict`` sort them by
+    length into batches (it runs in eval mode under ``torch.no_grad``, not ``inference_mode``:
+    ``MaskedCRF.marginals`` needs autograd for its exact fallback on extreme scores), and yields one
+    ``Prediction`` per input sentence; empty sentences give empty predictions. Long sentences are
+    split into encoder windows and stitched back inside the tagger, so every word gets one tag.
+
+    Args:
+        tagger: a ``mcrf.models.Tagger``.
+        sentences: an iterable of ``Sentence`` (e.g. ``read_input(...)``); consumed lazily.
+        batch_size: sentences per forward pass.
+        chunk_batches: batches per chunk (memory bound = ``chunk_batches * batch_size`` sentences).
+
+    Yields:
+        ``Prediction(sentence, decoded)`` in input order.
+
+    Raises:
+        ValueError: a non-positive ``batch_size`` or ``chunk_batches``.
+    """
+    for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    for chunk in _chunks(sentences, batch_size * chunk_batches):
+        for sentence, decoded in zip(chunk, tagger.predict(chunk, batch_size=batch_size)):
+            yield Prediction(sentence, decoded)
