@@ -1,0 +1,195 @@
+"""predict_stream (bounded read-ahead, input order, empty lines), input readers and output formats."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcrf.data.types import Sentence
+from mcrf.formats import sentence_text, to_record, write_conll, write_jsonl, write_text, writer
+from mcrf.models import Decoded, Tagger, TaggerConfig
+from mcrf.predict import PredictConfig, Prediction, predict_stream, read_input
+from mcrf.schemes import get_spans
+
+import tiny_models as tm
+
+
+class CapitalTagger:
+    """Deterministic stand-in: capitalised words are PER entities; records every predict call."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, sentences, batch_size=32):
+        self.calls.append(len(sentences))
+        out = []
+        for s in sentences:
+            tags, inside = [], False
+            for token in s.tokens:
+                cap = token[:1].isupper()
+                tags.append(("I-PER" if inside else "B-PER") if cap else "O")
+                inside = cap
+            conf = [0.5 + 0.01 * (i % 7) for i in range(len(tags))]
+            spans = [(sp.label, sp.start, sp.end, min(conf[sp.start:sp.end])) for sp in get_spans(tags, "BIO")]
+            out.append(Decoded(tags=tags, token_confidence=conf, spans=spans))
+        return out
+
+
+def test_stream_keeps_input_order_and_empty_lines_across_chunks():
+    lines = [f"Line {i} by Ann Lee" if i % 5 else "" for i in range(53)]
+    sentences = read_input(io.BytesIO("\n".join(lines).encode()), "text")
+    tagger = CapitalTagger()
+    out = list(predict_stream(tagger, sentences, batch_size=4, chunk_batches=2))
+    assert [p.sentence.text for p in out] == lines
+    assert all(len(p.decoded.tags) == len(p.sentence.tokens) for p in out)
+    assert [p.decoded.tags for p in out if not p.sentence.text] == [[]] * 11
+    assert tagger.calls == [8] * 6 + [5]
+
+
+def test_stream_reads_a_bounded_chunk_ahead_of_an_endless_input():
+    consumed = itertools.count()
+
+    def endless():
+        for i in consumed:
+            yield Sentence(("Word", str(i)))
+
+    stream = predict_stream(CapitalTagger(), endless(), batch_size=3, chunk_batches=2)
+    first = list(itertools.islice(stream, 7))
+    assert [p.sentence.tokens[1] for p in first] == [str(i) for i in range(7)]
+    assert next(consumed) <= 12 + 1  # two chunks of 6 read, nothing more
+
+
+def test_stream_with_a_real_tagger_matches_predict():
+    torch.manual_seed(0)
+    data = tm.toy_sentences(12)
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS,
+                                       word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8), data)
+    inputs = data[:5] + [Sentence(())] + data[5:]
+    streamed = [p.decoded for p in predict_stream(tagger, iter(inputs), batch_size=2, chunk_batches=2)]
+    direct = tagger.predict(inputs, batch_size=64)
+    assert [d.tags for d in streamed] == [d.tags for d in direct]
+    assert streamed[5].tags == [] and all(len(d.tags) == len(s.tokens) for d, s in zip(streamed, inputs))
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5])
+def test_stream_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        list(predict_stream(CapitalTagger(), [], batch_size=bad))
+    with pytest.raises(ValueError, match="positive integer"):
+        PredictConfig(chunk_batches=bad)
+
+
+def test_predict_config_rejects_unknown_formats():
+    with pytest.raises(ValueError, match="conll, jsonl, text"):
+        PredictConfig(output_format="xml")
+    with pytest.raises(ValueError, match="text, pretokenized, conll"):
+        PredictConfig(input_format="csv")
+    with pytest.raises(ValueError, match="expected one of"):
+        writer("xml")
+
+
+def test_read_input_formats(tmp_path):
+    conll = tmp_path / "in.conll"
+    conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-ORG\nrejects VBZ O\n\n\nPeter NNP B-PER\n", encoding="utf-8")
+    got = list(read_input(str(conll), "conll"))
+    assert [s.tokens for s in got] == [("EU", "rejects"), ("Peter",)]
+    assert got[0].source == f"{conll}:3" and got[0].tags is None
+    pre = list(read_input(io.BytesIO(b"a  b\tc\r\n\nd\n"), "pretokenized"))
+    assert [s.tokens for s in pre] == [("a", "b", "c"), (), ("d",)]
+    assert pre[0].offsets == ((0, 1), (3, 4), (5, 6))
+    text = list(read_input(io.BytesIO("\ufeffSão Paulo, hi.\n".encode()), "text"))
+    assert text[0].tokens == ("São", "Paulo", ",", "hi", ".")
+
+
+def test_read_input_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"<stream>:2: byte 0xff .* not valid utf-8"):
+        list(read_input(io.BytesIO(b"fine\nbad \xff here\n"), "text"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list(read_input(str(tmp_path / "missing.txt")))
+    with pytest.raises(TypeError, match="binary stream"):
+        list(read_input(io.StringIO("text")))
+    with pytest.raises(ValueError, match="unknown input format"):
+        list(read_input(io.BytesIO(b""), "xml"))
+    assert list(read_input(io.BytesIO(b""), "text")) == []
+
+
+def _predict_one(line: str):
+    (prediction,) = predict_stream(CapitalTagger(), read_input(io.BytesIO((line + "\n").encode()), "text"))
+    return prediction
+
+
+def _parse_markup(markup: str):
+    """(plain text, [(label, start, end)]) of ``[words]{LABEL}`` markup."""
+    import re
+
+    plain, spans, pos = [], [], 0
+    for m in re.finditer(r"\[([^\[\]]*)\]\{(\w+)\}", markup):
+        plain.append(markup[pos:m.start()])
+        start = sum(map(len, plain))
+        plain.append(m.group(1))
+        spans.append((m.group(2), start, start + len(m.group(1))))
+        pos = m.end()
+    plain.append(markup[pos:])
+    return "".join(plain), spans
+
+
+WORDS = st.sampled_from(["John", "Smith", "flew", "to", "Paris", "São", "Ünal", "x", "it's", "Acme", "Corp", "."])
+SPACES = st.sampled_from([" ", "  ", "\t", " \u00a0 "])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(WORDS, SPACES), max_size=12), SPACES)
+def test_formats_round_trip_to_the_original_line(pieces, lead):
+    line = lead + "".join(w + s for w, s in pieces) if pieces else ""
+    prediction = _predict_one(line)
+    record = json.loads(_render(write_jsonl, prediction))
+    assert record["text"] == line
+    assert len(record["tags"]) == len(record["tokens"]) == len(record["token_confidences"])
+    for span in record["spans"]:
+        assert line[span["char_start"]:span["char_end"]] == span["text"]
+        assert span["text"].startswith(record["tokens"][span["start"]])
+        assert span["text"].endswith(record["tokens"][span["end"] - 1])
+    plain, marked = _parse_markup(_render(write_text, prediction).rstrip("\n"))
+    assert plain == line
+    assert marked == [(s["label"], s["char_start"], s["char_end"]) for s in record["spans"]]
+    conll = _render(write_conll, prediction)
+    assert conll.endswith("\n\n") or conll == "\n"
+    rows = [row.split("\t") for row in conll.splitlines() if row]
+    assert [r[0] for r in rows] == record["tokens"] and [r[1] for r in rows] == record["tags"]
+
+
+def _render(write, prediction) -> str:
+    out = io.StringIO()
+    write(prediction, out)
+    return out.getvalue()
+
+
+def test_jsonl_record_fields():
+    record = to_record(_predict_one("John Smith flew to Paris ."))
+    assert record["tokens"] == ["John", "Smith", "flew", "to", "Paris", "."]
+    assert record["spans"][0] == {"label": "PER", "start": 0, "end": 2, "char_start": 0, "char_end": 10,
+                                  "text": "John Smith", "confidence": 0.5}
+    assert record["spans"][1]["text"] == "Paris" and record["spans"][1]["char_start"] == 19
+
+
+def test_text_and_conll_of_an_empty_line():
+    prediction = _predict_one("")
+    assert _render(write_text, prediction) == "\n"
+    assert _render(write_conll, prediction) == "\n"
+    assert json.loads(_render(write_jsonl, prediction)) == {"text": "", "tokens": [], "tags": [], "spans": [],
+                                                             "token_confidences": []}
+
+
+def test_conll_input_without_text_gets_space_joined_offsets():
+    sentence = Sentence(("New", "York", "rocks"))
+    text, offsets = sentence_text(sentence.tokens, None, None)
+    assert text == "New York rocks" and [text[a:b] for a, b in offsets] == ["New", "York", "rocks"]
+    decoded = Decoded(tags=["B-LOC", "I-LOC", "O"], token_confidence=[0.9, 0.8, 1.0],
+                      spans=[("LOC", 0, 2, 0.8)])
+    assert _render(write_text, Prediction(sentence, decoded)) == "[New York]{LOC} rocks\n"
