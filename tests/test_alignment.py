@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mcrf.data.alignment import SubwordAligner, gather_words, plan_windows
 
 import tiny_models as tm
+from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
 # ---------------------------------------------------------------- plan_windows

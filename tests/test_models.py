@@ -17,6 +17,7 @@ from mcrf.models.bilstm import BiLSTMVocab
 from mcrf.models.decoding import make_decoded, postprocess
 
 import tiny_models as tm
+from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 DECODERS = ["mcrf", "mcrf-decoding", "crf", "softmax"]
 SMALL_LSTM = dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16)

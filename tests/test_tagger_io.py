@@ -15,6 +15,7 @@ from mcrf.models import Tagger, TaggerConfig
 from mcrf.models.card import model_card
 
 import tiny_models as tm
+from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 SMALL_LSTM = dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16)
 

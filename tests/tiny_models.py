@@ -10,6 +10,10 @@ Everything is built in a directory the caller gives (use pytest's ``tmp_path``):
   as ``TaggerConfig(encoder=str(dir))``.
 - ``toy_sentences(n, seed)`` -> ``n`` BIO-tagged ``Sentence`` objects (PER/LOC/ORG, multi-word
   entities) whose words are all in ``WORDS``; ``TOY_LABELS`` is their BIO tag inventory.
+- ``one_torch_thread``: a module-scoped autouse fixture; import it into a test module
+  (``from tiny_models import one_torch_thread  # noqa: F401``) to run that module's tests with one
+  torch thread (tiny models on a shared, oversubscribed CPU run many times faster that way), restoring
+  the previous thread count afterwards.
 
 Note (transformers 5): ``BertTokenizerFast(vocab_file=...)`` silently ignores the file and builds a
 5-token vocabulary; ``BertTokenizer.from_pretrained(dir)`` with ``vocab.txt`` in ``dir`` is used instead.
@@ -21,6 +25,8 @@ import os
 import random
 from pathlib import Path
 from typing import List, Sequence, Union
+
+import pytest
 
 from mcrf.data.types import Sentence
 
@@ -131,3 +137,14 @@ def toy_sentences(n: int = 20, seed: int = 0) -> List[Sentence]:
                 tags.append("O")
         sentences.append(Sentence(tuple(tokens), tuple(tags), source=f"toy:{i + 1}"))
     return sentences
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Run the importing module's tests with ``torch.set_num_threads(1)``; restore afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
