@@ -302,3 +302,15 @@ def test_max_length_beyond_position_embeddings_is_rejected(tmp_path):
     small = tm.make_bert_dir(tmp_path / "small", max_positions=32)
     with pytest.raises(ValueError, match="max_position_embeddings=32"):
         make_tagger(small, max_length=64)
+
+
+def test_encoder_decoder_models_are_rejected():
+    from transformers import T5Config
+
+    from mcrf.models.hf_encoder import encoder_from_config
+
+    config = T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=50).to_dict()
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        encoder_from_config(config)
+    with pytest.raises(ValueError, match="model_type"):
+        encoder_from_config({"hidden_size": 8})

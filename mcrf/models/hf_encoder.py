@@ -72,7 +72,17 @@ def load_tokenizer(name_or_path: str) -> Any:
 
 
 def _drop_pooler(model: nn.Module) -> nn.Module:
-    """Remove the sentence pooler (unused by a tagger; its weights would get no gradient)."""
+    """Check the model is an encoder; remove its sentence pooler (unused; it would get no gradient).
+
+    Raises:
+        ValueError: for encoder-decoder models (T5, BART), whose ``AutoModel`` needs decoder inputs.
+    """
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{getattr(config, 'model_type', type(model).__name__)!r} is an encoder-decoder model; a tagger "
+            "needs an encoder-only model (BERT, RoBERTa, DeBERTa, XLM-R, ELECTRA, ...)"
+        )
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
     return model
