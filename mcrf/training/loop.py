@@ -152,6 +152,7 @@ class _Run:
         self.scheduler = linear_schedule(raw_optimizer, self.total_steps, warmup_ratio=config.warmup_ratio)
         self.accelerator.register_for_checkpointing(self.scheduler, self.sampler)
         self.state = TrainerState()
+        self.best_dev = None  # EvalResult of the best model when it was evaluated in this process
         self.log_path = self.output_dir / "train_log.jsonl"
         self.tagger_cls = Tagger
 
@@ -211,6 +212,7 @@ class _Run:
         improved = result.f1 > state.best_f1
         if improved:
             state.best_f1, state.best_step, state.evals_since_best = result.f1, state.global_step, 0
+            self.best_dev = result
         else:
             state.evals_since_best += 1
         if self.config.patience is not None and state.evals_since_best >= self.config.patience:
@@ -321,7 +323,9 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     if best_dir is None:
         raise FileNotFoundError(f"expected a best model in {run.output_dir / 'best'}, found none")
     best = run.tagger_cls.from_pretrained(str(best_dir), device=acc.device)
-    dev = run.evaluate(run.dev_set, best)
+    # The saved best weights are exactly the evaluated ones: reuse that dev result when it was
+    # computed in this process (not after a resume), saving one pass over the dev set.
+    dev = run.best_dev if run.best_dev is not None else run.evaluate(run.dev_set, best)
     test = run.evaluate(run.test_set, best) if run.test_set else None
     metrics: Dict[str, Any] = {
         "dev": dev.to_dict(), "test": None if test is None else test.to_dict(),
