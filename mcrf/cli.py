@@ -341,9 +341,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
 def _configure_logging(debug: bool, quiet: bool) -> None:
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[_StderrHandler()], force=True)
     for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
                   "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -1,0 +1,325 @@
+"""The ``mcrf`` command line, run for real: ``main(argv)`` with capsys and a few ``python -m mcrf`` subprocesses.
+
+Models: one tiny ``mcrf train sample`` run through the CLI (module fixture), a small BiLSTM tagger
+trained a few steps on the sample corpus, and a tiny random BERT with a 16-sub-word window for the
+5,000-word line. Nothing is downloaded (``HF_HUB_OFFLINE=1``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mcrf import __version__
+from mcrf.cli import main
+from mcrf.data import load_corpus
+from mcrf.models import Tagger, TaggerConfig
+from mcrf.training import TrainConfig
+
+import tiny_models as tm
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample"
+# one intra-op thread: the models here are tiny, and 2 OpenMP threads on a loaded 2-core machine thrash (10x slower)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+LINES = ["John Smith flew to  Paris with Acme Corp .", "", "\tMaria Rossi visited Kyoto, Japan.",
+         "São Paulo  hosts the European Union summit", ""]
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run this module's tiny models on one intra-op thread (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(capsys, *argv):
+    """``main(argv)`` -> (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_module(*argv, stdin: bytes = b""):
+    """``python -m mcrf argv`` in a subprocess -> CompletedProcess (bytes)."""
+    return subprocess.run([sys.executable, "-m", "mcrf", *map(str, argv)], input=stdin, capture_output=True,
+                          env=ENV, cwd=ROOT, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sample_model(tmp_path_factory, one_thread):
+    """A small BiLSTM tagger trained 40 steps on the sample corpus and saved (fast, sensible output)."""
+    torch.manual_seed(0)
+    corpus = load_corpus("sample")
+    train = corpus.splits["train"]
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme, word_dim=32,
+                                       char_dim=8, char_filters=16, lstm_hidden=32), train)
+    optimizer = torch.optim.Adam(tagger.parameters(), lr=0.01)
+    collate = tagger.collator()
+    for step in range(40):
+        optimizer.zero_grad()
+        tagger(collate(train[(step * 32) % 576:][:32])).backward()
+        optimizer.step()
+    directory = tmp_path_factory.mktemp("models") / "sample"
+    tagger.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, one_thread):
+    """A real (tiny) ``mcrf train sample`` through ``main``: (exit code, stdout, output dir)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    output = tmp_path_factory.mktemp("runs") / "sample"
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["train", "sample", "--output", str(output), "--max-steps", "3", "--max-train-sentences", "48",
+                     "--max-eval-sentences", "24", "--quiet"])
+    return code, out.getvalue(), output
+
+
+# ---------------------------------------------------------------------------- help, version, usage
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "inspect"])
+def test_help_of_every_command(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert f"usage: mcrf {command}" in out and "examples:" in out and "--debug" in out
+
+
+def test_top_level_help_version_and_no_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and all(c in out for c in ("train", "evaluate", "predict", "inspect", "quickstart"))
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.strip() == f"mcrf {__version__}"
+    code, _, err = run(capsys)
+    assert code == 2 and "usage: mcrf" in err
+
+
+def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
+    _, out, _ = run(capsys, "train", "--help")
+    for field in TrainConfig.field_names():
+        if field != "dataset":
+            flag = "--output" if field == "output_dir" else "--no-bucket" if field == "bucket" else \
+                "--" + field.replace("_", "-")
+            assert flag in out, field
+    assert "preset: encoder=bilstm" in out.replace("\n", " ")
+    assert "``" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "sample", "--epochs", "0"], "expected a positive integer"),
+    (["train", "sample", "--decoder", "lstm"], "invalid choice"),
+    (["train", "sample", "--lr", "-1"], "expected lr > 0"),
+    (["train", "sample", "--stride", "600", "--max-length", "512"], "stride"),
+    (["predict", "x.txt"], "--model"),
+    (["evaluate", "model-only"], "required"),
+    (["inspect", "sample", "--policy", "fix"], "invalid choice"),
+])
+def test_usage_errors_exit_2(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_train_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        raise FileExistsError("stop here")
+
+    monkeypatch.setattr("mcrf.training.train", fake_train)
+    code, _, err = run(capsys, "train", "sample", "--output", tmp_path, "--lr", "0.01", "--no-bucket",
+                       "--patience", "none", "--eval-every", "5", "--scheme", "bioes", "--resume")
+    assert code == 1 and "stop here" in err
+    expected = TrainConfig.for_dataset("sample", output_dir=str(tmp_path), lr=0.01, bucket=False, patience=None,
+                                       eval_every=5, scheme="bioes", resume=True)
+    assert seen["config"] == expected
+
+
+# ---------------------------------------------------------------------------- train / evaluate / inspect
+def test_train_sample_end_to_end(trained_run, text_input, capsys):
+    code, out, output = trained_run
+    assert code == 0
+    assert "dev (sample)" in out and "test (sample)" in out and "micro avg" in out and "illegal paths" in out
+    assert f"model saved to {output / 'model'}" in out
+    assert (output / "model" / "config.json").is_file() and (output / "metrics.json").is_file()
+    code, out, _ = run(capsys, "predict", text_input, "--model", output / "model", "--format", "text")
+    assert code == 0 and len(out.splitlines()) == len(LINES)
+
+
+def test_train_refuses_a_used_output_dir_and_unknown_datasets(trained_run, capsys):
+    _, _, output = trained_run
+    code, _, err = run(capsys, "train", "sample", "--output", output, "--max-steps", "1")
+    assert code == 1 and "--resume" in err and "--overwrite" in err and "Traceback" not in err
+    code, _, err = run(capsys, "train", "no-such-set", "--output", output.parent / "other", "--max-steps", "1")
+    assert code == 1 and "no dataset 'no-such-set'" in err and "Traceback" not in err
+
+
+def test_evaluate_table_and_json(sample_model, capsys):
+    code, out, _ = run(capsys, "evaluate", sample_model, "sample", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["split"] == "test" and result["num_sentences"] == len(load_corpus("sample").splits["test"])
+    assert result["illegal_path_rate"] == 0.0 and result["sentences_per_second"] > 0
+    assert set(result["per_type"]) == {"LOC", "MISC", "ORG", "PER"} and 0 <= result["f1"] <= 1
+    code, out, _ = run(capsys, "evaluate", sample_model, "sample", "--split", "dev")
+    assert code == 0 and "micro avg" in out and "macro avg" in out and "illegal paths: 0" in out
+    code, _, err = run(capsys, "evaluate", sample_model, "sample", "--split", "validation")
+    assert code == 1 and "pass --split with one of ['dev', 'test', 'train']" in err
+
+
+def _blocks(path: Path) -> int:
+    return len([b for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()])
+
+
+def test_inspect_json_and_text(capsys):
+    code, out, _ = run(capsys, "inspect", "sample", "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["scheme"] == "BIO"
+    for split, name in (("train", "train.txt"), ("dev", "dev.txt"), ("test", "test.txt")):
+        assert info["splits"][split]["sentences"] == _blocks(SAMPLE / name)
+        assert info["splits"][split]["illegal"] == 0
+    code, out, _ = run(capsys, "inspect", "sample", "--scheme", "BIOES")
+    assert code == 0 and "scheme BIOES" in out and "entities per type" in out
+    code, _, err = run(capsys, "inspect", "nope")
+    assert code == 1 and "not a registered name" in err and "Traceback" not in err
+
+
+def test_inspect_labels_that_do_not_fit_the_scheme(capsys, tmp_path):
+    (tmp_path / "train.txt").write_text("a B-X\nb I-X\n\nc I-Y\n", encoding="utf-8")
+    code, _, err = run(capsys, "inspect", tmp_path, "--policy", "error")
+    assert code == 1 and "train.txt:4" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------------- predict
+@pytest.fixture()
+def text_input(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    return path
+
+
+def test_predict_jsonl_offsets_slice_the_original_lines(sample_model, text_input, tmp_path, capsys):
+    target = tmp_path / "out.jsonl"
+    code, out, _ = run(capsys, "predict", text_input, "--model", sample_model, "--format", "jsonl", "-o", target)
+    assert code == 0 and out == ""
+    records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in records] == LINES
+    for record in records:
+        assert len(record["tags"]) == len(record["tokens"]) == len(record["token_confidences"])
+        for span in record["spans"]:
+            assert record["text"][span["char_start"]:span["char_end"]] == span["text"]
+            assert 0 < span["confidence"] <= 1
+    assert sum(len(r["spans"]) for r in records) > 0
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_predict_conll_and_text_formats(sample_model, text_input, capsys):
+    code, out, _ = run(capsys, "predict", text_input, "--model", sample_model, "--format", "conll")
+    assert code == 0
+    sentences, current = [], []
+    for line in out.split("\n")[:-1]:
+        if line:
+            token, tag = line.split("\t")
+            current.append((token, tag))
+        else:
+            sentences.append(current)
+            current = []
+    assert len(sentences) == len(LINES) and [len(s) for s in sentences][1] == 0
+    assert [t for t, _ in sentences[0]] == ["John", "Smith", "flew", "to", "Paris", "with", "Acme", "Corp", "."]
+    code, out, _ = run(capsys, "predict", text_input, "--model", sample_model, "--format", "text")
+    assert code == 0
+    marked = out.split("\n")[:-1]
+    assert len(marked) == len(LINES)
+    import re
+
+    for original, line in zip(LINES, marked):
+        assert re.sub(r"\[([^\[\]]*)\]\{\w+\}", r"\1", line) == original
+
+
+def test_predict_conll_input_ignores_tags(sample_model, capsys):
+    code, out, _ = run(capsys, "predict", SAMPLE / "test.txt", "--input-format", "conll", "--model", sample_model,
+                       "--format", "jsonl", "--batch-size", "7")
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    gold = load_corpus("sample").splits["test"]
+    assert [r["tokens"] for r in records] == [list(s.tokens) for s in gold]
+
+
+def test_predict_empty_input_and_input_errors(sample_model, tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    assert run(capsys, "predict", empty, "--model", sample_model)[:2] == (0, "")
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\ncaf\xe9 latin-1\n")
+    code, out, err = run(capsys, "predict", bad, "--model", sample_model)
+    assert code == 1 and f"{bad}:2: byte 0xe9" in err and "iconv" in err and "Traceback" not in err
+    code, _, err = run(capsys, "predict", bad, "--model", sample_model, "--debug")
+    assert code == 1 and "Traceback" in err
+    code, _, err = run(capsys, "predict", tmp_path / "none.txt", "--model", sample_model)
+    assert code == 1 and "is not a file" in err
+
+
+def test_predict_model_errors(text_input, tmp_path, capsys):
+    code, _, err = run(capsys, "predict", text_input, "--model", tmp_path / "no" / "model")
+    assert code == 1 and "no tagger directory" in err and "Traceback" not in err
+    (tmp_path / "empty_model").mkdir()
+    code, _, err = run(capsys, "predict", text_input, "--model", tmp_path / "empty_model")
+    assert code == 1 and "has no config.json" in err and "Traceback" not in err
+
+
+def test_predict_a_5000_word_line_with_a_windowed_encoder(tmp_path, capsys):
+    torch.manual_seed(0)
+    bert = tm.make_bert_dir(tmp_path / "bert", max_positions=64)
+    tagger = Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS, max_length=16, stride=4))
+    tagger.save_pretrained(tmp_path / "model")
+    words = (tm.PERSONS + tm.PLACES + tm.FILLER + ["unseenword"]) * 200
+    line = " ".join(words[:5000])
+    source = tmp_path / "long.txt"
+    source.write_text(f"{line}\n\njohn visited paris .\n", encoding="utf-8")
+    code, out, _ = run(capsys, "predict", source, "--model", tmp_path / "model", "--format", "jsonl")
+    assert code == 0
+    records = [json.loads(x) for x in out.splitlines()]
+    assert [len(r["tokens"]) for r in records] == [5000, 0, 4]
+    assert len(records[0]["tags"]) == 5000 and records[0]["tokens"] == words[:5000]
+    assert all(set(r["tags"]) <= set(tm.TOY_LABELS) for r in records)
+
+
+# ---------------------------------------------------------------------------- real subprocesses
+def test_module_version_and_unknown_dataset_subprocess():
+    done = run_module("--version")
+    assert done.returncode == 0 and done.stdout.decode().strip() == f"mcrf {__version__}"
+    done = run_module("inspect", "no-such-set")
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "no dataset 'no-such-set'" in err and "Traceback" not in err
+
+
+def test_module_predict_from_stdin_subprocess(sample_model):
+    stdin = ("\n".join(LINES) + "\n").encode()
+    done = run_module("predict", "-", "--model", sample_model, "--format", "jsonl", stdin=stdin)
+    assert done.returncode == 0, done.stderr.decode()
+    records = [json.loads(x) for x in done.stdout.decode("utf-8").splitlines()]
+    assert [r["text"] for r in records] == LINES
+    assert done.stderr.decode().strip() == ""  # no progress bar when stderr is not a terminal
+
+
+def test_module_predict_bad_bytes_on_stdin_subprocess(sample_model):
+    done = run_module("predict", "-", "--model", sample_model, stdin=b"ok\n\xff\xfe broken\n")
+    err = done.stderr.decode()
+    assert done.returncode == 1 and "<stdin>:2: byte 0xff" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
