@@ -288,7 +288,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mcrf.predict import PredictConfig, predict_stream, read_input
 
     config = _build(PredictConfig, **_given(args, _PREDICT_FIELDS))
-    if args.input != "-" and not Path(args.input).is_file():
+    if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
         raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
     tagger = Tagger.from_pretrained(args.model, device=_device(config.device))
     sentences = read_input(args.input, config.input_format, config.encoding)

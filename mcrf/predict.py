@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
-from mcrf.data.readers import DOCSTART, iter_lines, split_fields
+from mcrf.data.readers import DOCSTART, split_fields
 from mcrf.data.text import tokenize_line
 from mcrf.data.types import Sentence
 
@@ -101,10 +101,12 @@ def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8
     """
     if isinstance(source, (str, Path)) and str(source) != "-":
         path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"input file {path} does not exist; pass a text file, a CoNLL file or - for stdin")
-        for number, text in iter_lines(path, encoding):
-            yield f"{path}:{number}", text
+        if not path.exists() or path.is_dir():
+            raise FileNotFoundError(f"input {path} {'is a directory' if path.exists() else 'does not exist'}; "
+                                    "pass a text file, a CoNLL file or - for stdin")
+        with path.open("rb") as handle:  # not only regular files: named pipes, /dev/stdin, <(command)
+            for number, text in _decode_stream(handle, str(path), encoding):
+                yield f"{path}:{number}", text
         return
     handle = sys.stdin.buffer if isinstance(source, (str, Path)) else source
     name = "<stdin>" if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")

@@ -323,3 +323,15 @@ def test_module_predict_bad_bytes_on_stdin_subprocess(sample_model):
     err = done.stderr.decode()
     assert done.returncode == 1 and "<stdin>:2: byte 0xff" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_threads_flag_and_a_directory_as_input(sample_model, tmp_path, capsys):
+    before = torch.get_num_threads()
+    try:
+        code, out, _ = run(capsys, "--threads", "1", "inspect", "sample", "--json")
+        assert code == 0 and torch.get_num_threads() == 1 and json.loads(out)["scheme"] == "BIO"
+    finally:
+        torch.set_num_threads(before)
+    assert run(capsys, "inspect", "sample", "--threads", "0")[0] == 2
+    code, _, err = run(capsys, "predict", tmp_path, "--model", sample_model)
+    assert code == 1 and "is not a file" in err
