@@ -47,9 +47,10 @@ def param_groups(
 
     Encoder parameters (names starting with ``encoder.``) get ``lr * layer_decay ** max(0, L - depth)``
     (see ``encoder_depth``): the top layer ``L-1`` and non-layer encoder parameters (pooler, final
-    norm) train at ``lr``, each layer below one factor slower, the embeddings at ``lr * layer_decay ** L``. Everything else (head, CRF) trains at
-    ``head_lr``. Biases/norm weights/vectors and the CRF get no weight decay. A BiLSTM encoder has
-    no numbered layers, so all of it trains at ``lr``. Frozen parameters are skipped.
+    norm) train at ``lr``, each layer below one factor slower, the embeddings at
+    ``lr * layer_decay ** L``. Everything else (head, CRF) trains at ``head_lr``. Biases/norm
+    weights/vectors and the CRF get no weight decay. A BiLSTM encoder has no numbered layers, so
+    all of it trains at ``lr``. Frozen parameters are skipped.
 
     Returns:
         A list of dicts with ``params``, ``lr``, ``weight_decay`` and a descriptive ``name``;
