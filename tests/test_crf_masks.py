@@ -113,3 +113,21 @@ def test_sequence_first_layout_with_holes():
         seq_first.marginals(emissions.transpose(0, 1), mask.t()).transpose(0, 1),
         batch_first.marginals(emissions, mask),
     )
+
+
+def test_garbage_at_masked_positions_changes_nothing_and_stays_finite(crf):
+    """Padding may hold anything finite (regression: inf * 0 in the backward gave NaN)."""
+    mask = torch.tensor([[1] * 20, [1] * 5 + [0] * 15, [0] * 3 + [1] * 4 + [0] * 13], dtype=torch.bool)
+    clean = torch.randn(3, 20, crf.num_tags)
+    dirty = clean.masked_fill(~mask.unsqueeze(-1), 5e3).requires_grad_(True)
+    clean.requires_grad_(True)
+    tags = _legal_tags(crf, clean.detach(), mask).clamp(min=0)
+    llh_dirty = crf(dirty, tags, mask, reduction="none")
+    llh_clean = crf(clean, tags, mask, reduction="none")
+    torch.testing.assert_close(llh_dirty, llh_clean)
+    llh_dirty.sum().backward()
+    llh_clean.sum().backward()
+    assert torch.isfinite(dirty.grad).all() and (dirty.grad[~mask] == 0).all()
+    torch.testing.assert_close(dirty.grad, clean.grad)
+    assert all(torch.isfinite(p.grad).all() for p in crf.parameters())
+    torch.testing.assert_close(crf.marginals(dirty, mask), crf.marginals(clean, mask))
