@@ -146,12 +146,13 @@ class MaskedCRF(nn.Module):
             torch.where(end, self.end_transitions, fill),
         )
 
-    def _scores(self, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
-        """Start, transition and end scores in the computation dtype."""
-        return (
+    def _chain(self, train: bool, dtype: torch.dtype) -> crf_ops.Chain:
+        """Scores (in the computation dtype) and the rules in force for training or decoding."""
+        return crf_ops.Chain(
             self.start_transitions.to(dtype),
             self.transitions.to(dtype),
             self.end_transitions.to(dtype),
+            *self._tables(train),
         )
 
     # ------------------------------------------------------------------ validation
@@ -228,17 +229,16 @@ class MaskedCRF(nn.Module):
             packed_tags = torch.where(valid, tags.gather(1, order), torch.zeros_like(order))  # shape: (B, L)
         return packed, lengths, order, packed_tags
 
-    def _check_gold(self, tags: Tensor, lengths: Tensor, order: Tensor) -> None:
-        start, trans, end = self._tables(train=True)
-        bad = crf_ops.first_violation(tags, lengths, start, trans, end)
+    def _check_gold(self, tags: Tensor, lengths: Tensor, order: Tensor, chain: crf_ops.Chain) -> None:
+        bad = crf_ops.first_violation(tags, lengths, chain)
         if not bad.any():
             return
         b, s = bad.nonzero()[0].tolist()
         name = (lambda i: self.labels[i]) if self.labels else (lambda i: str(i))
         pos = int(order[b, s])
-        if s == 0 and not bool(start[tags[b, 0]]):
+        if s == 0 and not bool(chain.allowed_start[tags[b, 0]]):
             what = f"sequence starts with {name(int(tags[b, 0]))!r}"
-        elif s > 0 and not bool(trans[tags[b, s - 1], tags[b, s]]):
+        elif s > 0 and not bool(chain.allowed_trans[tags[b, s - 1], tags[b, s]]):
             what = f"transition {name(int(tags[b, s - 1]))!r} -> {name(int(tags[b, s]))!r}"
         else:
             what = f"sequence ends with {name(int(tags[b, s]))!r}"
@@ -269,12 +269,11 @@ class MaskedCRF(nn.Module):
         emissions, tags, mask = self._prepare(emissions, tags, mask)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, packed_tags = self._packed(emissions, mask, tags)
+            chain = self._chain(train=True, dtype=packed.dtype)
             if self.mode == "mcrf" and not _tracing():
-                self._check_gold(packed_tags, lengths, order)
-            start, trans, end = self._tables(train=True)
-            scores = self._scores(packed.dtype)
-            gold = crf_ops.path_score(packed, packed_tags, lengths, *scores)
-            log_z = crf_ops.log_partition(packed, lengths, *scores, start, trans, end)
+                self._check_gold(packed_tags, lengths, order, chain)
+            gold = crf_ops.path_score(packed, packed_tags, lengths, chain)
+            log_z = crf_ops.log_partition(packed, lengths, chain)
             llh = gold - log_z  # shape: (B,)
         if reduction == "none":
             return llh
@@ -295,10 +294,7 @@ class MaskedCRF(nn.Module):
         emissions, _, mask = self._prepare(emissions, None, mask)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
-            start, trans, end = self._tables(train=False)
-            paths, scores = viterbi_kbest(
-                packed, lengths, *self._scores(packed.dtype), start, trans, end, k=k
-            )  # shape: (B, k, L), (B, k)
+            paths, scores = viterbi_kbest(packed, lengths, self._chain(train=False, dtype=packed.dtype), k=k)  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask
 
     @torch.no_grad()
@@ -355,8 +351,7 @@ class MaskedCRF(nn.Module):
         emissions, _, mask = self._prepare(emissions, None, mask)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
-            start, trans, end = self._tables(train=False)
-            marg = crf_ops.marginals(packed, lengths, *self._scores(packed.dtype), start, trans, end)
+            marg = crf_ops.marginals(packed, lengths, self._chain(train=False, dtype=packed.dtype))
         out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
         if not self.batch_first:
             out = out.transpose(0, 1)

@@ -22,7 +22,7 @@ Constraints are boolean tables: ``allowed_start (K,)``, ``allowed_trans (K, K)``
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 from torch import Tensor
@@ -36,6 +36,22 @@ FORBIDDEN_SCORE = -10000.0
 _MAX_EXP = 80.0
 # Scores further apart than this within one step may underflow in exp space (float32: ~87).
 _SAFE_GAP = 60.0
+
+
+class Chain(NamedTuple):
+    """Scores and rules of a linear chain: ``start (K,)``, ``trans (K, K)`` ``[from, to]``,
+    ``end (K,)``, and the bool tables of allowed starts, transitions and ends."""
+
+    start: Tensor
+    trans: Tensor
+    end: Tensor
+    allowed_start: Tensor
+    allowed_trans: Tensor
+    allowed_end: Tensor
+
+    def reversed(self) -> "Chain":
+        """The chain read right to left (what the backward pass scans)."""
+        return Chain(self.end, self.trans.t(), self.start, self.allowed_end, self.allowed_trans.t(), self.allowed_start)
 
 
 def pack(mask: Tensor) -> Tuple[Tensor, Tensor]:
@@ -167,7 +183,7 @@ def _spread_risk(scaled: Tensor, lengths: Tensor) -> Tensor:
     return (gap > _SAFE_GAP).any(dim=1)
 
 
-def _both_scans(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end, backward=True):
+def _both_scans(emissions: Tensor, lengths: Tensor, chain: Chain, backward: bool = True):
     """Alphas, emission-inclusive betas (``None`` unless ``backward``), log Z, and the rows
     whose fast scan may be inexact."""
     steps = emissions.shape[1]
@@ -175,36 +191,36 @@ def _both_scans(emissions, lengths, start, trans, end, allowed_start, allowed_tr
         rev = _reverse_index(lengths, steps)  # shape: (B, L)
         both = _scan_log(
             torch.stack([emissions, gather_time(emissions, rev)]),
-            torch.stack([start, end]),
-            torch.stack([trans, trans.t()]),
-            torch.stack([allowed_start, allowed_end]),
-            torch.stack([allowed_trans, allowed_trans.t()]),
+            *(torch.stack(pair) for pair in zip(_scan_args(chain), _scan_args(chain.reversed()))),
         )  # shape: (2, B, L, K)
         alphas, beta_e = both[0], gather_time(both[1], rev)  # shape: (B, L, K) each
     else:
-        alphas = _scan_log(emissions[None], start[None], trans[None], allowed_start[None], allowed_trans[None])[0]
+        alphas = _scan_log(emissions[None], *(x[None] for x in _scan_args(chain)))[0]
         beta_e = None
-    log_z = _final_log(_last(alphas, lengths), end, allowed_end)  # shape: (B,)
+    log_z = _final_log(_last(alphas, lengths), chain.end, chain.allowed_end)  # shape: (B,)
     log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
     risky = _spread_risk(alphas, lengths) | ~torch.isfinite(log_z)
     if backward:
         risky = risky | _spread_risk(beta_e, lengths)
-    if not tracing() and bool((allowed_trans & (_row_scale(trans, allowed_trans)[1] == 0)).any()):
+    weights = _row_scale(chain.trans, chain.allowed_trans)[1]
+    if not tracing() and bool((chain.allowed_trans & (weights == 0)).any()):
         risky = torch.ones_like(risky)  # allowed transition scores themselves span > 88 nats
     return alphas, beta_e, log_z, risky
+
+
+def _scan_args(chain: Chain) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    return chain.start, chain.trans, chain.allowed_start, chain.allowed_trans
 
 
 class _LogPartition(torch.autograd.Function):
     """log Z with an analytic backward: gradients are the (pairwise) marginals."""
 
     @staticmethod
-    def forward(ctx, emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+    def forward(ctx, emissions, lengths, *chain):
+        chain = Chain(*chain)
         # The backward scores are needed only for gradients: compute them in the same loop.
-        alphas, beta_e, log_z, risky = _both_scans(
-            emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end,
-            backward=any(ctx.needs_input_grad),
-        )
-        ctx.save_for_backward(emissions, lengths, trans, allowed_trans, alphas, beta_e, log_z)
+        alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, chain, backward=any(ctx.needs_input_grad))
+        ctx.save_for_backward(emissions, lengths, chain.trans, chain.allowed_trans, alphas, beta_e, log_z)
         ctx.mark_non_differentiable(risky)
         return log_z, risky
 
@@ -235,16 +251,7 @@ class _LogPartition(torch.autograd.Function):
         return grad_emissions, None, grad_start, grad_trans, grad_end, None, None, None
 
 
-def log_partition_exact(
-    emissions: Tensor,
-    lengths: Tensor,
-    start: Tensor,
-    trans: Tensor,
-    end: Tensor,
-    allowed_start: Tensor,
-    allowed_trans: Tensor,
-    allowed_end: Tensor,
-) -> Tensor:
+def log_partition_exact(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
     """log Z by a plain log-space recursion (autograd, ``(B, K, K)`` per step): the slow,
     range-proof reference used for rows whose scores exceed the fast scan's exp range.
 
@@ -252,9 +259,9 @@ def log_partition_exact(
     weight ``exp(-1e4)`` is exactly 0 in float32, and no ``-inf`` can reach a gradient.
     """
     steps = emissions.shape[1]
-    start_m = torch.where(allowed_start, start, FORBIDDEN_SCORE)
-    trans_m = torch.where(allowed_trans, trans, FORBIDDEN_SCORE)
-    end_m = torch.where(allowed_end, end, FORBIDDEN_SCORE)
+    start_m = torch.where(chain.allowed_start, chain.start, FORBIDDEN_SCORE)
+    trans_m = torch.where(chain.allowed_trans, chain.trans, FORBIDDEN_SCORE)
+    end_m = torch.where(chain.allowed_end, chain.end, FORBIDDEN_SCORE)
     valid = valid_positions(lengths, steps)
     alpha = start_m + emissions[:, 0]  # shape: (B, K)
     for t in range(1, steps):
@@ -264,16 +271,7 @@ def log_partition_exact(
     return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
-def log_partition(
-    emissions: Tensor,
-    lengths: Tensor,
-    start: Tensor,
-    trans: Tensor,
-    end: Tensor,
-    allowed_start: Tensor,
-    allowed_trans: Tensor,
-    allowed_end: Tensor,
-) -> Tensor:
+def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
     """log Z over legal paths of packed sequences, ``(B,)``; 0 for empty sequences.
 
     Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end``. The fast
@@ -281,34 +279,23 @@ def log_partition(
     more than float32's exp range (``_SAFE_GAP`` nats within one step) are recomputed with
     :func:`log_partition_exact`, so the result never silently loses mass or turns NaN.
     """
-    args = (start, trans, end, allowed_start, allowed_trans, allowed_end)
-    log_z, risky = _LogPartition.apply(emissions, lengths, *args)
+    log_z, risky = _LogPartition.apply(emissions, lengths, *chain)
     if not tracing() and bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
-        exact = log_partition_exact(emissions[rows], lengths[rows], *args)
+        exact = log_partition_exact(emissions[rows], lengths[rows], chain)
         log_z = log_z.index_put((rows,), exact)
     return log_z
 
 
-def marginals(
-    emissions: Tensor,
-    lengths: Tensor,
-    start: Tensor,
-    trans: Tensor,
-    end: Tensor,
-    allowed_start: Tensor,
-    allowed_trans: Tensor,
-    allowed_end: Tensor,
-) -> Tensor:
+def marginals(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
     """Posterior tag probabilities of packed sequences over legal paths, ``(B, L, K)``
     (0 past each length), by forward-backward. Rows outside the fast scan's range are
     recomputed with an exact log-space forward-backward (no autograd: works under
     ``torch.inference_mode``)."""
-    args = (start, trans, end, allowed_start, allowed_trans, allowed_end)
-    alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, *args)
+    alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, chain)
     if not tracing() and bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
-        exact = _both_scans_exact(emissions[rows], lengths[rows], *args)
+        exact = _both_scans_exact(emissions[rows], lengths[rows], chain)
         alphas, beta_e, log_z = (
             x.index_put((rows,), y) for x, y in zip((alphas, beta_e, log_z), exact)
         )
@@ -316,28 +303,29 @@ def marginals(
     return torch.where(valid_positions(lengths, emissions.shape[1]).unsqueeze(2), marg, 0.0)
 
 
-def _both_scans_exact(emissions, lengths, start, trans, end, allowed_start, allowed_trans, allowed_end):
+def _both_scans_exact(emissions: Tensor, lengths: Tensor, chain: Chain):
     """Alphas, emission-inclusive betas and log Z by plain log-space recursions (for scores
     beyond the fast scan's range; ``-inf`` marks unreachable tags, no gradients involved)."""
     steps = emissions.shape[1]
     rev = _reverse_index(lengths, steps)
 
-    def scan(em, first, allowed_first, scores, allowed):
-        scores = torch.where(allowed, scores, float("-inf"))  # shape: (K, K)
-        alpha = torch.where(allowed_first, first, float("-inf")) + em[:, 0]  # shape: (B, K)
+    def scan(em: Tensor, rules: Chain) -> Tensor:
+        scores = torch.where(rules.allowed_trans, rules.trans, float("-inf"))  # shape: (K, K)
+        alpha = torch.where(rules.allowed_start, rules.start, float("-inf")) + em[:, 0]  # shape: (B, K)
         out = [alpha]
         for t in range(1, steps):
             alpha = torch.logsumexp(alpha.unsqueeze(2) + scores, dim=1) + em[:, t]  # shape: (B, K)
             out.append(alpha)
         return torch.stack(out, dim=1)  # shape: (B, L, K)
 
-    alphas = scan(emissions, start, allowed_start, trans, allowed_trans)
-    beta_e = gather_time(scan(gather_time(emissions, rev), end, allowed_end, trans.t(), allowed_trans.t()), rev)
-    log_z = torch.logsumexp(torch.where(allowed_end, _last(alphas, lengths) + end, float("-inf")), dim=1)
+    alphas = scan(emissions, chain)
+    beta_e = gather_time(scan(gather_time(emissions, rev), chain.reversed()), rev)
+    closing = torch.where(chain.allowed_end, _last(alphas, lengths) + chain.end, float("-inf"))
+    log_z = torch.logsumexp(closing, dim=1)
     return alphas, beta_e, torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
-def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, start: Tensor, trans: Tensor, end: Tensor) -> Tensor:
+def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
     """Score of given packed tag sequences, ``(B,)`` (0 for empty sequences).
 
     Args:
@@ -346,25 +334,23 @@ def path_score(emissions: Tensor, tags: Tensor, lengths: Tensor, start: Tensor, 
     steps = emissions.shape[1]
     valid = valid_positions(lengths, steps)  # shape: (B, L)
     emit = emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * valid  # shape: (B, L)
-    score = emit.sum(dim=1) + start[tags[:, 0]] * (lengths > 0)  # shape: (B,)
+    score = emit.sum(dim=1) + chain.start[tags[:, 0]] * (lengths > 0)  # shape: (B,)
     if steps > 1:
-        step = trans[tags[:, :-1], tags[:, 1:]] * valid[:, 1:]  # shape: (B, L-1)
+        step = chain.trans[tags[:, :-1], tags[:, 1:]] * valid[:, 1:]  # shape: (B, L-1)
         score = score + step.sum(dim=1)
     last = tags.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # shape: (B,)
-    return score + end[last] * (lengths > 0)
+    return score + chain.end[last] * (lengths > 0)
 
 
-def first_violation(
-    tags: Tensor, lengths: Tensor, allowed_start: Tensor, allowed_trans: Tensor, allowed_end: Tensor
-) -> Tensor:
+def first_violation(tags: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
     """``(B, L)`` bool: packed position ``s`` breaks a rule (start at 0, transition into
     ``s`` from ``s - 1``, or end at ``lengths - 1``)."""
     steps = tags.shape[1]
     valid = valid_positions(lengths, steps)
     bad = torch.zeros_like(valid)
-    bad[:, 0] = ~allowed_start[tags[:, 0]]
+    bad[:, 0] = ~chain.allowed_start[tags[:, 0]]
     if steps > 1:
-        bad[:, 1:] = ~allowed_trans[tags[:, :-1], tags[:, 1:]]
+        bad[:, 1:] = ~chain.allowed_trans[tags[:, :-1], tags[:, 1:]]
     is_last = torch.arange(steps, device=tags.device).unsqueeze(0) == (lengths - 1).unsqueeze(1)
-    bad = bad | (is_last & ~allowed_end[tags])
+    bad = bad | (is_last & ~chain.allowed_end[tags])
     return bad & valid

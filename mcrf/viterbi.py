@@ -13,18 +13,10 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from mcrf.crf_ops import Chain
 
-def viterbi_kbest(
-    emissions: Tensor,
-    lengths: Tensor,
-    start: Tensor,
-    trans: Tensor,
-    end: Tensor,
-    allowed_start: Tensor,
-    allowed_trans: Tensor,
-    allowed_end: Tensor,
-    k: int = 1,
-) -> Tuple[Tensor, Tensor]:
+
+def viterbi_kbest(emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1) -> Tuple[Tensor, Tensor]:
     """The ``k`` best legal paths of packed sequences.
 
     Forbidden transitions are never candidates (they are ``-inf`` in this max-product
@@ -37,9 +29,9 @@ def viterbi_kbest(
         paths exist. An empty sequence has one (empty) path of score 0.
     """
     neg_inf = torch.tensor(float("-inf"), device=emissions.device, dtype=emissions.dtype)
-    trans_m = torch.where(allowed_trans, trans, neg_inf)  # shape: (K_from, K_to)
-    start_m = torch.where(allowed_start, start, neg_inf)  # shape: (K,)
-    end_m = torch.where(allowed_end, end, neg_inf)  # shape: (K,)
+    trans_m = torch.where(chain.allowed_trans, chain.trans, neg_inf)  # shape: (K_from, K_to)
+    start_m = torch.where(chain.allowed_start, chain.start, neg_inf)  # shape: (K,)
+    end_m = torch.where(chain.allowed_end, chain.end, neg_inf)  # shape: (K,)
     if k == 1:
         paths, score = _viterbi_best(emissions, lengths, start_m, trans_m, end_m)
     else:

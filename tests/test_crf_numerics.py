@@ -164,15 +164,15 @@ def test_fast_partition_equals_exact_recursion_at_any_scale(scale):
     gen = torch.Generator().manual_seed(5)
     emissions = (torch.randn(4, 9, crf.num_tags, generator=gen) * scale).requires_grad_(True)
     lengths = torch.tensor([9, 4, 1, 0])
-    args = (crf.start_transitions, crf.transitions, crf.end_transitions,
-            crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
-    fast = crf_ops.log_partition(emissions, lengths, *args)
-    exact = crf_ops.log_partition_exact(emissions, lengths, *args)
+    chain = crf_ops.Chain(crf.start_transitions, crf.transitions, crf.end_transitions,
+                          crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
+    fast = crf_ops.log_partition(emissions, lengths, chain)
+    exact = crf_ops.log_partition_exact(emissions, lengths, chain)
     torch.testing.assert_close(fast, exact, atol=1e-3 * scale, rtol=1e-5)
     (g_fast,) = torch.autograd.grad(fast.sum(), emissions)
     (g_exact,) = torch.autograd.grad(exact.sum(), emissions)
     torch.testing.assert_close(g_fast, g_exact, atol=1e-4, rtol=1e-3)
-    marg = crf_ops.marginals(emissions.detach(), lengths, *args)
+    marg = crf_ops.marginals(emissions.detach(), lengths, chain)
     torch.testing.assert_close(marg, g_exact, atol=1e-4, rtol=1e-3)
 
 
