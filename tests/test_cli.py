@@ -216,8 +216,8 @@ def text_input(tmp_path):
 
 def test_predict_jsonl_offsets_slice_the_original_lines(sample_model, text_input, tmp_path, capsys):
     target = tmp_path / "out.jsonl"
-    code, out, _ = run(capsys, "predict", text_input, "--model", sample_model, "--format", "jsonl", "-o", target)
-    assert code == 0 and out == ""
+    code, out, err = run(capsys, "predict", text_input, "--model", sample_model, "--format", "jsonl", "-o", target)
+    assert code == 0 and out == "" and f"wrote {len(LINES)} sentences to {target}" in err
     records = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
     assert [r["text"] for r in records] == LINES
     for record in records:
@@ -273,6 +273,8 @@ def test_predict_empty_input_and_input_errors(sample_model, tmp_path, capsys):
     assert code == 1 and "Traceback" in err
     code, _, err = run(capsys, "predict", tmp_path / "none.txt", "--model", sample_model)
     assert code == 1 and "is not a file" in err
+    code, _, err = run(capsys, "predict", empty, "--model", sample_model, "-o", tmp_path / "no" / "out.txt")
+    assert code == 1 and "does not exist; create it first" in err
 
 
 def test_predict_model_errors(text_input, tmp_path, capsys):
