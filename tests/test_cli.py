@@ -337,3 +337,10 @@ def test_threads_flag_and_a_directory_as_input(sample_model, tmp_path, capsys):
     assert run(capsys, "inspect", "sample", "--threads", "0")[0] == 2
     code, _, err = run(capsys, "predict", tmp_path, "--model", sample_model)
     assert code == 1 and "is not a file" in err
+
+
+def test_main_asks_openmp_for_passive_waits_unless_the_user_chose(capsys, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert run(capsys, "--version")[0] == 0 and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert run(capsys, "--version")[0] == 0 and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
