@@ -335,7 +335,8 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     }
     model_dir = run.output_dir / "model"
     if acc.is_main_process:
-        checkpoint.save_tagger(lambda d: best.save_pretrained(d, metrics), run.output_dir, "model")
+        card = _card_metrics(metrics)
+        checkpoint.save_tagger(lambda d: best.save_pretrained(d, card), run.output_dir, "model")
         for stale in ("best", "best.old"):
             if (run.output_dir / stale).exists():
                 shutil.rmtree(run.output_dir / stale)
@@ -345,6 +346,18 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     return TrainResult(output_dir=str(run.output_dir), model_dir=str(model_dir), metrics=metrics,
                        global_step=state.global_step, best_step=state.best_step,
                        best_dev_f1=state.best_f1, stopped_early=state.stopped_early)
+
+
+def _card_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The evaluation results for the model card: scores only (no timings, no settings)."""
+    timing = {"seconds", "sentences_per_second"}
+    card: Dict[str, Any] = {}
+    for split in ("dev", "test"):
+        if metrics.get(split):
+            card[split] = {k: v for k, v in metrics[split].items() if k not in timing}
+    card["best_step"] = metrics["best_step"]
+    card["dataset"] = metrics["config"]["dataset"]
+    return card
 
 
 def train(config: TrainConfig) -> TrainResult:
