@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import statistics
 import subprocess
@@ -133,33 +134,54 @@ def speed(args, encoder: Path, model_dir: Path) -> list[str]:
     return ["| system | words/s | speed vs pipeline (median of rounds) |", "|---|---:|---:|"] + rows
 
 
-def _peak_rss_kib(input_file: Path, model_dir: Path, threads: int) -> int:
-    """Peak RSS (KiB) of a fresh ``mcrf predict`` process on ``input_file``."""
-    code = ("import resource, sys; from mcrf.cli import main; "
-            f"rc = main(['--quiet', '--threads', '{threads}', 'predict', {str(input_file)!r}, '--model', "
-            f"{str(model_dir)!r}, '--format', 'jsonl', '--output', {os.devnull!r}]); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+_CHILD = """
+import json, os, resource, sys, tracemalloc
+from mcrf.cli import main
+tracemalloc.start() if os.environ.get("MCRF_BENCH_TRACEMALLOC") else None
+rc = main(sys.argv[1:])
+python_peak = tracemalloc.get_traced_memory()[1]
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+print(json.dumps({"peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "end_rss_kib": int(status["VmRSS"].split()[0]), "python_peak_bytes": python_peak}))
+sys.exit(rc)
+"""
+
+
+def _child_memory(input_file: Path, model_dir: Path, threads: int) -> dict:
+    """Memory of a fresh ``mcrf predict FILE --format jsonl --output /dev/null`` process.
+
+    Returns:
+        ``peak_rss_kib`` (the process's RSS high-water mark), ``end_rss_kib`` (RSS when done: what
+        is still held) and ``python_peak_bytes`` (tracemalloc peak of Python objects: would grow
+        if predictions or sentences were accumulated).
+    """
+    argv = ["--quiet", "--threads", str(threads), "predict", str(input_file), "--model", str(model_dir),
+            "--format", "jsonl", "--output", os.devnull]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, env=env,
+                          check=False)
     if done.returncode != 0:
         raise RuntimeError(f"mcrf predict failed on {input_file}:\n{done.stderr}")
-    return int(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def memory(args, model_dir: Path, workdir: Path) -> list[str]:
-    """Peak RSS of ``mcrf predict`` on N and 10 x N sentences, each in its own process; markdown rows."""
+    """Memory of ``mcrf predict`` on N and 10 x N sentences, each in its own process; markdown rows."""
     lines = [" ".join(s.tokens) for s in _sentences(args.memory_sentences)]
-    rows = ["| input | sentences | words | peak RSS (MiB) |", "|---|---:|---:|---:|"]
-    peaks = []
+    rows = ["| input | sentences | words | peak RSS (MiB) | RSS at end (MiB) | Python peak (MiB) |",
+            "|---|---:|---:|---:|---:|---:|"]
+    results = []
     for times in (1, 10):
         path = workdir / f"input_{times}x.txt"
         path.write_text("\n".join(lines * times) + "\n", encoding="utf-8")
         start = time.perf_counter()
-        peaks.append(_peak_rss_kib(path, model_dir, args.threads))
+        results.append(_child_memory(path, model_dir, args.threads))
         words = sum(len(line.split()) for line in lines) * times
-        print(f"memory {times}x: {peaks[-1] / 1024:.0f} MiB in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        rows.append(f"| {times}x | {len(lines) * times:,} | {words:,} | {peaks[-1] / 1024:.0f} |")
-    growth = peaks[1] / peaks[0] - 1
+        r = results[-1]
+        print(f"memory {times}x: {r} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        rows.append(f"| {times}x | {len(lines) * times:,} | {words:,} | {r['peak_rss_kib'] / 1024:.0f} | "
+                    f"{r['end_rss_kib'] / 1024:.0f} | {r['python_peak_bytes'] / 2**20:.1f} |")
+    growth = results[1]["peak_rss_kib"] / results[0]["peak_rss_kib"] - 1
     rows.append(f"\npeak RSS 10x vs 1x: {100 * growth:+.1f}% ({'within' if abs(growth) <= 0.10 else 'OVER'} 10%)")
     return rows
 
@@ -173,6 +195,7 @@ def main() -> int:
     parser.add_argument("--memory-sentences", type=int, default=300,
                         help="sentences of the 1x memory input (10x repeats them ten times)")
     parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
+    parser.add_argument("--skip-speed", action="store_true", help="only the memory comparison")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     # Before torch loads OpenMP: spinning worker threads thrash on a shared, oversubscribed CPU
@@ -187,7 +210,8 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="mcrf-predict-bench-") as tmp:
         model_dir = _save_tagger(encoder, Path(tmp) / "model")
-        print("\n".join(speed(args, encoder, model_dir)))
+        if not args.skip_speed:
+            print("\n".join(speed(args, encoder, model_dir)))
         if not args.skip_memory:
             print("\n" + "\n".join(memory(args, model_dir, Path(tmp))))
     return 0

@@ -257,6 +257,7 @@ _PREDICT_FIELDS: Dict[str, Dict[str, Any]] = {
     "chunk_batches": {"type": _positive_int},
     "encoding": {},
     "device": {},
+    "mmap_threshold": {"type": _optional_int, "metavar": "BYTES|none"},
 }
 
 
@@ -285,11 +286,14 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from mcrf.formats import writer
     from mcrf.models import Tagger
-    from mcrf.predict import PredictConfig, predict_stream, read_input
+    from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
     config = _build(PredictConfig, **_given(args, _PREDICT_FIELDS))
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
         raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
+    if config.mmap_threshold is not None:
+        logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
+                     set_mmap_threshold(config.mmap_threshold))
     tagger = Tagger.from_pretrained(args.model, device=_device(config.device))
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)

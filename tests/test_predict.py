@@ -83,6 +83,16 @@ def test_stream_rejects_bad_sizes(bad):
         list(predict_stream(CapitalTagger(), [], batch_size=bad))
     with pytest.raises(ValueError, match="positive integer"):
         PredictConfig(chunk_batches=bad)
+    with pytest.raises(ValueError, match="mmap_threshold"):
+        PredictConfig(mmap_threshold=bad)
+
+
+def test_mmap_threshold_applies_on_linux():
+    import sys
+
+    from mcrf.predict import set_mmap_threshold
+
+    assert set_mmap_threshold(PredictConfig().mmap_threshold) is sys.platform.startswith("linux")
 
 
 def test_predict_config_rejects_unknown_formats():
