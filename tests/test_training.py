@@ -218,7 +218,8 @@ def test_bilstm_run_writes_a_working_model_metrics_log_and_curves(tmp_path):
     assert tagger.config.decoder == "mcrf"
     sentences = toy_sentences(3, 9)
     assert [len(d.tags) for d in tagger.predict(sentences)] == [len(s.tokens) for s in sentences]
-    assert "dev" in (out / "model" / "README.md").read_text()
+    card = (out / "model" / "README.md").read_text()
+    assert "dev" in card and "test" in card and "sentences_per_second" not in card
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):
@@ -344,3 +345,10 @@ def test_minilm_on_conll2003_subset(decoder, tmp_path, monkeypatch):
     assert dev["f1"] > 0.5
     if decoder == "mcrf":
         assert dev["illegal_path_rate"] == 0.0 and test["illegal_path_rate"] == 0.0
+
+
+def test_fp16_on_cpu_is_a_clear_error_not_a_silent_float32_run(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: fp16 is valid")
+    with pytest.raises(ValueError, match="bf16"):
+        train(_config(tmp_path, mixed_precision="fp16", max_steps=1))

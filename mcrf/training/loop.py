@@ -110,8 +110,12 @@ def _accelerator(config: TrainConfig):
     # (gloo) when told cpu=True; on a machine without any accelerator that is the only device.
     has_accelerator = getattr(torch, "accelerator", None)
     available = has_accelerator.is_available() if has_accelerator else torch.cuda.is_available()
-    return Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or not available,
-                       log_with=None)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or not available,
+                              log_with=None)
+    if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        # Accelerate would silently train in float32 here
+        raise ValueError("mixed_precision='fp16' needs a GPU, got the CPU; use 'bf16' or 'no' on CPU")
+    return accelerator
 
 
 class _Run:
@@ -335,7 +339,7 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     }
     model_dir = run.output_dir / "model"
     if acc.is_main_process:
-        card = _card_metrics(metrics)
+        card = report.card_metrics(metrics)
         checkpoint.save_tagger(lambda d: best.save_pretrained(d, card), run.output_dir, "model")
         for stale in ("best", "best.old"):
             if (run.output_dir / stale).exists():
@@ -346,18 +350,6 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
     return TrainResult(output_dir=str(run.output_dir), model_dir=str(model_dir), metrics=metrics,
                        global_step=state.global_step, best_step=state.best_step,
                        best_dev_f1=state.best_f1, stopped_early=state.stopped_early)
-
-
-def _card_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
-    """The evaluation results for the model card: scores only (no timings, no settings)."""
-    timing = {"seconds", "sentences_per_second"}
-    card: Dict[str, Any] = {}
-    for split in ("dev", "test"):
-        if metrics.get(split):
-            card[split] = {k: v for k, v in metrics[split].items() if k not in timing}
-    card["best_step"] = metrics["best_step"]
-    card["dataset"] = metrics["config"]["dataset"]
-    return card
 
 
 def train(config: TrainConfig) -> TrainResult:

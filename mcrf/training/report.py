@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-__all__ = ["append_log", "read_log", "truncate_log", "write_json", "plot_curves"]
+__all__ = ["append_log", "read_log", "truncate_log", "write_json", "plot_curves", "card_metrics"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,3 +92,20 @@ def plot_curves(records: List[Dict[str, Any]], path: PathLike) -> None:
         os.replace(tmp, path)
     finally:
         plt.close(fig)
+
+
+def card_metrics(metrics: Dict[str, Any]) -> Dict[str, Any]:
+    """The evaluation results for the model card: scores only (no timings, no settings).
+
+    Args:
+        metrics: the run's ``metrics.json`` content (``dev``/``test`` EvalResult dicts, ``best_step``,
+            ``config``).
+    """
+    timing = {"seconds", "sentences_per_second"}
+    card: Dict[str, Any] = {}
+    for split in ("dev", "test"):
+        if metrics.get(split):
+            card[split] = {k: v for k, v in metrics[split].items() if k not in timing}
+    card["best_step"] = metrics["best_step"]
+    card["dataset"] = metrics["config"]["dataset"]
+    return card
