@@ -19,8 +19,11 @@ median per-round ratio.
 Memory: the real command ``mcrf predict FILE --model DIR --format jsonl --output /dev/null`` runs
 in a fresh subprocess for an input file of N sentences and for one of 10 x N (the same lines
 repeated); each reports its peak resident set size (``resource.getrusage``'s ``ru_maxrss``), so
-each gets its own high-water mark. Streaming holds one chunk at a time, so the two must stay
-within 10%.
+each gets its own high-water mark, and its RSS when done. Streaming holds one chunk at a time, so
+the two peaks must stay within 10%. (``MCRF_BENCH_TRACEMALLOC=1`` also reports the tracemalloc peak
+of Python objects, which would grow if predictions were accumulated; tracemalloc itself changes
+the RSS figures.) Run the memory part alone with ``--skip-speed``; ``--glibc-default`` runs the
+children with ``--mmap-threshold none`` to show glibc's default heap growth.
 
 ``OMP_WAIT_POLICY`` defaults to ``PASSIVE`` here (set it to ``ACTIVE`` to compare): with spinning
 OpenMP threads both systems slow down several-fold whenever other processes share the cores.
@@ -46,6 +49,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
+_START_ENV = dict(os.environ)
 LABELS = ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
 
 
@@ -147,7 +151,7 @@ sys.exit(rc)
 """
 
 
-def _child_memory(input_file: Path, model_dir: Path, threads: int) -> dict:
+def _child_memory(input_file: Path, model_dir: Path, threads: int, extra: tuple = ()) -> dict:
     """Memory of a fresh ``mcrf predict FILE --format jsonl --output /dev/null`` process.
 
     Returns:
@@ -156,8 +160,10 @@ def _child_memory(input_file: Path, model_dir: Path, threads: int) -> dict:
         if predictions or sentences were accumulated).
     """
     argv = ["--quiet", "--threads", str(threads), "predict", str(input_file), "--model", str(model_dir),
-            "--format", "jsonl", "--output", os.devnull]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+            "--format", "jsonl", "--output", os.devnull, *extra]
+    # the environment the benchmark started with: torch/transformers set variables on import
+    # (TOKENIZERS_PARALLELISM=false, ...) that change a child's memory profile
+    env = {**_START_ENV, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", _CHILD, *argv], capture_output=True, text=True, env=env,
                           check=False)
     if done.returncode != 0:
@@ -175,12 +181,14 @@ def memory(args, model_dir: Path, workdir: Path) -> list[str]:
         path = workdir / f"input_{times}x.txt"
         path.write_text("\n".join(lines * times) + "\n", encoding="utf-8")
         start = time.perf_counter()
-        results.append(_child_memory(path, model_dir, args.threads))
+        extra = ("--mmap-threshold", "none") if args.glibc_default else ()
+        results.append(_child_memory(path, model_dir, args.threads, extra))
         words = sum(len(line.split()) for line in lines) * times
         r = results[-1]
+        python_peak = f"{r['python_peak_bytes'] / 2**20:.1f}" if _START_ENV.get("MCRF_BENCH_TRACEMALLOC") else "-"
         print(f"memory {times}x: {r} in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         rows.append(f"| {times}x | {len(lines) * times:,} | {words:,} | {r['peak_rss_kib'] / 1024:.0f} | "
-                    f"{r['end_rss_kib'] / 1024:.0f} | {r['python_peak_bytes'] / 2**20:.1f} |")
+                    f"{r['end_rss_kib'] / 1024:.0f} | {python_peak} |")
     growth = results[1]["peak_rss_kib"] / results[0]["peak_rss_kib"] - 1
     rows.append(f"\npeak RSS 10x vs 1x: {100 * growth:+.1f}% ({'within' if abs(growth) <= 0.10 else 'OVER'} 10%)")
     return rows
@@ -196,6 +204,8 @@ def main() -> int:
                         help="sentences of the 1x memory input (10x repeats them ten times)")
     parser.add_argument("--skip-memory", action="store_true", help="only the speed comparison")
     parser.add_argument("--skip-speed", action="store_true", help="only the memory comparison")
+    parser.add_argument("--glibc-default", action="store_true",
+                        help="memory children run with --mmap-threshold none (glibc's dynamic threshold)")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     # Before torch loads OpenMP: spinning worker threads thrash on a shared, oversubscribed CPU
