@@ -203,7 +203,8 @@ class MaskedCRF(nn.Module):
         # float32 at least (fp16/bf16 are upcast); float64 stays float64 (gradcheck).
         emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
         if not _tracing():
-            if not torch.isfinite(emissions).all():
+            # One cheap reduction first; the exact check only when the sum is not finite.
+            if not torch.isfinite(emissions.sum()) and not torch.isfinite(emissions).all():
                 kind = "NaN" if torch.isnan(emissions).any() else "infinite"
                 raise ValueError(f"emissions contain {kind} values; expected finite scores")
             if tags is not None:
@@ -217,12 +218,21 @@ class MaskedCRF(nn.Module):
         return emissions, (tags.long() if tags is not None else None), mask
 
     def _packed(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None):
-        """Pack unmasked positions to the front; trim to the longest sequence in eager mode."""
-        order, lengths = crf_ops.pack(mask)
-        if not _tracing() and order.shape[1] > 1:
-            keep = max(int(lengths.max().item()) if lengths.numel() else 0, 1)
-            order = order[:, :keep]
-        packed = crf_ops.gather_time(emissions, order)  # shape: (B, L, K)
+        """Pack unmasked positions to the front; trim to the longest sequence in eager mode.
+
+        Right-padded masks (the common case) are already packed: no sort, no gather.
+        """
+        if not _tracing() and bool((mask[:, 1:] <= mask[:, :-1]).all()):
+            lengths = mask.sum(dim=1)  # shape: (B,)
+            keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
+            order = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)[:, :keep]
+            packed = emissions[:, :keep]  # shape: (B, L, K)
+        else:
+            order, lengths = crf_ops.pack(mask)
+            if not _tracing() and order.shape[1] > 1:
+                keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
+                order = order[:, :keep]
+            packed = crf_ops.gather_time(emissions, order)  # shape: (B, L, K)
         packed_tags = None
         if tags is not None:
             valid = crf_ops.valid_positions(lengths, order.shape[1])

@@ -51,22 +51,21 @@ def _viterbi_best(emissions, lengths, start_m, trans_m, end_m) -> Tuple[Tensor, 
     steps = emissions.shape[1]
     emit = emissions.permute(1, 2, 0).contiguous()  # shape: (L, K, B)
     trans_3 = trans_m.unsqueeze(2)  # shape: (K_from, K_to, 1)
-    alpha = start_m.unsqueeze(1) + emit[0]  # shape: (K, B)
-    alphas = [alpha]
+    stacked = torch.empty_like(emit)  # shape: (L, K, B); written step by step, no final stack
+    rows = stacked.unbind(0)
+    torch.add(start_m.unsqueeze(1), emit[0], out=rows[0])
     for t in range(1, steps):
-        alpha = (alpha.unsqueeze(1) + trans_3).amax(dim=0) + emit[t]  # shape: (K, B)
-        alphas.append(alpha)
-    stacked = torch.stack(alphas, dim=0)  # shape: (L, K, B)
+        torch.amax(rows[t - 1].unsqueeze(1) + trans_3, dim=0, out=rows[t])  # shape: (K, B)
+        rows[t].add_(emit[t])
     last = (lengths - 1).clamp(min=0)  # shape: (B,)
     final = stacked.gather(0, last.view(1, 1, -1).expand(1, stacked.shape[1], -1)).squeeze(0)
     score, best_last = (final + end_m.unsqueeze(1)).max(dim=0)  # shape: (B,), (B,)
     is_last = torch.arange(steps, device=lengths.device).unsqueeze(1) == last.unsqueeze(0)  # shape: (L, B)
-    stacked = stacked.transpose(1, 2).contiguous()  # shape: (L, B, K): argmax over a contiguous dim
-    trans_t = trans_m.t().contiguous()  # shape: (K_to, K_from)
     cur = best_last
     tags = [cur]
     for t in range(steps - 1, 0, -1):
-        prev = (stacked[t - 1] + trans_t.index_select(0, cur)).argmax(dim=1)  # shape: (B,)
+        # max(0) on (K, B) is several times faster than argmax over the same dim
+        prev = (rows[t - 1] + trans_m.index_select(1, cur)).max(dim=0).indices  # shape: (B,)
         # A sequence ending at t - 1 starts its backtrace there.
         cur = torch.where(is_last[t - 1], best_last, prev)
         tags.append(cur)
