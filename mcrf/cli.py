@@ -89,37 +89,41 @@ def _device(name: Optional[str]) -> str:
 
 
 # ---------------------------------------------------------------------------- train
-_TRAIN_FIELDS: Dict[str, Dict[str, Any]] = {
-    "encoder": {"metavar": "NAME_OR_PATH"},
-    "decoder": {"choices": ("mcrf", "mcrf-decoding", "crf", "softmax")},
-    "postprocess": {"choices": ("retain", "discard")},
-    "scheme": {"metavar": "SCHEME"},
-    "data_dir": {"metavar": "DIR"},
-    "output_dir": {"metavar": "DIR"},
-    "overwrite": {"action": "store_true"},
-    "resume": {"action": "store_true"},
-    "epochs": {"type": _positive_int},
-    "max_steps": {"type": _positive_int},
-    "batch_size": {"type": _positive_int},
-    "eval_batch_size": {"type": _positive_int},
-    "lr": {"type": float},
-    "head_lr": {"type": float},
-    "layer_decay": {"type": float},
-    "weight_decay": {"type": float},
-    "warmup_ratio": {"type": float},
-    "max_grad_norm": {"type": float},
-    "seed": {"type": int},
-    "eval_every": {"metavar": "epoch|STEPS"},
-    "patience": {"type": _optional_int, "metavar": "N|none"},
-    "mixed_precision": {"choices": ("no", "bf16", "fp16")},
-    "cpu": {"action": "store_true"},
-    "max_length": {"type": _positive_int},
-    "stride": {"type": int},
-    "dropout": {"type": float},
-    "max_train_sentences": {"type": _positive_int},
-    "max_eval_sentences": {"type": _positive_int},
-    "num_workers": {"type": int},
-}
+def _train_fields() -> Dict[str, Dict[str, Any]]:
+    """``TrainConfig`` fields exposed as ``mcrf train`` flags, with their argparse settings."""
+    from mcrf.training.config import DECODERS, MIXED_PRECISION, POSTPROCESS
+
+    return {
+        "encoder": {"metavar": "NAME_OR_PATH"},
+        "decoder": {"choices": DECODERS},
+        "postprocess": {"choices": POSTPROCESS},
+        "scheme": {"metavar": "SCHEME"},
+        "data_dir": {"metavar": "DIR"},
+        "output_dir": {"metavar": "DIR"},
+        "overwrite": {"action": "store_true"},
+        "resume": {"action": "store_true"},
+        "epochs": {"type": _positive_int},
+        "max_steps": {"type": _positive_int},
+        "batch_size": {"type": _positive_int},
+        "eval_batch_size": {"type": _positive_int},
+        "lr": {"type": float},
+        "head_lr": {"type": float},
+        "layer_decay": {"type": float},
+        "weight_decay": {"type": float},
+        "warmup_ratio": {"type": float},
+        "max_grad_norm": {"type": float},
+        "seed": {"type": int},
+        "eval_every": {"metavar": "epoch|STEPS"},
+        "patience": {"type": _optional_int, "metavar": "N|none"},
+        "mixed_precision": {"choices": MIXED_PRECISION},
+        "cpu": {"action": "store_true"},
+        "max_length": {"type": _positive_int},
+        "stride": {"type": int},
+        "dropout": {"type": float},
+        "max_train_sentences": {"type": _positive_int},
+        "max_eval_sentences": {"type": _positive_int},
+        "num_workers": {"type": int},
+    }
 
 
 def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -139,7 +143,7 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf train sample --output runs/sample --resume")
     parser.add_argument("dataset", metavar="DATASET",
                         help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
-    _add_fields(parser, TrainConfig, _TRAIN_FIELDS, base)
+    _add_fields(parser, TrainConfig, _train_fields(), base)
     parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
                         help="plain random batches instead of length-bucketed ones")
     parser.set_defaults(func=_train)
@@ -150,7 +154,7 @@ def _train(args: argparse.Namespace) -> int:
     from mcrf.training import TrainConfig, train
 
     config = _build(TrainConfig.for_dataset, dataset=args.dataset,
-                    **_given(args, list(_TRAIN_FIELDS) + ["bucket"]))
+                    **_given(args, list(_train_fields()) + ["bucket"]))
     result = train(config)
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)
@@ -162,21 +166,25 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- data flags
-_LOAD_FIELDS: Dict[str, Dict[str, Any]] = {
-    "data_dir": {"metavar": "DIR"},
-    "scheme": {"metavar": "SCHEME"},
-    "source_scheme": {"metavar": "SCHEME"},
-    "policy": {"choices": ("repair", "drop", "error")},
-    "token_column": {"type": int},
-    "tag_column": {"type": int},
-    "encoding": {},
-}
+def _load_fields() -> Dict[str, Dict[str, Any]]:
+    """``LoadConfig`` fields exposed as data flags (``inspect``, ``evaluate``)."""
+    from mcrf.data.corpus import POLICIES
+
+    return {
+        "data_dir": {"metavar": "DIR"},
+        "scheme": {"metavar": "SCHEME"},
+        "source_scheme": {"metavar": "SCHEME"},
+        "policy": {"choices": POLICIES},
+        "token_column": {"type": int},
+        "tag_column": {"type": int},
+        "encoding": {},
+    }
 
 
 def _load(dataset: str, args: argparse.Namespace, **forced: Any):
     from mcrf.data import LoadConfig, load_corpus
 
-    config = _build(LoadConfig, **{**_given(args, _LOAD_FIELDS), **forced})
+    config = _build(LoadConfig, **{**_given(args, _load_fields()), **forced})
     return load_corpus(dataset, config=config)
 
 
@@ -197,7 +205,7 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive_int, default=64, help="sentences per batch (default: 64)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    _add_fields(parser, LoadConfig, {k: v for k, v in _LOAD_FIELDS.items() if k != "scheme"}, LoadConfig())
+    _add_fields(parser, LoadConfig, {k: v for k, v in _load_fields().items() if k != "scheme"}, LoadConfig())
     parser.set_defaults(func=_evaluate)
 
 
@@ -237,7 +245,7 @@ def _add_inspect(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf inspect path/to/folder --json")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder, file or hub id")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    _add_fields(parser, LoadConfig, _LOAD_FIELDS, LoadConfig())
+    _add_fields(parser, LoadConfig, _load_fields(), LoadConfig())
     parser.set_defaults(func=_inspect)
 
 
@@ -250,15 +258,20 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- predict
-_PREDICT_FIELDS: Dict[str, Dict[str, Any]] = {
-    "output_format": {"choices": ("conll", "jsonl", "text")},
-    "input_format": {"choices": ("text", "pretokenized", "conll")},
-    "batch_size": {"type": _positive_int},
-    "chunk_batches": {"type": _positive_int},
-    "encoding": {},
-    "device": {},
-    "mmap_threshold": {"type": _optional_int, "metavar": "BYTES|none"},
-}
+def _predict_fields() -> Dict[str, Dict[str, Any]]:
+    """``PredictConfig`` fields exposed as ``mcrf predict`` flags."""
+    from mcrf.formats import FORMATS
+    from mcrf.predict import INPUT_FORMATS
+
+    return {
+        "output_format": {"choices": tuple(FORMATS)},
+        "input_format": {"choices": INPUT_FORMATS},
+        "batch_size": {"type": _positive_int},
+        "chunk_batches": {"type": _positive_int},
+        "encoding": {},
+        "device": {},
+        "mmap_threshold": {"type": _optional_int, "metavar": "BYTES|none"},
+    }
 
 
 def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -279,7 +292,7 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
     parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write here (atomically) instead of stdout")
-    _add_fields(parser, PredictConfig, _PREDICT_FIELDS, PredictConfig())
+    _add_fields(parser, PredictConfig, _predict_fields(), PredictConfig())
     parser.set_defaults(func=_predict)
 
 
@@ -288,7 +301,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mcrf.models import Tagger
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
-    config = _build(PredictConfig, **_given(args, _PREDICT_FIELDS))
+    config = _build(PredictConfig, **_given(args, _predict_fields()))
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
         raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
     if config.mmap_threshold is not None:
