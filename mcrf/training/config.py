@@ -18,7 +18,7 @@ MIXED_PRECISION = ("no", "bf16", "fp16")
 _PRESETS: Dict[str, Dict[str, Any]] = {
     "sample": {
         "encoder": "bilstm",
-        "epochs": 6,
+        "epochs": 5,
         "batch_size": 16,
         "lr": 3e-3,
         "head_lr": 3e-3,
@@ -110,7 +110,7 @@ class TrainConfig:
 
     @classmethod
     def for_dataset(cls, dataset: str, **overrides: Any) -> "TrainConfig":
-        """Defaults for ``dataset`` (a preset for ``sample``: BiLSTM, 6 epochs), then ``overrides``.
+        """Defaults for ``dataset`` (a preset for ``sample``: BiLSTM, 5 epochs), then ``overrides``.
 
         Raises:
             TypeError: an override that is not a ``TrainConfig`` field.
