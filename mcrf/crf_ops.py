@@ -173,14 +173,17 @@ def tracing() -> bool:
     return bool(compiler.is_compiling() or exporting())
 
 
-def _spread_risk(scaled: Tensor, lengths: Tensor) -> Tensor:
-    """``(B,)`` bool: at some real position the finite scores span more than ``_SAFE_GAP``,
-    so the exp-space step may have dropped (underflowed) a term."""
-    finite = torch.isfinite(scaled)
-    top = torch.where(finite, scaled, float("-inf")).amax(dim=2)  # shape: (B, L)
-    low = torch.where(finite, scaled, float("inf")).amin(dim=2)  # shape: (B, L)
-    gap = torch.where(valid_positions(lengths, scaled.shape[1]), top - low, torch.zeros_like(top))
-    return (gap > _SAFE_GAP).any(dim=1)
+def _spread_risk(scans: Tensor, lengths: Tensor) -> Tensor:
+    """``(B,)`` bool: at some real position a finite score lies more than ``_SAFE_GAP`` below
+    the best one, so the exp-space step may have dropped (underflowed) a term.
+
+    Args:
+        scans: ``(D, B, L, K)`` scan outputs in packed coordinates (``-inf`` = unreachable).
+    """
+    top = scans.amax(dim=3, keepdim=True)  # shape: (D, B, L, 1)
+    far = (scans < top - _SAFE_GAP) & (scans > float("-inf"))  # shape: (D, B, L, K)
+    far = far.any(dim=3) & valid_positions(lengths, scans.shape[2])  # shape: (D, B, L)
+    return far.any(dim=2).any(dim=0)
 
 
 def _both_scans(emissions: Tensor, lengths: Tensor, chain: Chain, backward: bool = True):
@@ -189,19 +192,17 @@ def _both_scans(emissions: Tensor, lengths: Tensor, chain: Chain, backward: bool
     steps = emissions.shape[1]
     if backward:
         rev = _reverse_index(lengths, steps)  # shape: (B, L)
-        both = _scan_log(
+        scans = _scan_log(
             torch.stack([emissions, gather_time(emissions, rev)]),
             *(torch.stack(pair) for pair in zip(_scan_args(chain), _scan_args(chain.reversed()))),
         )  # shape: (2, B, L, K)
-        alphas, beta_e = both[0], gather_time(both[1], rev)  # shape: (B, L, K) each
+        alphas, beta_e = scans[0], gather_time(scans[1], rev)  # shape: (B, L, K) each
     else:
-        alphas = _scan_log(emissions[None], *(x[None] for x in _scan_args(chain)))[0]
-        beta_e = None
+        scans = _scan_log(emissions[None], *(x[None] for x in _scan_args(chain)))  # shape: (1, B, L, K)
+        alphas, beta_e = scans[0], None
     log_z = _final_log(_last(alphas, lengths), chain.end, chain.allowed_end)  # shape: (B,)
     log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
-    risky = _spread_risk(alphas, lengths) | ~torch.isfinite(log_z)
-    if backward:
-        risky = risky | _spread_risk(beta_e, lengths)
+    risky = _spread_risk(scans, lengths) | ~torch.isfinite(log_z)
     weights = _row_scale(chain.trans, chain.allowed_trans)[1]
     if not tracing() and bool((chain.allowed_trans & (weights == 0)).any()):
         risky = torch.ones_like(risky)  # allowed transition scores themselves span > 88 nats
