@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -255,8 +256,10 @@ def _fit(run: _Run) -> None:
     from tqdm.auto import tqdm
 
     acc, config, state = run.accelerator, run.config, run.state
+    # In a log file (stderr not a terminal) a bar redrawn every step floods it: redraw every 30 s.
+    interactive = sys.stderr.isatty()
     bar = tqdm(total=run.total_steps, initial=state.global_step, desc="train", dynamic_ncols=True,
-               disable=not acc.is_local_main_process)
+               disable=not acc.is_local_main_process, mininterval=0.1 if interactive else 30.0)
     # sentences/s counts training steps only (evaluation and checkpoint time excluded)
     step_seconds, seen, tick = 0.0, 0, time.perf_counter()
     eval_loss, eval_count = 0.0, 0
