@@ -161,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
         if metrics:
             print(f"\n{split} ({config.dataset}):\n{format_table(EvalResult(**metrics))}")
     print(f"\nmodel saved to {result.model_dir}  (best step {result.best_step} of {result.global_step})")
-    print(f"try it: echo \"John Smith flew to Paris .\" | mcrf predict - --model {result.model_dir}")
+    print(f"try it: echo \"Helga Eriksen joined Aurora Energy in Berlin .\" | mcrf predict - --model {result.model_dir}")
     return 0
 
 
