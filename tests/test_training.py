@@ -49,11 +49,37 @@ def test_defaults_and_sample_preset():
         ("eval_every", 0, "eval_every"),
         ("stride", 600, "stride"),
         ("patience", 0, "patience"),
+        ("scheme", "BIOZ", "scheme"),
+        ("source_scheme", "IOBX", "scheme"),
+        ("policy", "fix", "policy"),
+        ("dev_fraction", 1.0, "dev_fraction"),
+        ("dev_fraction", "0.1", "dev_fraction"),
+        ("token_column", "0", "token_column"),
+        ("tag_column", 1.5, "tag_column"),
+        ("separator", "", "separator"),
+        ("encoding", "no-such-codec", "encoding"),
     ],
 )
 def test_bad_settings_are_clear_errors(field, value, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**{field: value})
+
+
+def test_data_fields_default_to_load_config_and_pass_through():
+    from mcrf.data import LoadConfig
+
+    defaults = LoadConfig()
+    fields = ("source_scheme", "policy", "dev_fraction", "token_column", "tag_column", "separator", "encoding")
+    config = TrainConfig()
+    assert all(getattr(config, name) == getattr(defaults, name) for name in fields)
+    given = dict(source_scheme="iob1", policy="drop", dev_fraction=0.25, token_column=1, tag_column=-2,
+                 separator="\t", encoding="latin-1")
+    config = TrainConfig(data_dir="d", scheme="iobes", **given)
+    assert config.scheme == "BIOES" and config.source_scheme == "IOB1"
+    load = config.load_config()
+    assert (load.data_dir, load.scheme, load.source_scheme) == ("d", "BIOES", "IOB1")
+    assert [getattr(load, n) for n in fields[1:]] == [given[n] for n in fields[1:]]
+    assert TrainConfig().load_config().dev_fraction == 0.1  # only used when there is no dev split
 
 
 def test_eval_every_accepts_step_counts_as_text_and_unknown_fields_fail():
@@ -279,6 +305,46 @@ def test_killed_run_resumes_to_the_same_model_as_an_uninterrupted_run(tmp_path, 
     assert longer.global_step == 10
     assert [r["step"] for r in read_log(tmp_path / "b" / "run" / "train_log.jsonl")
             if r["event"] == "eval"] == [3, 6, 8, 9, 10]
+
+
+def test_corpus_without_dev_split_trains_on_a_carved_dev(tmp_path, caplog):
+    """CoNLL-2000 has only train and test: 10% of train becomes dev (logged) instead of an error."""
+    corpus = write_toy_corpus(tmp_path / "corpus")
+    (corpus / "dev.txt").unlink()
+    config = TrainConfig.for_dataset(str(corpus), encoder="bilstm", output_dir=str(tmp_path / "run"),
+                                     max_steps=1, batch_size=8, patience=None)
+    with caplog.at_level("INFO", logger="mcrf.training.loop"):
+        result = train(config)
+    assert result.metrics["dev"]["num_sentences"] == 4  # 10% of 40
+    assert "no dev split" in caplog.text and "dev_fraction" in caplog.text
+    config = TrainConfig.for_dataset(str(corpus), encoder="bilstm", output_dir=str(tmp_path / "run"),
+                                     max_steps=1, batch_size=8, patience=None, overwrite=True,
+                                     dev_fraction=0.25, policy="error")
+    result = train(config)
+    assert result.metrics["dev"]["num_sentences"] == 10 and result.metrics["test"]["num_sentences"] == 12
+
+
+@pytest.mark.parametrize("change", [dict(lr=1e-2), dict(max_train_sentences=20), dict(decoder="crf"),
+                                    dict(scheme="BIOES"), dict(policy="drop")])
+def test_resume_with_changed_settings_is_a_clear_error_before_restoring(tmp_path, change):
+    train(_config(tmp_path, max_steps=1))
+    with pytest.raises(ValueError, match=f"{next(iter(change))}: .*overwrite"):
+        train(_config(tmp_path, resume=True, max_steps=2, **change))
+
+
+def test_resume_keeps_the_checkpoints_bilstm_vocabulary(tmp_path):
+    """New words in the training data must not resize the restored word embeddings."""
+    from mcrf.models import Tagger
+
+    train(_config(tmp_path, max_steps=1))
+    saved = Tagger.from_pretrained(tmp_path / "run" / "model").encoder.vocab
+    config = _config(tmp_path, resume=True, max_steps=2)  # (re)writes the toy corpus
+    train_file = tmp_path / "corpus" / "train.txt"
+    train_file.write_text(train_file.read_text() + "\n\nzebra\tO\nquokka\tB-PER\n", encoding="utf-8")
+    result = train(config)
+    assert result.global_step == 2
+    state = json.loads((tmp_path / "run" / "last" / "trainer_state.json").read_text())
+    assert state["vocab"]["words"] == saved.words and "zebra" not in saved.words
 
 
 def test_early_stopping(tmp_path):

@@ -112,13 +112,21 @@ class Tagger(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, config: TaggerConfig, train_sentences: Optional[Sequence[Sentence]] = None) -> "Tagger":
+    def build(cls, config: TaggerConfig, train_sentences: Optional[Sequence[Sentence]] = None,
+              vocab: Optional[BiLSTMVocab] = None) -> "Tagger":
         """Create a fresh tagger: pretrained HF weights, or a BiLSTM with a vocabulary from ``train_sentences``.
 
+        Args:
+            config: the architecture.
+            train_sentences: BiLSTM only: the sentences its vocabulary is built from.
+            vocab: BiLSTM only: a saved vocabulary to use instead (resuming a run).
+
         Raises:
-            ValueError: for a BiLSTM without training sentences.
+            ValueError: for a BiLSTM without training sentences or vocabulary.
         """
         if config.is_bilstm:
+            if vocab is not None:
+                return cls(config, _bilstm_encoder(config, vocab))
             if not train_sentences:
                 raise ValueError("the BiLSTM encoder builds its vocabulary from training sentences; "
                                  "pass train_sentences=corpus.splits['train']")

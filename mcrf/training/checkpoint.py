@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Union
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["replace_dir", "save_last", "load_last", "find_checkpoint", "save_tagger", "TRAINER_STATE"]
+__all__ = ["replace_dir", "save_last", "read_last", "restore_last", "find_checkpoint", "save_tagger", "TRAINER_STATE"]
 
 TRAINER_STATE = "trainer_state.json"
 PathLike = Union[str, os.PathLike]
@@ -82,20 +82,34 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
     return final
 
 
-def load_last(accelerator: Any, output_dir: PathLike) -> Dict[str, Any]:
-    """Restore the state saved by ``save_last`` into the prepared objects; return the counters.
+def read_last(output_dir: PathLike) -> Dict[str, Any]:
+    """The counters and settings saved with ``output_dir/last`` (``trainer_state.json``), restoring nothing.
+
+    Read before ``restore_last`` so the settings can be compared with the current ones first.
 
     Raises:
         FileNotFoundError: no complete ``last`` checkpoint in ``output_dir`` (says how to start fresh).
     """
+    return json.loads((_last_dir(output_dir) / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+def restore_last(accelerator: Any, output_dir: PathLike) -> None:
+    """Restore the state saved by ``save_last`` into the prepared objects. Call on every process.
+
+    Raises:
+        FileNotFoundError: no complete ``last`` checkpoint in ``output_dir``.
+    """
+    accelerator.load_state(str(_last_dir(output_dir)))
+
+
+def _last_dir(output_dir: PathLike) -> Path:
     path = find_checkpoint(output_dir, "last")
     if path is None or not (path / TRAINER_STATE).is_file():
         raise FileNotFoundError(
             f"expected a checkpoint to resume from in {Path(output_dir) / 'last'}, found none; "
             "start a fresh run without resume (or point output_dir at the interrupted run)"
         )
-    accelerator.load_state(str(path))
-    return json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+    return path
 
 
 def save_tagger(

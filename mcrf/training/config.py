@@ -7,11 +7,14 @@ import json
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Union
 
-__all__ = ["TrainConfig", "DECODERS", "POSTPROCESS", "MIXED_PRECISION"]
+from mcrf.data.corpus import LoadConfig
+from mcrf.models.config import DECODERS, POSTPROCESS
 
-DECODERS = ("mcrf", "mcrf-decoding", "crf", "softmax")
-POSTPROCESS = ("retain", "discard")
+__all__ = ["TrainConfig", "DECODERS", "POSTPROCESS", "MIXED_PRECISION", "DEFAULT_DEV_FRACTION"]
+
 MIXED_PRECISION = ("no", "bf16", "fp16")
+#: Share of train carved off as dev when the corpus has no dev split and ``dev_fraction`` is unset.
+DEFAULT_DEV_FRACTION = 0.1
 
 # Presets applied by ``TrainConfig.for_dataset`` on top of the defaults. ``sample`` is the bundled
 # toy corpus: a BiLSTM trains, evaluates and saves in well under 2 minutes on 2 CPU cores.
@@ -39,6 +42,14 @@ class TrainConfig:
         dataset: dataset name (``sample``, ``conll2003``, ...) or path, for ``mcrf.data.load_corpus``.
         data_dir: directory holding the corpus files (else ``MCRF_DATA_DIR`` / the hub).
         scheme: tag scheme to train in (e.g. ``"BIOES"``); ``None`` keeps the corpus default.
+        source_scheme: scheme the corpus files are written in; ``None`` detects it.
+        policy: illegal gold sequences: ``repair``, ``drop`` or ``error`` (``LoadConfig.policy``).
+        dev_fraction: share of train carved off as dev when the corpus has no dev split
+            (CoNLL-2000); ``None`` uses ``DEFAULT_DEV_FRACTION`` (0.1) for such corpora.
+        token_column: token column of column files (``None``: the registry's, else 0).
+        tag_column: tag column of column files (``None``: the registry's, else the last).
+        separator: column separator (``None``: runs of spaces/tabs).
+        encoding: corpus file encoding (``None``: the registry's, else UTF-8).
         encoder: ``"bilstm"`` or a Hugging Face model id / local directory.
         decoder: ``mcrf`` (masked training and decoding), ``mcrf-decoding`` (plain CRF training,
             masked Viterbi), ``crf`` or ``softmax``.
@@ -76,6 +87,14 @@ class TrainConfig:
     dataset: str = "sample"
     data_dir: Optional[str] = None
     scheme: Optional[str] = None
+    # data loading: defaults are LoadConfig's (the one source of them)
+    source_scheme: Optional[str] = LoadConfig.source_scheme
+    policy: str = LoadConfig.policy
+    dev_fraction: Optional[float] = LoadConfig.dev_fraction
+    token_column: Optional[int] = LoadConfig.token_column
+    tag_column: Optional[int] = LoadConfig.tag_column
+    separator: Optional[str] = LoadConfig.separator
+    encoding: Optional[str] = LoadConfig.encoding
     encoder: str = "bert-base-cased"
     decoder: str = "mcrf"
     postprocess: str = "retain"
@@ -136,6 +155,7 @@ class TrainConfig:
 
         need(isinstance(self.dataset, str) and self.dataset != "",
              f"expected dataset to be a dataset name or path, got {self.dataset!r}")
+        self._validate_data_fields()
         need(isinstance(self.encoder, str) and self.encoder != "",
              f"expected encoder to be 'bilstm' or a Hugging Face model id/path, got {self.encoder!r}")
         need(self.decoder in DECODERS, f"expected decoder in {DECODERS}, got {self.decoder!r}")
@@ -178,6 +198,51 @@ class TrainConfig:
         ):
             raise ValueError(f"expected eval_every to be 'epoch' or a number of steps >= 1, "
                              f"got {self.eval_every!r}")
+
+    def _validate_data_fields(self) -> None:
+        """The data-loading fields: checked here so a bad value fails at config time, not mid-run."""
+        import codecs
+
+        from mcrf.schemes import canonical_scheme
+
+        for name in ("scheme", "source_scheme"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ValueError(f"expected {name} to be a scheme name or None, got {value!r}")
+                setattr(self, name, canonical_scheme(value))  # ValueError listing the valid names
+        for name in ("token_column", "tag_column"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"expected {name} to be None or a column index (int, negative counts "
+                                 f"from the end), got {value!r}")
+        if self.separator is not None and (not isinstance(self.separator, str) or self.separator == ""):
+            raise ValueError(f"expected separator to be None (runs of spaces/tabs) or a non-empty string, "
+                             f"got {self.separator!r}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except (LookupError, TypeError):
+                raise ValueError(f"expected encoding to be None or a Python codec name (e.g. 'utf-8', "
+                                 f"'latin-1'), got {self.encoding!r}") from None
+        if isinstance(self.dev_fraction, bool) or not (
+            self.dev_fraction is None or isinstance(self.dev_fraction, (int, float))
+        ):
+            raise ValueError(f"expected dev_fraction to be None or a number in (0, 1), got {self.dev_fraction!r}")
+        self.load_config()  # LoadConfig's own checks (policy, dev_fraction range)
+
+    def load_config(self) -> LoadConfig:
+        """The ``LoadConfig`` for ``mcrf.data.load_corpus``.
+
+        ``dev_fraction`` ``None`` becomes ``DEFAULT_DEV_FRACTION``; ``load_corpus`` only carves a
+        dev split out of train when the corpus has none, so corpora with a dev split are unaffected.
+        """
+        return LoadConfig(
+            data_dir=self.data_dir, scheme=self.scheme, source_scheme=self.source_scheme, policy=self.policy,
+            token_column=self.token_column, tag_column=self.tag_column, separator=self.separator,
+            encoding=self.encoding,
+            dev_fraction=DEFAULT_DEV_FRACTION if self.dev_fraction is None else self.dev_fraction,
+        )
 
     def to_dict(self) -> Dict[str, Any]:
         """All fields as a JSON-serialisable dict."""

@@ -21,7 +21,8 @@ import torch
 
 from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
 from mcrf.training import checkpoint, report
-from mcrf.training.config import TrainConfig
+from mcrf.training.config import DEFAULT_DEV_FRACTION, TrainConfig
+from mcrf.training.resume import check_resumable, restore_tagger
 from mcrf.training.optim import build_optimizer, linear_schedule
 
 logger = logging.getLogger(__name__)
@@ -133,10 +134,22 @@ class _Run:
         self.output_dir = Path(config.output_dir)
         _check_output_dir(config, self.output_dir)
         set_seed(config.seed)
-        corpus = load_corpus(config.dataset, data_dir=config.data_dir, scheme=config.scheme)
+        # A resumed run is checked against its checkpoint before anything is restored into it.
+        self.saved = checkpoint.read_last(self.output_dir) if config.resume else None
+        if self.saved is not None:
+            check_resumable(self.saved, config, self.output_dir)
+        corpus = load_corpus(config.dataset, config=config.load_config())
+        carved = corpus.report.get("dev", {}).get("carved_from_train")
+        if carved and config.dev_fraction is None:
+            logger.info("dataset %s has no dev split: using the last %d training sentences (dev_fraction "
+                        "%.2f, the default) as dev; set dev_fraction (--dev-fraction) to change it",
+                        config.dataset, carved, DEFAULT_DEV_FRACTION)
         self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
         self.scheme = corpus.scheme
-        tagger = Tagger.build(_tagger_config(config, corpus), self.train_set)
+        if self.saved is not None:
+            tagger = restore_tagger(self.saved, corpus, self.output_dir)
+        else:
+            tagger = Tagger.build(_tagger_config(config, corpus), self.train_set)
         self.sampler = LengthBucketSampler(sentence_lengths(self.train_set), config.batch_size,
                                            shuffle=True, bucket=config.bucket, seed=config.seed)
         loader = torch.utils.data.DataLoader(
@@ -191,14 +204,12 @@ class _Run:
             self.model.train()
 
     def resume(self) -> None:
-        trainer_state = checkpoint.load_last(self.accelerator, self.output_dir)
-        saved = trainer_state["tagger"]
-        current = self.tagger.config.to_dict()
-        changed = [k for k in ("encoder", "labels", "scheme", "decoder") if saved.get(k) != current.get(k)]
-        if changed:
-            raise ValueError(f"cannot resume {self.output_dir}: the checkpoint was trained with different "
-                             f"{changed}; use the same settings or start a new output_dir")
-        self.state = TrainerState(**trainer_state["state"])
+        """Restore ``last/`` (weights, optimizer, scheduler, sampler, RNG) and the counters.
+
+        The settings were compared with the checkpoint's in ``__init__``, before this restore.
+        """
+        checkpoint.restore_last(self.accelerator, self.output_dir)
+        self.state = TrainerState(**self.saved["state"])
         if self.accelerator.is_main_process:
             report.truncate_log(self.log_path, self.state.global_step)
         logger.info("resumed from %s at step %d", self.output_dir / "last", self.state.global_step)
@@ -206,6 +217,7 @@ class _Run:
     def save_last(self) -> None:
         checkpoint.save_last(self.accelerator, self.output_dir, {
             "state": asdict(self.state), "tagger": self.tagger.config.to_dict(),
+            "vocab": self.tagger.encoder.vocab.to_dict() if self.tagger.config.is_bilstm else None,
             "train_config": self.config.to_dict(),
         })
 

@@ -1,0 +1,89 @@
+"""Resuming a run: check the settings against the ``last/`` checkpoint, rebuild its tagger.
+
+Both happen before ``accelerator.load_state``, so a changed setting is a clear ``ValueError``
+naming the fields instead of a tensor size mismatch deep inside the restore, and the tagger
+(BiLSTM vocabulary included) is the checkpoint's, not one rebuilt from the current data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Dict, List
+
+from mcrf.training.config import TrainConfig
+
+__all__ = ["RESUMABLE_CHANGES", "check_resumable", "restore_tagger"]
+
+#: TrainConfig fields that may differ between a checkpoint and the run resuming it: the step
+#: budget, evaluation and stopping schedule, and where/how it runs. Every other field shapes the
+#: model, the data or the restored optimizer/scheduler/sampler state, and must stay the same.
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "resume", "overwrite", "epochs", "max_steps", "patience", "eval_every",
+    "eval_batch_size", "num_workers", "cpu", "max_grad_norm",
+})
+
+_FIX = ("resume with the checkpoint's settings, or drop --resume (resume=False) and pass --overwrite "
+        "(overwrite=True) to start a fresh run there, or choose another output_dir")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_resumable(saved: Dict[str, Any], config: TrainConfig, output_dir: Path) -> None:
+    """Raise unless ``config`` may continue the run whose ``trainer_state.json`` is ``saved``.
+
+    Args:
+        saved: the checkpoint's ``trainer_state.json`` (with ``train_config``).
+        config: the current settings.
+        output_dir: the run directory (for the message).
+
+    Raises:
+        ValueError: naming each differing field (checkpoint value vs now) and the fix.
+    """
+    then = saved.get("train_config")
+    if not isinstance(then, dict):
+        raise ValueError(f"cannot resume {output_dir}: its last/trainer_state.json has no train_config "
+                         f"(written by an older mcrf); {_FIX}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields an older mcrf lacked
+    now = config.to_dict()
+    differ: List[str] = []
+    for name in sorted(set(then) | set(now)):
+        if name in RESUMABLE_CHANGES:
+            continue
+        old, new = then.get(name, defaults.get(name, "<absent>")), now.get(name, "<absent>")
+        if old != new:
+            differ.append(f"{name}: {_short(old)} (checkpoint) != {_short(new)} (now)")
+    if differ:
+        raise ValueError(f"cannot resume {output_dir}: settings differ from the checkpoint's: "
+                         f"{'; '.join(differ)}; {_FIX}")
+
+
+def restore_tagger(saved: Dict[str, Any], corpus: Any, output_dir: Path):
+    """A fresh ``Tagger`` shaped like the checkpoint's (weights come later from ``load_state``).
+
+    The tagger config and the BiLSTM vocabulary are the saved ones, so the restored weights fit
+    whatever the current training data holds.
+
+    Raises:
+        ValueError: the corpus's labels or scheme differ from the checkpoint's, or a BiLSTM
+            checkpoint lacks its vocabulary (written by an older mcrf).
+    """
+    from mcrf.models import Tagger, TaggerConfig
+    from mcrf.models.bilstm import BiLSTMVocab
+
+    config = TaggerConfig.from_dict(saved["tagger"])
+    differ = [f"{name}: {_short(old)} (checkpoint) != {_short(new)} (now)"
+              for name, old, new in (("labels", config.labels, list(corpus.labels)),
+                                     ("scheme", config.scheme, corpus.scheme)) if old != new]
+    if differ:
+        raise ValueError(f"cannot resume {output_dir}: the corpus differs from the checkpoint's: "
+                         f"{'; '.join(differ)}; {_FIX}")
+    if not config.is_bilstm:
+        return Tagger.build(config)
+    if not saved.get("vocab"):
+        raise ValueError(f"cannot resume {output_dir}: its checkpoint lacks the BiLSTM vocabulary (written by "
+                         f"an older mcrf); drop --resume and pass --overwrite to start a fresh run")
+    return Tagger.build(config, vocab=BiLSTMVocab.from_dict(saved["vocab"]))
