@@ -187,6 +187,30 @@ def test_replace_dir_swaps_atomically_and_find_checkpoint_falls_back(tmp_path):
     assert find_checkpoint(tmp_path, "best") is None
 
 
+def test_replace_dir_after_a_killed_swap_keeps_a_checkpoint_at_every_step(tmp_path, monkeypatch):
+    """Only last.old is left (killed between renames); the next swap must not delete it first."""
+    import shutil
+
+    from mcrf.training import checkpoint
+
+    (tmp_path / "last.old").mkdir()
+    (tmp_path / "last.old" / "trainer_state.json").write_text("1")
+    (tmp_path / "last.tmp").mkdir()
+    (tmp_path / "last.tmp" / "trainer_state.json").write_text("2")
+    found = []
+    real_rmtree = shutil.rmtree
+
+    def checked_rmtree(path, *args, **kwargs):
+        found.append(find_checkpoint(tmp_path, "last"))  # what a kill right now would leave
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", checked_rmtree)
+    replace_dir(tmp_path / "last.tmp", tmp_path / "last")
+    assert found == [tmp_path / "last"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    assert (tmp_path / "last" / "trainer_state.json").read_text() == "2"
+
+
 def test_log_truncation_and_curves(tmp_path):
     log = tmp_path / "train_log.jsonl"
     for step in (1, 2, 3):

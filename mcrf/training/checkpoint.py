@@ -32,17 +32,24 @@ PathLike = Union[str, os.PathLike]
 def replace_dir(tmp: PathLike, final: PathLike) -> None:
     """Atomically move the complete directory ``tmp`` to ``final`` (replacing any old one).
 
-    Both must be on the same filesystem. Single-process: call on the main process only.
+    Both must be on the same filesystem. Single-process: call on the main process only. A kill
+    at any point leaves a complete ``final`` or ``<final>.old`` (``find_checkpoint`` takes either):
+    ``old`` is only deleted while a complete ``final`` exists.
     """
     tmp, final = Path(tmp), Path(final)
     old = final.with_name(final.name + ".old")
-    if old.exists():
+    if not final.exists():
+        # A kill between the two renames of an earlier swap left the only complete copy in
+        # ``old``: put the new one in place first, then drop ``old``.
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+        return
+    if old.exists():  # stale: ``final`` is complete
         shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
+    os.replace(final, old)
     os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
+    shutil.rmtree(old)
 
 
 def find_checkpoint(output_dir: PathLike, name: str = "last") -> Optional[Path]:
