@@ -132,6 +132,18 @@ def test_registry_resolution_data_dir_env_and_subfolder(tmp_path, monkeypatch):
     assert len(load_corpus("conll2003").splits["train"]) == 3
 
 
+def test_format_override_of_a_registered_dataset_reports_the_right_line(tmp_path, monkeypatch):
+    """conll2003 files rewritten as JSON lines: locations are file:line of the record, not line + token."""
+    monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
+    folder = tmp_path / "conll2003"
+    folder.mkdir()
+    records = [{"tokens": ["EU", "rejects"], "tags": ["I-ORG", "O"]},
+               {"tokens": ["in", "the", "World", "Cup"], "tags": ["O", "O", "B-MISC", "I-MISC"]}]
+    (folder / "eng.train").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
+    corpus = load_corpus("conll2003", data_dir=str(tmp_path), format="jsonl", source_scheme="IOB1")
+    assert corpus.report["train"]["illegal_at"] == [f"{folder / 'eng.train'}:2 (token 3): O -> B-MISC"]
+
+
 def test_registry_not_found_says_where_to_put_files(tmp_path, monkeypatch):
     monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
 

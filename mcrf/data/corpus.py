@@ -214,7 +214,8 @@ def read_splits(
     if entry is not None:
         files, searched = find_local(entry, cfg.data_dir)
         if files is not None:
-            return _read_files(files, cfg, entry), entry.scheme, {s: files.format for s in files.paths}
+            splits, origins = _read_files(files, cfg, entry)
+            return splits, entry.scheme, origins
         errors = []
         for source in entry.hub:
             try:
@@ -231,7 +232,8 @@ def read_splits(
             splits = hub.read_hub_dataset(str(path), tag_column=cfg.hub_tag_column)
             return splits, None, {s: "hub" for s in splits}
         files = find_split_files(path)
-        return _read_files(files, cfg, None), None, {s: cfg.format or files.format for s in files.paths}
+        splits, origins = _read_files(files, cfg, None)
+        return splits, None, origins
     if "/" in name_or_path and not name_or_path.startswith((".", "/")) and name_or_path.count("/") == 1:
         try:
             splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
@@ -247,12 +249,15 @@ def read_splits(
     )
 
 
-def _read_files(files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> Dict[str, List[Sentence]]:
+def _read_files(
+    files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]
+) -> Tuple[Dict[str, List[Sentence]], Dict[str, str]]:
+    """Split to sentences, and split to the format actually read (``cfg.format`` overrides the files')."""
     fmt = cfg.format or files.format
     out: Dict[str, List[Sentence]] = {}
     for split, path in files.paths.items():
         out[split] = list(_read_one(path, fmt, cfg, entry))
-    return out
+    return out, {split: fmt for split in out}
 
 
 def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> Iterator[Sentence]:
