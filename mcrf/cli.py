@@ -14,78 +14,56 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from mcrf import __version__
+from mcrf.cli_util import UsageError, add_fields, build, encoding, given, optional_int, positive_int
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
 
 
-class UsageError(Exception):
-    """A flag value the configs reject (exit code 2, like argparse's own errors)."""
-
-
-# ---------------------------------------------------------------------------- helpers
-def _attribute_docs(cls: type) -> Dict[str, str]:
-    """``{field: first sentence}`` from the ``Attributes:`` section of a dataclass docstring."""
-    doc = (cls.__doc__ or "").split("Attributes:", 1)[-1]
-    docs: Dict[str, str] = {}
-    for match in re.finditer(r"^\s{8}(\w+): (.*?)(?=^\s{8}\w+: |\Z)", doc, flags=re.M | re.S):
-        docs[match.group(1)] = " ".join(match.group(2).replace("``", "").split())
-    return docs
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _optional_int(text: str) -> Optional[int]:
-    return None if text.lower() == "none" else int(text)
-
-
-def _build(cls: Callable[..., Any], **values: Any) -> Any:
-    """Construct a config; its ValueError/TypeError become usage errors (exit code 2)."""
-    try:
-        return cls(**values)
-    except (ValueError, TypeError) as error:
-        raise UsageError(str(error)) from error
-
-
-def _flag(field: str) -> str:
-    return {"output_dir": "--output", "output_format": "--format"}.get(field, "--" + field.replace("_", "-"))
-
-
-def _add_fields(parser: argparse.ArgumentParser, cls: type, fields: Dict[str, Dict[str, Any]],
-                defaults: Any) -> None:
-    """One flag per dataclass field; help from the class docstring, shown default from ``defaults``.
-
-    Every flag defaults to ``argparse.SUPPRESS`` so only flags the user gave become overrides.
-    """
-    docs = _attribute_docs(cls)
-    for field, extra in fields.items():
-        default = getattr(defaults, field)
-        shown = "" if isinstance(default, bool) else f" (default: {default})"
-        parser.add_argument(_flag(field), dest=field, default=argparse.SUPPRESS,
-                            help=docs.get(field, "").replace("%", "%%") + shown, **extra)
-
-
-def _given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:
-    return {field: getattr(args, field) for field in fields if hasattr(args, field)}
-
-
 def _device(name: Optional[str]) -> str:
+    """A torch device name: ``name`` checked, or CUDA when available, else the CPU.
+
+    Raises:
+        UsageError: ``name`` is not a device, or names CUDA on a machine without it.
+    """
     import torch
 
-    return name or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}; pass cpu, cuda, cuda:1, mps, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here; pass --device cpu")
+    return name
+
+
+def _load_tagger(model: str, device: Optional[str]):
+    """``Tagger.from_pretrained`` with a file-level problem turned into one clear error.
+
+    Raises:
+        OSError: the directory or one of its files is missing or unreadable (message from the loader).
+        ValueError: anything else that fails while reading the model (corrupt weights, a bad
+            ``config.json``): "MODEL is corrupt or not an mcrf model", the cause attached.
+    """
+    from mcrf.models import Tagger
+
+    device = _device(device)
+    try:
+        return Tagger.from_pretrained(model, device=device)
+    except (OSError, MemoryError):
+        raise
+    except Exception as error:  # safetensors' SafetensorError, TypeError/KeyError of a bad config.json, ...
+        raise ValueError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
+                         "retrain or re-save it (Tagger.save_pretrained)") from error
 
 
 # ---------------------------------------------------------------------------- train
@@ -102,10 +80,10 @@ def _train_fields() -> Dict[str, Dict[str, Any]]:
         "output_dir": {"metavar": "DIR"},
         "overwrite": {"action": "store_true"},
         "resume": {"action": "store_true"},
-        "epochs": {"type": _positive_int},
-        "max_steps": {"type": _positive_int},
-        "batch_size": {"type": _positive_int},
-        "eval_batch_size": {"type": _positive_int},
+        "epochs": {"type": positive_int},
+        "max_steps": {"type": positive_int},
+        "batch_size": {"type": positive_int},
+        "eval_batch_size": {"type": positive_int},
         "lr": {"type": float},
         "head_lr": {"type": float},
         "layer_decay": {"type": float},
@@ -114,14 +92,14 @@ def _train_fields() -> Dict[str, Dict[str, Any]]:
         "max_grad_norm": {"type": float},
         "seed": {"type": int},
         "eval_every": {"metavar": "epoch|STEPS"},
-        "patience": {"type": _optional_int, "metavar": "N|none"},
+        "patience": {"type": optional_int, "metavar": "N|none"},
         "mixed_precision": {"choices": MIXED_PRECISION},
         "cpu": {"action": "store_true"},
-        "max_length": {"type": _positive_int},
+        "max_length": {"type": positive_int},
         "stride": {"type": int},
         "dropout": {"type": float},
-        "max_train_sentences": {"type": _positive_int},
-        "max_eval_sentences": {"type": _positive_int},
+        "max_train_sentences": {"type": positive_int},
+        "max_eval_sentences": {"type": positive_int},
         "num_workers": {"type": int},
     }
 
@@ -143,7 +121,7 @@ def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf train sample --output runs/sample --resume")
     parser.add_argument("dataset", metavar="DATASET",
                         help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
-    _add_fields(parser, TrainConfig, _train_fields(), base)
+    add_fields(parser, TrainConfig, _train_fields(), base)
     parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
                         help="plain random batches instead of length-bucketed ones")
     parser.set_defaults(func=_train)
@@ -153,8 +131,8 @@ def _train(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvalResult, format_table
     from mcrf.training import TrainConfig, train
 
-    config = _build(TrainConfig.for_dataset, dataset=args.dataset,
-                    **_given(args, list(_train_fields()) + ["bucket"]))
+    config = build(TrainConfig.for_dataset, dataset=args.dataset,
+                    **given(args, list(_train_fields()) + ["bucket"]))
     result = train(config)
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)
@@ -177,14 +155,14 @@ def _load_fields() -> Dict[str, Dict[str, Any]]:
         "policy": {"choices": POLICIES},
         "token_column": {"type": int},
         "tag_column": {"type": int},
-        "encoding": {},
+        "encoding": {"type": encoding},
     }
 
 
 def _load(dataset: str, args: argparse.Namespace, **forced: Any):
     from mcrf.data import LoadConfig, load_corpus
 
-    config = _build(LoadConfig, **{**_given(args, _load_fields()), **forced})
+    config = build(LoadConfig, **{**given(args, _load_fields()), **forced})
     return load_corpus(dataset, config=config)
 
 
@@ -202,33 +180,34 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="directory written by `mcrf train` (OUTPUT/model)")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder or file of labelled data")
     parser.add_argument("--split", default="test", help="split to score (default: test)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="sentences per batch (default: 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="sentences per batch (default: 64)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    _add_fields(parser, LoadConfig, {k: v for k, v in _load_fields().items() if k != "scheme"}, LoadConfig())
+    add_fields(parser, LoadConfig, {k: v for k, v in _load_fields().items() if k != "scheme"}, LoadConfig())
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from mcrf.evaluation import evaluate, format_table
-    from mcrf.models import Tagger
     from mcrf.schemes import entity_types
 
-    tagger = Tagger.from_pretrained(args.model, device=_device(args.device))
+    config = args
+    tagger = _load_tagger(args.model, config.device)
     corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
-    sentences = corpus.splits.get(args.split)
+    sentences = corpus.splits.get(config.split)
     if not sentences:
         available = sorted(name for name, split in corpus.splits.items() if split)
-        raise ValueError(f"dataset {args.dataset!r} has no {args.split!r} split; pass --split with one of {available}")
+        raise ValueError(f"dataset {args.dataset!r} has no {config.split!r} split; "
+                         f"pass --split with one of {available}")
     unknown = sorted(set(entity_types(corpus.labels)) - set(entity_types(tagger.config.labels)))
     if unknown:
         logger.warning("gold entity types %s are not among the model's labels; they count as missed", unknown)
-    result = evaluate(tagger, sentences, batch_size=args.batch_size)
+    result = evaluate(tagger, sentences, batch_size=config.batch_size)
     if args.json:
-        print(json.dumps({"model": str(args.model), "dataset": args.dataset, "split": args.split,
+        print(json.dumps({"model": str(args.model), "dataset": args.dataset, "split": config.split,
                           **result.to_dict()}, indent=2))
     else:
-        print(f"{args.model} on {args.dataset} ({args.split}):\n{format_table(result)}")
+        print(f"{args.model} on {args.dataset} ({config.split}):\n{format_table(result)}")
     return 0
 
 
@@ -245,7 +224,7 @@ def _add_inspect(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf inspect path/to/folder --json")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder, file or hub id")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    _add_fields(parser, LoadConfig, _load_fields(), LoadConfig())
+    add_fields(parser, LoadConfig, _load_fields(), LoadConfig())
     parser.set_defaults(func=_inspect)
 
 
@@ -266,11 +245,11 @@ def _predict_fields() -> Dict[str, Dict[str, Any]]:
     return {
         "output_format": {"choices": tuple(FORMATS)},
         "input_format": {"choices": INPUT_FORMATS},
-        "batch_size": {"type": _positive_int},
-        "chunk_batches": {"type": _positive_int},
-        "encoding": {},
+        "batch_size": {"type": positive_int},
+        "chunk_batches": {"type": positive_int},
+        "encoding": {"type": encoding},
         "device": {},
-        "mmap_threshold": {"type": _optional_int, "metavar": "BYTES|none"},
+        "mmap_threshold": {"type": optional_int, "metavar": "BYTES|none"},
     }
 
 
@@ -292,22 +271,21 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
     parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write here (atomically) instead of stdout")
-    _add_fields(parser, PredictConfig, _predict_fields(), PredictConfig())
+    add_fields(parser, PredictConfig, _predict_fields(), PredictConfig())
     parser.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from mcrf.formats import writer
-    from mcrf.models import Tagger
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
-    config = _build(PredictConfig, **_given(args, _predict_fields()))
+    config = build(PredictConfig, **given(args, _predict_fields()))
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
         raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = Tagger.from_pretrained(args.model, device=_device(config.device))
+    tagger = _load_tagger(args.model, config.device)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     target = Path(args.output) if args.output else None
@@ -349,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks and debug logging")
     common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                         help="only warnings and errors on stderr")
-    common.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, metavar="N",
+    common.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
                              "machine, --threads 1 or the environment variable OMP_WAIT_POLICY=PASSIVE "
                              "avoids spinning threads that slow everything down")

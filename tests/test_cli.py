@@ -285,6 +285,57 @@ def test_predict_model_errors(text_input, tmp_path, capsys):
     assert code == 1 and "has no config.json" in err and "Traceback" not in err
 
 
+def _broken_copy(model: Path, target: Path, name: str, content: bytes) -> Path:
+    import shutil
+
+    shutil.copytree(model, target)
+    (target / name).write_bytes(content)
+    return target
+
+
+def _config_with(model: Path, **changes) -> bytes:
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    return json.dumps({**config, **changes}).encode()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_corrupt_or_foreign_model_files_are_one_clear_error(command, sample_model, text_input, tmp_path, capsys):
+    broken = {
+        "weights": ("model.safetensors", b"\x00garbage, not safetensors"),
+        "labels": ("config.json", _config_with(sample_model, labels="O")),
+        "json": ("config.json", b"{not json"),
+        "field": ("config.json", _config_with(sample_model, colour="blue")),
+    }
+    for case, (name, content) in broken.items():
+        model = _broken_copy(sample_model, tmp_path / case, name, content)
+        argv = (["predict", text_input, "--model", model] if command == "predict"
+                else ["evaluate", model, "sample"])
+        code, out, err = run(capsys, *argv)
+        assert code == 1, (case, err)
+        assert f"model {model} is corrupt or not an mcrf model" in err and "re-save it" in err, (case, err)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and out == "", (case, err)
+    code, _, err = run(capsys, *argv, "--debug")
+    assert code == 1 and "Traceback" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "in.txt", "--model", "m", "--encoding", "utf8x"],
+    ["inspect", "sample", "--encoding", "utf8x"],
+    ["evaluate", "m", "sample", "--encoding", "utf8x"],
+])
+def test_unknown_encodings_are_usage_errors(capsys, argv):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "unknown encoding 'utf8x'" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_bad_or_missing_devices_are_usage_errors(sample_model, text_input, capsys):
+    code, _, err = run(capsys, "predict", text_input, "--model", sample_model, "--device", "gpu0")
+    assert code == 2 and "unknown device 'gpu0'" in err and "Traceback" not in err
+    code, _, err = run(capsys, "evaluate", sample_model, "sample", "--device", "cuda")
+    assert code == 2 and "no CUDA device is available here; pass --device cpu" in err and "Traceback" not in err
+
+
 def test_predict_a_5000_word_line_with_a_windowed_encoder(tmp_path, capsys):
     torch.manual_seed(0)
     bert = tm.make_bert_dir(tmp_path / "bert", max_positions=64)
