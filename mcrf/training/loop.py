@@ -303,9 +303,10 @@ def _fit(run: _Run) -> None:
                 seen += int(batch["word_mask"].shape[0]) * acc.num_processes
                 now = time.perf_counter()
                 step_seconds, tick = step_seconds + now - tick, now
-                bar.update(1)
+                # postfix first without a redraw, then update(): tqdm redraws at most every mininterval
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{run.current_lr():.2e}",
-                                sent_s=f"{seen / max(step_seconds, 1e-9):.1f}")
+                                sent_s=f"{seen / max(step_seconds, 1e-9):.1f}", refresh=False)
+                bar.update(1)
                 if isinstance(config.eval_every, int) and state.global_step % config.eval_every == 0:
                     run.eval_and_checkpoint(run.reduce_mean(eval_loss, eval_count))
                     eval_loss, eval_count = 0.0, 0
