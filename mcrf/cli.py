@@ -68,15 +68,18 @@ def _load_tagger(model: str, device: Optional[str]):
 
 # ---------------------------------------------------------------------------- train
 def _train_fields() -> Dict[str, Dict[str, Any]]:
-    """``TrainConfig`` fields exposed as ``mcrf train`` flags, with their argparse settings."""
-    from mcrf.training.config import DECODERS, MIXED_PRECISION, POSTPROCESS
+    """``TrainConfig`` fields exposed as ``mcrf train`` flags, with their argparse settings.
 
+    The data flags are those of ``inspect``/``evaluate`` (``_load_fields``) that ``TrainConfig`` has.
+    """
+    from mcrf.training.config import DECODERS, MIXED_PRECISION, POSTPROCESS, TrainConfig
+
+    data = {name: extra for name, extra in _load_fields().items() if name in TrainConfig.field_names()}
     return {
         "encoder": {"metavar": "NAME_OR_PATH"},
         "decoder": {"choices": DECODERS},
         "postprocess": {"choices": POSTPROCESS},
-        "scheme": {"metavar": "SCHEME"},
-        "data_dir": {"metavar": "DIR"},
+        **data,
         "output_dir": {"metavar": "DIR"},
         "overwrite": {"action": "store_true"},
         "resume": {"action": "store_true"},
@@ -145,7 +148,8 @@ def _train(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- data flags
 def _load_fields() -> Dict[str, Dict[str, Any]]:
-    """``LoadConfig`` fields exposed as data flags (``inspect``, ``evaluate``)."""
+    """``LoadConfig`` fields exposed as data flags (``inspect``, ``evaluate``, and ``train`` where
+    ``TrainConfig`` has the field)."""
     from mcrf.data.corpus import POLICIES
 
     return {
@@ -155,7 +159,9 @@ def _load_fields() -> Dict[str, Dict[str, Any]]:
         "policy": {"choices": POLICIES},
         "token_column": {"type": int},
         "tag_column": {"type": int},
+        "separator": {"metavar": "SEP"},
         "encoding": {"type": encoding},
+        "dev_fraction": {"type": float},
     }
 
 

@@ -206,6 +206,20 @@ def test_inspect_labels_that_do_not_fit_the_scheme(capsys, tmp_path):
     assert code == 1 and "train.txt:4" in err and "Traceback" not in err
 
 
+def test_inspect_separator_and_dev_fraction_flags(capsys, tmp_path):
+    rows = ["New York\tB-LOC", "is\tO", "", "Ann Lee\tB-PER", "", "Paris\tB-LOC", "", "big\tO", ""]
+    (tmp_path / "train.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "inspect", tmp_path)
+    assert code == 1 and "--separator" in err
+    code, out, _ = run(capsys, "inspect", tmp_path, "--separator", "\t", "--json")
+    assert code == 0 and json.loads(out)["splits"]["train"]["sentences"] == 4
+    code, out, _ = run(capsys, "inspect", tmp_path, "--separator", "\t", "--dev-fraction", "0.5", "--json")
+    splits = json.loads(out)["splits"]
+    assert code == 0 and splits["train"]["sentences"] == 2 and splits["dev"]["sentences"] == 2
+    code, _, err = run(capsys, "inspect", tmp_path, "--separator", "\t", "--dev-fraction", "1.5")
+    assert code == 2 and "dev_fraction" in err
+
+
 # ---------------------------------------------------------------------------- predict
 @pytest.fixture()
 def text_input(tmp_path):
