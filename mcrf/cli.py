@@ -173,8 +173,14 @@ def _load(dataset: str, args: argparse.Namespace, **forced: Any):
 
 
 # ---------------------------------------------------------------------------- evaluate
+def _evaluate_fields() -> Dict[str, Dict[str, Any]]:
+    """``EvaluateConfig`` fields exposed as ``mcrf evaluate`` flags."""
+    return {"split": {}, "batch_size": {"type": positive_int}, "device": {}}
+
+
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     from mcrf.data import LoadConfig
+    from mcrf.evaluation import EvaluateConfig
 
     parser = commands.add_parser(
         "evaluate", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -185,19 +191,17 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf evaluate runs/conll/model conll2003 --data-dir ~/corpora --split dev --json")
     parser.add_argument("model", metavar="MODEL", help="directory written by `mcrf train` (OUTPUT/model)")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder or file of labelled data")
-    parser.add_argument("--split", default="test", help="split to score (default: test)")
-    parser.add_argument("--batch-size", type=positive_int, default=64, help="sentences per batch (default: 64)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    add_fields(parser, EvaluateConfig, _evaluate_fields(), EvaluateConfig())
     add_fields(parser, LoadConfig, {k: v for k, v in _load_fields().items() if k != "scheme"}, LoadConfig())
     parser.set_defaults(func=_evaluate)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from mcrf.evaluation import evaluate, format_table
+    from mcrf.evaluation import EvaluateConfig, evaluate, format_table
     from mcrf.schemes import entity_types
 
-    config = args
+    config = build(EvaluateConfig, **given(args, _evaluate_fields()))
     tagger = _load_tagger(args.model, config.device)
     corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
     sentences = corpus.splits.get(config.split)

@@ -22,7 +22,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-__all__ = ["EvalResult", "evaluate", "score_predictions", "format_table", "predict_sentences"]
+__all__ = ["EvalResult", "EvaluateConfig", "evaluate", "score_predictions", "format_table", "predict_sentences"]
 
 # canonical mcrf scheme -> (seqeval scheme class name, scheme to convert to first or None)
 _SEQEVAL_SCHEMES = {
@@ -64,6 +64,27 @@ class EvalResult:
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-serialisable dict of all fields."""
         return asdict(self)
+
+
+@dataclass
+class EvaluateConfig:
+    """Defaults of ``mcrf evaluate`` (the CLI maps its flags onto these fields).
+
+    Attributes:
+        split: split of the dataset to score (``train``, ``dev``, ``test``, ...).
+        batch_size: sentences per prediction batch.
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``None`` picks CUDA when available.
+    """
+
+    split: str = "test"
+    batch_size: int = 64
+    device: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.split, str) or not self.split:
+            raise ValueError(f"expected split to be a split name such as 'test', got {self.split!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"expected batch_size to be a positive integer, got {self.batch_size!r}")
 
 
 def _seqeval_scheme(scheme: str):

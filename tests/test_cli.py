@@ -182,6 +182,27 @@ def test_evaluate_table_and_json(sample_model, capsys):
     assert code == 1 and "pass --split with one of ['dev', 'test', 'train']" in err
 
 
+def test_evaluate_flags_map_onto_evaluate_config(sample_model, capsys, monkeypatch):
+    from mcrf.evaluation import EvaluateConfig
+
+    seen = {}
+
+    def fake_evaluate(tagger, sentences, batch_size):
+        seen.update(sentences=len(sentences), batch_size=batch_size)
+        raise FileExistsError("stop here")
+
+    monkeypatch.setattr("mcrf.evaluation.evaluate", fake_evaluate)
+    code, _, err = run(capsys, "evaluate", sample_model, "sample")
+    assert code == 1 and "stop here" in err
+    defaults = EvaluateConfig()
+    assert seen == {"sentences": len(load_corpus("sample").splits[defaults.split]), "batch_size": defaults.batch_size}
+    code, _, _ = run(capsys, "evaluate", sample_model, "sample", "--split", "dev", "--batch-size", "5")
+    assert code == 1 and seen == {"sentences": len(load_corpus("sample").splits["dev"]), "batch_size": 5}
+    _, out, _ = run(capsys, "evaluate", "--help")
+    assert f"(default: {defaults.split})" in out and f"(default: {defaults.batch_size})" in out
+    assert run(capsys, "evaluate", sample_model, "sample", "--split", "")[0] == 2
+
+
 def _blocks(path: Path) -> int:
     return len([b for b in path.read_text(encoding="utf-8").split("\n\n") if b.strip()])
 
