@@ -251,14 +251,50 @@ def test_postprocess_hand_made_cases():
         postprocess(tags, "BIO", "keep")
 
 
+def test_decoder_and_postprocess_names_have_one_home():
+    from mcrf.models import config as model_config
+    from mcrf.models import decoding
+    from mcrf.training import config as train_config
+
+    assert train_config.DECODERS is model_config.DECODERS  # re-exported for the CLI, not restated
+    assert train_config.POSTPROCESS is model_config.POSTPROCESS
+    assert decoding.POSTPROCESS is model_config.POSTPROCESS
+    for policy in model_config.POSTPROCESS:
+        assert postprocess(["I-PER"], "BIO", policy)[1]
+
+
 def test_make_decoded_confidence_of_final_tags():
     labels = ["O", "B-PER", "I-PER"]
     probabilities = torch.tensor([[0.1, 0.2, 0.7], [0.2, 0.1, 0.7], [0.9, 0.05, 0.05]])
     decoded = make_decoded(["I-PER", "I-PER", "O"], probabilities, {l: i for i, l in enumerate(labels)},
                            "BIO", "retain")
     assert decoded.tags == ["B-PER", "I-PER", "O"] and decoded.raw_illegal
-    assert decoded.token_confidence == pytest.approx([0.2, 0.7, 0.9])
-    assert decoded.spans == [("PER", 0, 2, pytest.approx(0.2))]
+    # the repaired word 0 is scored by its raw tag I-PER (0.7), not by B-PER (0.2)
+    assert decoded.token_confidence == pytest.approx([0.7, 0.7, 0.9])
+    assert decoded.spans == [("PER", 0, 2, pytest.approx(0.7))]
+    discarded = make_decoded(["I-PER", "I-PER", "O"], probabilities, {l: i for i, l in enumerate(labels)},
+                             "BIO", "discard")
+    assert discarded.tags == ["O", "O", "O"] and discarded.spans == []
+    assert discarded.token_confidence == pytest.approx([0.1, 0.2, 0.9])  # P(O): the tag that is output
+
+
+def test_retain_confidence_of_a_confident_orphan_entity_from_a_real_crf():
+    """A plain CRF that strongly prefers O -> I-PER: the repaired B-PER keeps the orphan's confidence."""
+    labels = ["O", "B-PER", "I-PER"]
+    config = TaggerConfig(encoder="bilstm", labels=labels, scheme="BIO", decoder="crf", **SMALL_LSTM)
+    tagger = Tagger.build(config, [Sentence(("x", "y"))])
+    with torch.no_grad():
+        tagger.crf.transitions.zero_()
+        tagger.crf.start_transitions.zero_()
+        tagger.crf.end_transitions.zero_()
+    emissions = torch.tensor([[[4.0, -4.0, -4.0], [-6.0, -2.0, 6.0]]])  # shape: (1, 2, 3): O, then I-PER
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    raw = [labels[k] for k in tagger.crf.decode(emissions, mask)[0]]
+    marginals = tagger.crf.marginals(emissions, mask)[0]  # shape: (2, 3)
+    assert raw == ["O", "I-PER"] and float(marginals[1, 1]) < 0.01 < 0.99 < float(marginals[1, 2])
+    decoded = make_decoded(raw, marginals, tagger.label_index, "BIO", "retain")
+    assert decoded.tags == ["O", "B-PER"]
+    assert decoded.spans == [("PER", 1, 2, pytest.approx(float(marginals[1, 2])))]
 
 
 # ---------------------------------------------------------------- errors and plumbing

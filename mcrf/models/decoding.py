@@ -13,6 +13,13 @@ at word ``t`` — the CRF marginal ``P(y_t = tag | x)`` from ``MaskedCRF.margina
 softmax decoder. A span's confidence is the MINIMUM of its words' token
 confidences: an upper bound on the probability that all its words carry exactly
 these tags (the joint can never exceed its least likely part).
+
+Exception, ``retain`` post-processing: a word whose tag the repair changed (an orphan
+``I-PER`` that became ``B-PER``) gets the probability of the RAW decoded tag. The repaired
+tag is a relabelling of the decoder's choice, not the decoder's belief: a plain CRF that puts
+0.95 on the orphan ``I-PER`` may put 0.01 on ``B-PER`` there, and reporting that would make
+a confident entity look like noise. Under ``discard`` the changed words become ``O`` and
+keep the probability of ``O`` (the model's belief in the tag that is output).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import List, Mapping, Sequence, Tuple
 
 from torch import Tensor
+
+from mcrf.models.config import POSTPROCESS
 
 __all__ = ["Decoded", "postprocess", "make_decoded"]
 
@@ -34,7 +43,8 @@ class Decoded:
     Attributes:
         tags: one tag per word (legal under the tagger's scheme).
         raw_illegal: the decoder's own output violated the scheme before post-processing.
-        token_confidence: per word, the posterior probability of its tag in ``tags``.
+        token_confidence: per word, the posterior probability of its tag in ``tags`` (of the
+            raw decoded tag where ``retain`` changed it; see the module docstring).
         spans: ``(label, start, end, confidence)`` per entity, ``end`` exclusive, confidence =
             minimum token confidence over the span.
     """
@@ -61,8 +71,8 @@ def postprocess(tags: Sequence[str], scheme: str, policy: str) -> Tuple[List[str
     """
     from mcrf import schemes
 
-    if policy not in ("retain", "discard"):
-        raise ValueError(f"expected postprocess policy 'retain' or 'discard', got {policy!r}")
+    if policy not in POSTPROCESS:
+        raise ValueError(f"expected postprocess policy in {POSTPROCESS}, got {policy!r}")
     tags = list(tags)
     if schemes.is_legal(tags, scheme):
         return tags, False
@@ -93,7 +103,9 @@ def make_decoded(
 
     tags, illegal = postprocess(raw_tags, scheme, policy)
     rows = probabilities.detach().float().cpu()  # shape: (n, K)
-    confidence = [float(rows[t, label_index[tag]]) for t, tag in enumerate(tags)]
+    # retain: a repaired word is scored by the tag the decoder chose (see the module docstring)
+    scored = raw_tags if policy == "retain" else tags
+    confidence = [float(rows[t, label_index[tag]]) for t, tag in enumerate(scored)]
     spans = [
         (span.label, span.start, span.end, min(confidence[span.start : span.end]))
         for span in get_spans(tags, scheme)
