@@ -211,10 +211,12 @@ def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
     """Tag a (possibly endless) stream of sentences, yielding predictions in input order.
 
     Reads ``chunk_batches * batch_size`` sentences at a time, lets ``tagger.predict`` sort them by
-    length into batches (it runs in eval mode under ``torch.no_grad``, not ``inference_mode``:
-    ``MaskedCRF.marginals`` needs autograd for its exact fallback on extreme scores), and yields one
-    ``Prediction`` per input sentence; empty sentences give empty predictions. Long sentences are
-    split into encoder windows and stitched back inside the tagger, so every word gets one tag.
+    length into batches and run them under ``torch.inference_mode`` (no autograd bookkeeping;
+    ``MaskedCRF.marginals`` needs none, its exact fallback is a log-space forward-backward), and
+    yields one ``Prediction`` per input sentence; empty sentences give empty predictions. Long
+    sentences are split into encoder windows and stitched back inside the tagger, so every word
+    gets one tag. Inference mode is entered per chunk, never held across a ``yield``, so the
+    caller's code between predictions runs in its normal mode.
 
     Args:
         tagger: a ``mcrf.models.Tagger``.
@@ -231,6 +233,10 @@ def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
     for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+    import torch
+
     for chunk in _chunks(sentences, batch_size * chunk_batches):
-        for sentence, decoded in zip(chunk, tagger.predict(chunk, batch_size=batch_size)):
-            yield Prediction(sentence, decoded)
+        with torch.inference_mode():
+            decoded = tagger.predict(chunk, batch_size=batch_size)
+        for sentence, result in zip(chunk, decoded):
+            yield Prediction(sentence, result)

@@ -77,6 +77,35 @@ def test_stream_with_a_real_tagger_matches_predict():
     assert streamed[5].tags == [] and all(len(d.tags) == len(s.tokens) for d, s in zip(streamed, inputs))
 
 
+def test_stream_predicts_in_inference_mode_but_never_yields_inside_it():
+    modes = []
+
+    class ModeTagger(CapitalTagger):
+        def predict(self, sentences, batch_size=32):
+            modes.append(torch.is_inference_mode_enabled())
+            return super().predict(sentences, batch_size)
+
+    seen = [torch.is_inference_mode_enabled()
+            for _ in predict_stream(ModeTagger(), (Sentence(("Ann", str(i))) for i in range(9)), batch_size=2,
+                                    chunk_batches=2)]
+    assert modes == [True, True, True] and seen == [False] * 9
+
+
+def test_stream_with_a_real_tagger_runs_the_crf_marginals_in_inference_mode():
+    """Extreme CRF scores send the marginals to their exact fallback, which must work without autograd."""
+    torch.manual_seed(0)
+    data = tm.toy_sentences(6)
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, decoder="mcrf",
+                                       word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8), data)
+    with torch.no_grad():
+        tagger.crf.transitions.mul_(1e4)  # extreme scores: the marginals take their exact fallback
+    out = list(predict_stream(tagger, iter(data), batch_size=3))
+    for prediction in out:
+        # float32 at scores ~1e4 rounds to ~1e-3 (the core's precision, not this layer's)
+        assert all(0.0 <= c <= 1.0 + 1e-3 for c in prediction.decoded.token_confidence)
+        assert len(prediction.decoded.tags) == len(prediction.sentence.tokens)
+
+
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])
 def test_stream_rejects_bad_sizes(bad):
     with pytest.raises(ValueError, match="positive integer"):
