@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import unicodedata
 
 import pytest
 from hypothesis import given, settings
@@ -14,9 +15,29 @@ from mcrf.data.text import read_pretokenized, read_text_lines, tokenize_line
 def test_tokenize_line_punctuation_and_offsets():
     line = "Dr. Smith (IBM) paid $3,000 -- really!"
     s = tokenize_line(line)
-    assert s.tokens == ("Dr", ".", "Smith", "(", "IBM", ")", "paid", "$", "3", ",", "000", "-", "-", "really", "!")
+    assert s.tokens == ("Dr", ".", "Smith", "(", "IBM", ")", "paid", "$", "3,000", "-", "-", "really", "!")
     assert all(line[a:b] == tok for tok, (a, b) in zip(s.tokens, s.offsets))
     assert s.text == line and s.tags is None
+
+
+@pytest.mark.parametrize("line, tokens", [
+    # internal . , - ' between word characters stay in the word; at the edges they are tokens
+    ("3.5 1,200 e-mail don't O'Neil’s", ("3.5", "1,200", "e-mail", "don't", "O'Neil’s")),
+    ("'quoted', -5, end. 2024.", ("'", "quoted", "'", ",", "-", "5", ",", "end", ".", "2024", ".")),
+    # single-letter abbreviations keep their final dot; other words do not
+    ("the U.S. and U.K., e.g. Mr. Smith", ("the", "U.S.", "and", "U.K.", ",", "e.g.", "Mr", ".", "Smith")),
+    ("in the U.S.", ("in", "the", "U.S.")),
+    # combining marks stay inside the word (decomposed Latin, Devanagari, Thai vowels, Hangul jamo)
+    (unicodedata.normalize("NFD", "José Müller"), (unicodedata.normalize("NFD", "José"),
+                                                   unicodedata.normalize("NFD", "Müller"))),
+    ("हिन्दी भाषा", ("हिन्दी", "भाषा")),
+    ("می\u200cخواهم", ("می\u200cخواهم",)),
+    ("か\u3099な", ("か\u3099", "な")),  # a kana with a combining voicing mark is one token
+])
+def test_tokenize_line_words_keep_marks_and_inner_punctuation(line, tokens):
+    s = tokenize_line(line)
+    assert s.tokens == tokens
+    assert all(line[a:b] == tok for tok, (a, b) in zip(s.tokens, s.offsets))
 
 
 def test_tokenize_line_cjk_each_character_and_mixed_scripts():
@@ -25,8 +46,12 @@ def test_tokenize_line_cjk_each_character_and_mixed_scripts():
     assert tokenize_line("  ").tokens == () and tokenize_line("").offsets == ()
 
 
+_PIECES = st.sampled_from(["U", "S", "3", "5", "é", "\u0301", "\u093f", "ह", "我", ".", ",", "-", "'", "’", " ",
+                           "\t", "(", "\u200d", "_"])
+
+
 @settings(max_examples=80, deadline=None)
-@given(st.text(max_size=40))
+@given(st.one_of(st.text(max_size=40), st.lists(_PIECES, max_size=30).map("".join)))
 def test_offsets_cover_every_visible_character(line):
     s = tokenize_line(line)
     covered = set()
@@ -35,7 +60,9 @@ def test_offsets_cover_every_visible_character(line):
         assert line[a:b] == tok and a >= last_end and b > a
         covered.update(range(a, b))
         last_end = b
+        assert not any(char.isspace() for char in tok)
     assert all(line[i].isspace() for i in range(len(line)) if i not in covered)
+    assert tokenize_line(" ".join(s.tokens)).tokens == s.tokens  # re-tokenizing the tokens is stable
 
 
 def test_read_text_lines_keeps_empty_lines_aligned(tmp_path):
