@@ -8,21 +8,21 @@ stay aligned with input lines.
 
 Inputs (``read_input``): raw text, one sentence per line (tokenized by
 ``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
-separated by whitespace); or a CoNLL column file (first column = word, other columns ignored,
-blank lines between sentences, ``-DOCSTART-`` dropped). A path or ``-`` for standard input;
-bytes are decoded line by line so a bad byte is reported with its line number.
+separated by whitespace); or a CoNLL column file (``mcrf.data.read_columns`` without a tag
+column: first column = word, blank lines between sentences, ``-DOCSTART-`` dropped). A path, a
+binary stream or ``-`` for standard input; lines are read and decoded by
+``mcrf.data.readers.iter_lines``, so a bad byte is reported with its line number.
 """
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
-from mcrf.data.readers import DOCSTART, split_fields
+from mcrf.data.readers import iter_lines, read_columns, source_name
 from mcrf.data.text import tokenize_line
 from mcrf.data.types import Sentence
 
@@ -87,22 +87,6 @@ class Prediction:
     decoded: "object"
 
 
-def _decode_stream(handle: IO[bytes], name: str, encoding: str) -> Iterator[Tuple[int, str]]:
-    """``(line_number, text)`` of a binary stream, decoded line by line (like ``iter_lines``)."""
-    for number, raw in enumerate(handle, start=1):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as err:
-            bad = raw[err.start:err.start + 1].hex()
-            raise ValueError(
-                f"{name}:{number}: byte 0x{bad} at column {err.start + 1} is not valid {encoding}; "
-                f"re-encode the input (e.g. `iconv -f latin1 -t utf-8`) or pass --encoding"
-            ) from None
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]
-        yield number, text.rstrip("\r\n")
-
-
 def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8") -> Iterator[Tuple[str, str]]:
     """``("name:line", text)`` for each line of a path, ``-`` (standard input) or a binary stream.
 
@@ -111,44 +95,28 @@ def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8
         ValueError: a line is not valid in ``encoding`` (names the line and the byte).
         TypeError: ``source`` is a text stream (open it in binary mode).
     """
-    if isinstance(source, (str, Path)) and str(source) != "-":
-        path = Path(source)
-        if not path.exists() or path.is_dir():
-            raise FileNotFoundError(f"input {path} {'is a directory' if path.exists() else 'does not exist'}; "
-                                    "pass a text file, a CoNLL file or - for stdin")
-        with path.open("rb") as handle:  # not only regular files: named pipes, /dev/stdin, <(command)
-            for number, text in _decode_stream(handle, str(path), encoding):
-                yield f"{path}:{number}", text
-        return
-    handle = sys.stdin.buffer if isinstance(source, (str, Path)) else source
-    name = "<stdin>" if isinstance(source, (str, Path)) else getattr(source, "name", "<stream>")
-    if isinstance(handle, io.TextIOBase):
-        raise TypeError(f"expected a binary stream for {name}, got a text stream; pass its .buffer or open it 'rb'")
-    for number, text in _decode_stream(handle, str(name), encoding):
+    source = _resolve(source)
+    name = source_name(source)
+    for number, text in iter_lines(source, encoding):
         yield f"{name}:{number}", text
+
+
+def _resolve(source: Union[str, Path, IO[bytes]]) -> Union[Path, IO[bytes]]:
+    """``-`` -> standard input's binary stream; a path checked for a prediction-specific message."""
+    if not isinstance(source, (str, Path)):
+        return source
+    if str(source) == "-":
+        return sys.stdin.buffer
+    path = Path(source)
+    if not path.exists() or path.is_dir():
+        raise FileNotFoundError(f"input {path} {'is a directory' if path.exists() else 'does not exist'}; "
+                                "pass a text file, a CoNLL file or - for stdin")
+    return path
 
 
 def _pretokenized(text: str, where: str) -> Sentence:
     matches = list(_WORD.finditer(text))
     return Sentence(tuple(m.group() for m in matches), None, where, tuple(m.span() for m in matches), text)
-
-
-def _conll_sentences(lines: Iterable[Tuple[str, str]]) -> Iterator[Sentence]:
-    """Sentences of CoNLL column lines: first field = word, blank lines end sentences."""
-    tokens: List[str] = []
-    start = ""
-    for where, text in lines:
-        fields = split_fields(text)
-        if not fields or fields[0] == DOCSTART:
-            if tokens:
-                yield Sentence(tuple(tokens), None, start)
-                tokens = []
-            continue
-        if not tokens:
-            start = where
-        tokens.append(fields[0])
-    if tokens:
-        yield Sentence(tuple(tokens), None, start)
 
 
 def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
@@ -164,12 +132,11 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
     """
     if input_format not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
-    lines = iter_input_lines(source, encoding)
     if input_format == "conll":
-        yield from _conll_sentences(lines)
+        yield from read_columns(_resolve(source), tag_column=None, encoding=encoding, allow_empty=True)
         return
     make = tokenize_line if input_format == "text" else _pretokenized
-    for where, text in lines:
+    for where, text in iter_input_lines(source, encoding):
         yield make(text, where)
 
 

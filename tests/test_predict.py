@@ -158,6 +158,41 @@ def test_read_input_errors(tmp_path):
     assert list(read_input(io.BytesIO(b""), "text")) == []
 
 
+def test_conll_input_is_read_by_read_columns(tmp_path):
+    got = list(read_input(io.BytesIO(b"EU NNP\nrejects VBZ\n\nPeter NNP\n"), "conll"))
+    assert [(s.tokens, s.source) for s in got] == [(("EU", "rejects"), "<stream>:1"), (("Peter",), "<stream>:4")]
+    ragged = tmp_path / "ragged.conll"
+    ragged.write_text("EU NNP B-ORG\nrejects VBZ\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"expected 3 columns at {ragged}:2 .* got 2"):
+        list(read_input(ragged, "conll"))
+    with pytest.raises(ValueError, match=r"<stream>:2: byte 0xe9 .* not valid utf-8; .*--encoding"):
+        list(read_input(io.BytesIO(b"ok O\ncaf\xe9 O\n"), "conll"))
+    assert [s.tokens for s in read_input(io.BytesIO("café O\n".encode("latin-1")), "conll", "latin-1")] == \
+        [("café",)]
+    assert list(read_input(io.BytesIO(b""), "conll")) == [] and list(read_input(io.BytesIO(b"\n\n"), "conll")) == []
+
+
+@pytest.mark.parametrize("input_format, expected", [("text", [("a", "b", "."), ()]), ("conll", [("a", "b")])])
+def test_read_input_from_a_named_pipe(tmp_path, input_format, expected):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    payload = b"a b.\n\n" if input_format == "text" else b"a O\nb O\n"
+
+    def feed():
+        with open(fifo, "wb") as handle:
+            handle.write(payload)
+
+    writer_thread = threading.Thread(target=feed)
+    writer_thread.start()
+    try:
+        assert [s.tokens for s in read_input(str(fifo), input_format)] == expected
+    finally:
+        writer_thread.join(timeout=10)
+
+
 def _predict_one(line: str):
     (prediction,) = predict_stream(CapitalTagger(), read_input(io.BytesIO((line + "\n").encode()), "text"))
     return prediction

@@ -2,49 +2,76 @@
 
 Every reader is a generator of :class:`~mcrf.data.types.Sentence` whose ``source`` is
 ``"file:line"`` of the sentence's first line, and every error names ``file:line``.
-Files are read as bytes and decoded line by line, so CRLF line ends and a UTF-8 BOM are
-handled and an undecodable byte is reported where it stands.
+Files are read as bytes and decoded line by line (``iter_lines``, the one decoding loop of the
+package, prediction input included), so CRLF line ends and a UTF-8 BOM are handled and an
+undecodable byte is reported where it stands. ``iter_lines`` and ``read_columns`` also take an
+open binary stream (standard input, a pipe); its ``name`` (else ``<stream>``) stands for the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
 from mcrf.data.types import Sentence
 
 PathLike = Union[str, Path]
+LineSource = Union[str, Path, BinaryIO]
 DOCSTART = "-DOCSTART-"
 _FIELD_SPLIT = re.compile(r"[ \t]+")
 
-__all__ = ["DOCSTART", "iter_lines", "split_fields", "read_columns", "read_line_pairs", "read_jsonl"]
+__all__ = ["DOCSTART", "iter_lines", "source_name", "split_fields", "read_columns", "read_line_pairs", "read_jsonl"]
 
 
-def iter_lines(path: PathLike, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
-    """Yield ``(line_number, text)`` of a file, 1-based, without the line end (LF or CRLF).
+def source_name(source: LineSource) -> str:
+    """How messages and ``Sentence.source`` name a path or a stream (its ``name``, else ``<stream>``)."""
+    if isinstance(source, (str, Path)):
+        return str(source)
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
+    """Yield ``(line_number, text)`` of a file or binary stream, 1-based, without the line end (LF or CRLF).
+
+    A path is opened and closed here (regular files and also named pipes such as ``<(command)``);
+    a stream is read from where it stands and left open.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: the path does not exist or is a directory.
+        TypeError: ``source`` is a text stream (pass its ``.buffer`` or open the file ``'rb'``).
         ValueError: a line cannot be decoded with ``encoding`` (names file:line and the byte).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"expected a data file at {path}, found {'a directory' if path.exists() else 'nothing'}")
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode(encoding)
-            except UnicodeDecodeError as err:
-                bad = raw[err.start:err.start + 1].hex()
-                raise ValueError(
-                    f"{path}:{number}: byte 0x{bad} at column {err.start + 1} is not valid {encoding}; "
-                    f"re-encode the file (e.g. `iconv -f latin1 -t utf-8`) or pass the file's encoding"
-                ) from None
-            if number == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            yield number, text.rstrip("\r\n")
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists() or path.is_dir():
+            raise FileNotFoundError(
+                f"expected a data file at {path}, found {'a directory' if path.exists() else 'nothing'}")
+        with path.open("rb") as handle:
+            yield from _decode_lines(handle, str(path), encoding)
+        return
+    if isinstance(source, io.TextIOBase):
+        raise TypeError(f"expected a binary stream for {source_name(source)}, got a text stream; "
+                        "pass its .buffer or open it 'rb'")
+    yield from _decode_lines(source, source_name(source), encoding)
+
+
+def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+    for number, raw in enumerate(handle, start=1):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            bad = raw[err.start:err.start + 1].hex()
+            raise ValueError(
+                f"{name}:{number}: byte 0x{bad} at column {err.start + 1} is not valid {encoding}; "
+                f"re-encode it (e.g. `iconv -f latin1 -t utf-8`) or pass its encoding (--encoding)"
+            ) from None
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield number, text.rstrip("\r\n")
 
 
 def split_fields(line: str, separator: Optional[str] = None) -> List[str]:
@@ -61,12 +88,13 @@ def split_fields(line: str, separator: Optional[str] = None) -> List[str]:
 
 
 def read_columns(
-    path: PathLike,
+    path: LineSource,
     *,
     token_column: int = 0,
     tag_column: Optional[int] = -1,
     separator: Optional[str] = None,
     encoding: str = "utf-8",
+    allow_empty: bool = False,
 ) -> Iterator[Sentence]:
     """Read a CoNLL-style column file: one token per line, blank lines between sentences.
 
@@ -74,17 +102,20 @@ def read_columns(
     sentence before it (CoNLL-2002 Dutch puts it inside the first sentence).
 
     Args:
-        path: the file.
+        path: the file, or an open binary stream (see ``iter_lines``).
         token_column: index of the token column.
         tag_column: index of the tag column (negative counts from the end), or ``None`` for
             unlabelled files.
         separator: field separator; ``None`` splits on runs of spaces/tabs.
         encoding: text encoding of the file.
+        allow_empty: yield nothing for a file without sentences instead of raising (prediction
+            input, where an empty input gives an empty output).
 
     Raises:
         ValueError: a line has a different column count than the first one, a column index
-            does not exist, or the file holds no sentence.
+            does not exist, or the file holds no sentence (unless ``allow_empty``).
     """
+    name = source_name(path)
     columns: Optional[int] = None
     tokens: List[str] = []
     tags: List[str] = []
@@ -94,7 +125,7 @@ def read_columns(
     def flush() -> Optional[Sentence]:
         if not tokens:
             return None
-        sentence = Sentence(tuple(tokens), tuple(tags) if tag_column is not None else None, f"{path}:{start}")
+        sentence = Sentence(tuple(tokens), tuple(tags) if tag_column is not None else None, f"{name}:{start}")
         tokens.clear()
         tags.clear()
         return sentence
@@ -115,12 +146,12 @@ def read_columns(
             continue
         if columns is None:
             columns = len(fields)
-            _check_column(path, number, columns, token_column, "token", "--token-column")
+            _check_column(name, number, columns, token_column, "token", "--token-column")
             if tag_column is not None:
-                _check_column(path, number, columns, tag_column, "tag", "--tag-column")
+                _check_column(name, number, columns, tag_column, "tag", "--tag-column")
         elif len(fields) != columns:
             raise ValueError(
-                f"expected {columns} columns at {path}:{number} (like the file's first line), got "
+                f"expected {columns} columns at {name}:{number} (like the file's first line), got "
                 f"{len(fields)}: {line!r}; fix the line or pass --separator if fields contain spaces"
             )
         if not tokens:
@@ -132,8 +163,8 @@ def read_columns(
     if sentence is not None:
         count += 1
         yield sentence
-    if count == 0:
-        raise ValueError(f"{path} holds no sentences; expected token lines separated by blank lines")
+    if count == 0 and not allow_empty:
+        raise ValueError(f"{name} holds no sentences; expected token lines separated by blank lines")
 
 
 def _check_column(path: PathLike, number: int, columns: int, index: int, what: str, flag: str) -> None:
