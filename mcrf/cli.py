@@ -20,50 +20,12 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from mcrf import __version__
-from mcrf.cli_util import UsageError, add_fields, build, encoding, given, optional_int, positive_int
+from mcrf.cli_util import (UsageError, add_fields, build, configure_logging, encoding, given, load_tagger,
+                           optional_int, positive_int)
 
 __all__ = ["main", "build_parser"]
 
 logger = logging.getLogger(__name__)
-
-
-def _device(name: Optional[str]) -> str:
-    """A torch device name: ``name`` checked, or CUDA when available, else the CPU.
-
-    Raises:
-        UsageError: ``name`` is not a device, or names CUDA on a machine without it.
-    """
-    import torch
-
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise UsageError(f"unknown device {name!r}; pass cpu, cuda, cuda:1, mps, ...") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; pass --device cpu")
-    return name
-
-
-def _load_tagger(model: str, device: Optional[str]):
-    """``Tagger.from_pretrained`` with a file-level problem turned into one clear error.
-
-    Raises:
-        OSError: the directory or one of its files is missing or unreadable (message from the loader).
-        ValueError: anything else that fails while reading the model (corrupt weights, a bad
-            ``config.json``): "MODEL is corrupt or not an mcrf model", the cause attached.
-    """
-    from mcrf.models import Tagger
-
-    device = _device(device)
-    try:
-        return Tagger.from_pretrained(model, device=device)
-    except (OSError, MemoryError):
-        raise
-    except Exception as error:  # safetensors' SafetensorError, TypeError/KeyError of a bad config.json, ...
-        raise ValueError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
-                         "retrain or re-save it (Tagger.save_pretrained)") from error
 
 
 # ---------------------------------------------------------------------------- train
@@ -202,7 +164,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from mcrf.schemes import entity_types
 
     config = build(EvaluateConfig, **given(args, _evaluate_fields()))
-    tagger = _load_tagger(args.model, config.device)
+    tagger = load_tagger(args.model, config.device)
     corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
     sentences = corpus.splits.get(config.split)
     if not sentences:
@@ -295,7 +257,7 @@ def _predict(args: argparse.Namespace) -> int:
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = _load_tagger(args.model, config.device)
+    tagger = load_tagger(args.model, config.device)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     target = Path(args.output) if args.output else None
@@ -356,26 +318,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrHandler(logging.StreamHandler):
-    """A stream handler that writes to whatever ``sys.stderr`` is when a record is emitted."""
-
-    @property
-    def stream(self):  # type: ignore[override]
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
-        pass
-
-
-def _configure_logging(debug: bool, quiet: bool) -> None:
-    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", handlers=[_StderrHandler()], force=True)
-    for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
-                  "huggingface_hub", "PIL"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``mcrf`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     # OpenMP reads this when torch first loads it (only effective if nothing imported torch yet):
@@ -390,7 +332,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = getattr(args, "debug", False)
-    _configure_logging(debug, getattr(args, "quiet", False))
+    configure_logging(debug, getattr(args, "quiet", False))
     prog = f"mcrf {args.command}"
     if hasattr(args, "threads"):
         import torch

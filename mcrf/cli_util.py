@@ -1,4 +1,4 @@
-"""Argparse helpers of the ``mcrf`` command line: flags built from config dataclasses.
+"""Helpers of the ``mcrf`` command line: flags built from config dataclasses, model loading, logging.
 
 Each command exposes fields of a config dataclass (the only holder of defaults) as flags: help
 text comes from the class docstring's ``Attributes:`` section, the shown default from an
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import logging
 import re
+import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
 __all__ = ["UsageError", "attribute_docs", "positive_int", "optional_int", "encoding", "build",
-           "flag", "add_fields", "given"]
+           "flag", "add_fields", "given", "resolve_device", "load_tagger", "configure_logging"]
 
 
 class UsageError(Exception):
@@ -83,3 +85,63 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, fields: Dict[str, Dic
 def given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:
     """The values of ``fields`` the user gave on the command line."""
     return {field: getattr(args, field) for field in fields if hasattr(args, field)}
+
+
+def resolve_device(name: Optional[str]) -> str:
+    """A torch device name: ``name`` checked, or CUDA when available, else the CPU.
+
+    Raises:
+        UsageError: ``name`` is not a device, or names CUDA on a machine without it.
+    """
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown device {name!r}; pass cpu, cuda, cuda:1, mps, ...") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here; pass --device cpu")
+    return name
+
+
+def load_tagger(model: str, device: Optional[str]):
+    """``Tagger.from_pretrained`` with a file-level problem turned into one clear error.
+
+    Raises:
+        OSError: the directory or one of its files is missing or unreadable (message from the loader).
+        ValueError: anything else that fails while reading the model (corrupt weights, a bad
+            ``config.json``): "MODEL is corrupt or not an mcrf model", the cause attached.
+    """
+    from mcrf.models import Tagger
+
+    device = resolve_device(device)
+    try:
+        return Tagger.from_pretrained(model, device=device)
+    except (OSError, MemoryError):
+        raise
+    except Exception as error:  # safetensors' SafetensorError, TypeError/KeyError of a bad config.json, ...
+        raise ValueError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
+                         "retrain or re-save it (Tagger.save_pretrained)") from error
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is when a record is emitted."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it; the property wins
+        pass
+
+
+def configure_logging(debug: bool, quiet: bool) -> None:
+    """Log to stderr (the CLI is the only place logging is configured); quiet third-party loggers."""
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", handlers=[_StderrHandler()], force=True)
+    for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
+                  "huggingface_hub", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
