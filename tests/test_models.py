@@ -199,6 +199,31 @@ def randomize(tagger, seed, scale=4.0):
     return tagger
 
 
+@pytest.mark.parametrize("decoder", ["mcrf", "crf"])
+def test_predict_runs_in_inference_mode_through_the_exact_marginals_fallback(decoder, sentences, monkeypatch):
+    """Head weights x500 push the scores past the fast scan's range: the exact fallback runs, in inference mode."""
+    from mcrf import crf_ops
+
+    tagger = make_tagger("bilstm", decoder)
+    with torch.no_grad():
+        tagger.head.weight.mul_(500.0)
+    modes = []
+    real_exact = crf_ops._both_scans_exact
+
+    def spy(*args, **kwargs):
+        modes.append(torch.is_inference_mode_enabled())
+        return real_exact(*args, **kwargs)
+
+    monkeypatch.setattr(crf_ops, "_both_scans_exact", spy)
+    predictions = tagger.predict(sentences)
+    assert modes and all(modes)  # the fallback ran, under torch.inference_mode
+    for prediction, sentence in zip(predictions, sentences):
+        assert len(prediction.tags) == len(sentence.tokens)
+        # float32 at |scores| ~ 170: marginals come out up to ~1e-4 above 1 (not clamped in crf_ops)
+        assert all(0.0 <= c <= 1.0 + 1e-3 for c in prediction.token_confidence)
+    assert tagger.training  # the previous mode is restored
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), scheme=st.sampled_from(["BIO", "BIOES", "IOB1"]))
 def test_masked_decoders_never_emit_illegal_sequences(seed, scheme):
