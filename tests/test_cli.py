@@ -150,6 +150,27 @@ def test_train_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
     assert seen["config"] == expected
 
 
+def test_train_data_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        raise FileExistsError("stop here")
+
+    monkeypatch.setattr("mcrf.training.train", fake_train)
+    code, _, err = run(capsys, "train", "sample", "--output", tmp_path, "--policy", "drop", "--dev-fraction", "0.2",
+                       "--separator", "\t", "--token-column", "1", "--tag-column", "-1", "--encoding", "latin-1",
+                       "--source-scheme", "iob1")
+    assert code == 1 and "stop here" in err
+    assert seen["config"] == TrainConfig.for_dataset(
+        "sample", output_dir=str(tmp_path), policy="drop", dev_fraction=0.2, separator="\t", token_column=1,
+        tag_column=-1, encoding="latin-1", source_scheme="iob1")
+    code, _, err = run(capsys, "train", "sample", "--encoding", "utf8x")
+    assert code == 2 and "unknown encoding 'utf8x'" in err
+    code, _, err = run(capsys, "train", "sample", "--dev-fraction", "1.5")
+    assert code == 2 and "dev_fraction" in err and "Traceback" not in err
+
+
 # ---------------------------------------------------------------------------- train / evaluate / inspect
 def test_train_sample_end_to_end(trained_run, text_input, capsys):
     code, out, output = trained_run
