@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mcrf.data import text as text_module
 from mcrf.data.text import read_pretokenized, read_text_lines, tokenize_line
 
 
@@ -63,6 +64,13 @@ def test_offsets_cover_every_visible_character(line):
         assert not any(char.isspace() for char in tok)
     assert all(line[i].isspace() for i in range(len(line)) if i not in covered)
     assert tokenize_line(" ".join(s.tokens)).tokens == s.tokens  # re-tokenizing the tokens is stable
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["U", "s", "3", "_", ".", ",", "-", "'", " ", "\t", "\x1c", "(", "$", "ab"]),
+                max_size=30).map("".join))
+def test_ascii_fast_path_agrees_with_the_character_scan(line):
+    assert list(text_module._ascii_spans(line)) == list(text_module._scanned_spans(line))
 
 
 def test_read_text_lines_keeps_empty_lines_aligned(tmp_path):
