@@ -9,12 +9,15 @@ per sub-word, no CRF). Data: the sentences of CoNLL-2003 ``eng.testb`` from
 ``../shared/data/conll2003`` (relative to the repository root; the script exits with a message
 when it is absent — the corpus is never copied into the repository).
 
-Speed: both run in this process with ``torch.set_num_threads(--threads)``, *interleaved*: each
-round times mcrf (``predict_stream`` over the pre-tokenized sentences, chunked, length-sorted
-batches, confidences from CRF marginals) and the pipeline (the sentences as strings, same batch
-size) on the same sentences, the order alternating between rounds so drifting machine load
-affects both alike. Reported: words/s of each (total words / total seconds over rounds) and the
-median per-round ratio.
+Speed: both run in this process with ``torch.set_num_threads(--threads)``, *interleaved*, and do
+the same job: raw text lines in (each sentence's words joined by spaces), one JSON line per
+sentence out (written to ``os.devnull``). Each round times mcrf (``read_input`` on the UTF-8
+bytes of the lines: decoding and word tokenization, then ``predict_stream``: chunked,
+length-sorted batches, confidences from CRF marginals, then ``write_jsonl``, i.e. what ``mcrf
+predict --format jsonl`` does) and the pipeline (the lines as strings, same batch size, its
+entities per line ``json.dumps``-ed) on the same sentences, the order alternating between rounds
+so drifting machine load affects both alike. Reported: words/s of each (total CoNLL words / total
+seconds over rounds) and the median per-round ratio.
 
 Memory: the real command ``mcrf predict FILE --model DIR --format jsonl --output /dev/null`` runs
 in a fresh subprocess for an input file of N sentences and for one of 10 x N (the same lines
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import statistics
@@ -79,20 +83,33 @@ def _save_tagger(encoder: Path, directory: Path) -> Path:
     return directory
 
 
-def _time_mcrf(tagger, sentences, batch_size: int) -> float:
-    from mcrf.predict import predict_stream
+def _time_mcrf(tagger, texts, batch_size: int) -> float:
+    """Seconds for raw lines -> read_input (decode, tokenize) -> predict_stream -> jsonl on /dev/null."""
+    from mcrf.formats import write_jsonl
+    from mcrf.predict import predict_stream, read_input
 
+    data = ("\n".join(texts) + "\n").encode("utf-8")
+    count = 0
     start = time.perf_counter()
-    count = sum(1 for _ in predict_stream(tagger, iter(sentences), batch_size=batch_size))
-    assert count == len(sentences)
-    return time.perf_counter() - start
+    with open(os.devnull, "w", encoding="utf-8") as out:
+        for prediction in predict_stream(tagger, read_input(io.BytesIO(data), "text"), batch_size=batch_size):
+            write_jsonl(prediction, out)
+            count += 1
+    seconds = time.perf_counter() - start
+    assert count == len(texts)
+    return seconds
 
 
 def _time_pipeline(pipe, texts, batch_size: int) -> float:
+    """Seconds for raw lines -> the pipeline -> one JSON line per sentence on /dev/null."""
     start = time.perf_counter()
-    outputs = pipe(texts, batch_size=batch_size)
+    with open(os.devnull, "w", encoding="utf-8") as out:
+        outputs = pipe(texts, batch_size=batch_size)
+        for entities in outputs:
+            out.write(json.dumps(entities, ensure_ascii=False, default=float) + "\n")
+    seconds = time.perf_counter() - start
     assert len(outputs) == len(texts)
-    return time.perf_counter() - start
+    return seconds
 
 
 def speed(args, encoder: Path, model_dir: Path) -> list[str]:
@@ -112,7 +129,7 @@ def speed(args, encoder: Path, model_dir: Path) -> list[str]:
         label2id={label: i for i, label in enumerate(LABELS)})
     pipe = pipeline("token-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(str(encoder)),
                     device=-1)
-    _time_mcrf(tagger, sentences[:64], args.batch_size)  # warm-up both
+    _time_mcrf(tagger, texts[:64], args.batch_size)  # warm-up both
     _time_pipeline(pipe, texts[:64], args.batch_size)
     totals = {"mcrf": 0.0, "pipeline": 0.0}
     ratios = []
@@ -120,16 +137,16 @@ def speed(args, encoder: Path, model_dir: Path) -> list[str]:
         order = ["mcrf", "pipeline"] if round_ % 2 == 0 else ["pipeline", "mcrf"]
         seconds = {}
         for name in order:
-            seconds[name] = (_time_mcrf(tagger, sentences, args.batch_size) if name == "mcrf"
+            seconds[name] = (_time_mcrf(tagger, texts, args.batch_size) if name == "mcrf"
                              else _time_pipeline(pipe, texts, args.batch_size))
             totals[name] += seconds[name]
         ratios.append(seconds["pipeline"] / seconds["mcrf"])
         print(f"round {round_ + 1}: mcrf {words / seconds['mcrf']:.0f} words/s, "
               f"pipeline {words / seconds['pipeline']:.0f} words/s", file=sys.stderr)
     rows = [
-        f"| mcrf predict (MiniLM + masked CRF, marginals, bucketed) | {words * args.rounds / totals['mcrf']:,.0f} | "
+        f"| mcrf predict (read + tokenize, MiniLM + masked CRF, marginals, bucketed, jsonl) | {words * args.rounds / totals['mcrf']:,.0f} | "
         f"{statistics.median(ratios):.2f}x |",
-        f"| HF pipeline token-classification (MiniLM, softmax) | {words * args.rounds / totals['pipeline']:,.0f} | "
+        f"| HF pipeline token-classification (MiniLM, softmax, jsonl) | {words * args.rounds / totals['pipeline']:,.0f} | "
         "1.00x |",
     ]
     print(f"\n{len(sentences)} sentences, {words:,} words of eng.testb, batch size {args.batch_size}, "
