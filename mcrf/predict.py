@@ -16,21 +16,19 @@ binary stream or ``-`` for standard input; lines are read and decoded by
 
 from __future__ import annotations
 
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
 from mcrf.data.readers import iter_lines, read_columns, source_name
-from mcrf.data.text import tokenize_line
+from mcrf.data.text import pretokenized_line, tokenize_line
 from mcrf.data.types import Sentence
 
 __all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "iter_input_lines",
            "set_mmap_threshold"]
 
 INPUT_FORMATS = ("text", "pretokenized", "conll")
-_WORD = re.compile(r"\S+")
 
 
 @dataclass
@@ -114,11 +112,6 @@ def _resolve(source: Union[str, Path, IO[bytes]]) -> Union[Path, IO[bytes]]:
     return path
 
 
-def _pretokenized(text: str, where: str) -> Sentence:
-    matches = list(_WORD.finditer(text))
-    return Sentence(tuple(m.group() for m in matches), None, where, tuple(m.span() for m in matches), text)
-
-
 def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
                encoding: str = "utf-8") -> Iterator[Sentence]:
     """Stream the sentences of a prediction input (see the module docstring for the formats).
@@ -135,7 +128,7 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
     if input_format == "conll":
         yield from read_columns(_resolve(source), tag_column=None, encoding=encoding, allow_empty=True)
         return
-    make = tokenize_line if input_format == "text" else _pretokenized
+    make = tokenize_line if input_format == "text" else pretokenized_line
     for where, text in iter_input_lines(source, encoding):
         yield make(text, where)
 

@@ -193,6 +193,19 @@ def test_read_input_from_a_named_pipe(tmp_path, input_format, expected):
         writer_thread.join(timeout=10)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["a", "São", "it's", ".", " ", "  ", "\t", "\u00a0", "\u3000", "x\u0301"]),
+                max_size=12))
+def test_read_input_uses_the_data_layers_line_tokenizers(pieces):
+    from mcrf.data.text import pretokenized_line, tokenize_line
+
+    line = "".join(pieces).strip("\r\n")
+    data = (line + "\n").encode("utf-8")
+    for input_format, tokenize in (("text", tokenize_line), ("pretokenized", pretokenized_line)):
+        (sentence,) = read_input(io.BytesIO(data), input_format)
+        assert sentence == tokenize(line, "<stream>:1")
+
+
 def _predict_one(line: str):
     (prediction,) = predict_stream(CapitalTagger(), read_input(io.BytesIO((line + "\n").encode()), "text"))
     return prediction

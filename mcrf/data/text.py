@@ -39,7 +39,7 @@ _ASCII_TOKEN = re.compile(r"\w+(?:[.,'\-]\w+)*|[^\s\x1c-\x1f]", re.ASCII)
 
 Source = Union[str, Path, TextIO]
 
-__all__ = ["tokenize_line", "read_text_lines", "read_pretokenized"]
+__all__ = ["tokenize_line", "pretokenized_line", "read_text_lines", "read_pretokenized"]
 
 
 def _kind(char: str) -> int:
@@ -129,7 +129,12 @@ def tokenize_line(line: str, source: str = None) -> Sentence:
     return Sentence(tokens, None, source, offsets, line)
 
 
-def _whitespace_sentence(line: str, source: str = None) -> Sentence:
+def pretokenized_line(line: str, source: str = None) -> Sentence:
+    """One line of whitespace-separated words (``mcrf predict --input-format pretokenized``), with offsets.
+
+    >>> pretokenized_line("New-York 's  Mayor").offsets
+    ((0, 8), (9, 11), (13, 18))
+    """
     tokens, offsets = [], []
     for match in re.finditer(r"\S+", line):
         tokens.append(match.group())
@@ -167,4 +172,4 @@ def read_pretokenized(source: Source) -> Iterator[Sentence]:
     Empty lines give empty sentences.
     """
     for where, text in _lines(source):
-        yield _whitespace_sentence(text, where)
+        yield pretokenized_line(text, where)
