@@ -16,6 +16,7 @@ binary stream or ``-`` for standard input; lines are read and decoded by
 
 from __future__ import annotations
 
+import codecs
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,11 @@ class PredictConfig:
                                                  or self.mmap_threshold < 1):
             raise ValueError(f"expected mmap_threshold to be a positive number of bytes or None, "
                              f"got {self.mmap_threshold!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError):
+            raise ValueError(f"unknown encoding {self.encoding!r}; pass one Python knows, e.g. utf-8, latin-1, "
+                             "cp1252") from None
         if self.input_format not in INPUT_FORMATS:
             raise ValueError(f"unknown input format {self.input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
         from mcrf.formats import FORMATS

@@ -131,6 +131,9 @@ def test_predict_config_rejects_unknown_formats():
         PredictConfig(input_format="csv")
     with pytest.raises(ValueError, match="expected one of"):
         writer("xml")
+    with pytest.raises(ValueError, match="unknown encoding 'utf8x'"):
+        PredictConfig(encoding="utf8x")
+    assert PredictConfig(encoding="latin-1").encoding == "latin-1"
 
 
 def test_read_input_formats(tmp_path):
