@@ -301,6 +301,8 @@ def marginals(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
             x.index_put((rows,), y) for x, y in zip((alphas, beta_e, log_z), exact)
         )
     marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
+    # float32 rounding at large score magnitudes can overshoot 1 by ~1e-4: probabilities stay in [0, 1]
+    marg = marg.clamp(max=1.0)
     return torch.where(valid_positions(lengths, emissions.shape[1]).unsqueeze(2), marg, 0.0)
 
 

@@ -186,3 +186,9 @@ def test_marginals_beyond_the_fast_range_work_under_inference_mode():
     torch.testing.assert_close(marg.sum(-1), torch.ones(2, 7), atol=2e-3, rtol=0)
     best = crf.viterbi(emissions)[0][:, 0]
     assert (marg.argmax(-1) == best).float().mean() > 0.9  # at this scale the posterior is peaked
+
+
+def test_marginals_are_probabilities_at_large_scales():
+    crf = _crf("BIOES")
+    marg = crf.marginals(torch.randn(3, 12, crf.num_tags) * 170)
+    assert (marg >= 0).all() and (marg <= 1).all()
