@@ -8,8 +8,9 @@ stay aligned with input lines.
 
 Inputs (``read_input``): raw text, one sentence per line (tokenized by
 ``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
-separated by whitespace); or a CoNLL column file (``mcrf.data.read_columns`` without a tag
-column: first column = word, blank lines between sentences, ``-DOCSTART-`` dropped). A path, a
+separated by whitespace, ``mcrf.data.text.pretokenized_line``); or a CoNLL column file
+(``mcrf.data.read_columns`` without a tag column: first column = word, every word line with the
+same number of columns, blank lines between sentences, ``-DOCSTART-`` dropped). A path, a
 binary stream or ``-`` for standard input; lines are read and decoded by
 ``mcrf.data.readers.iter_lines``, so a bad byte is reported with its line number.
 """
