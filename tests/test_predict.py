@@ -101,8 +101,7 @@ def test_stream_with_a_real_tagger_runs_the_crf_marginals_in_inference_mode():
         tagger.crf.transitions.mul_(1e4)  # extreme scores: the marginals take their exact fallback
     out = list(predict_stream(tagger, iter(data), batch_size=3))
     for prediction in out:
-        # float32 at scores ~1e4 rounds to ~1e-3 (the core's precision, not this layer's)
-        assert all(0.0 <= c <= 1.0 + 1e-3 for c in prediction.decoded.token_confidence)
+        assert all(0.0 <= c <= 1.0 for c in prediction.decoded.token_confidence)
         assert len(prediction.decoded.tags) == len(prediction.sentence.tokens)
 
 
