@@ -192,3 +192,19 @@ def test_marginals_are_probabilities_at_large_scales():
     crf = _crf("BIOES")
     marg = crf.marginals(torch.randn(3, 12, crf.num_tags) * 170)
     assert (marg >= 0).all() and (marg <= 1).all()
+
+
+@pytest.mark.slow
+def test_torch_compile_with_inductor_runs_forward_backward_and_decoding():
+    """The default backend (needs a C++ compiler; ~45 s of compilation on 2 CPU cores)."""
+    crf = _crf("BIO", types=("X",))
+    emissions = torch.randn(2, 5, crf.num_tags, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    tags = crf.viterbi(emissions.detach(), mask)[0][:, 0].clamp(min=0)
+    loss = torch.compile(lambda e, t, m: crf.loss(e, t, m))(emissions, tags, mask)
+    torch.testing.assert_close(loss, crf.loss(emissions, tags, mask))
+    (grad,) = torch.autograd.grad(loss, emissions)
+    (expected,) = torch.autograd.grad(crf.loss(emissions, tags, mask), emissions)
+    torch.testing.assert_close(grad, expected)
+    paths, _ = torch.compile(lambda e, m: crf.viterbi(e, m))(emissions.detach(), mask)
+    assert torch.equal(paths, crf.viterbi(emissions.detach(), mask)[0])
