@@ -217,7 +217,9 @@ def test_format_inspection_lists_illegal_locations(iob1_dir):
 def test_dev_fraction_carves_dev_only_when_missing(tmp_path):
     sents = [[(f"w{i}", "B-X"), ("x", "O")] for i in range(10)]
     path = _write_split(tmp_path / "c", "train.txt", sents)
-    corpus = load_corpus(str(path), dev_fraction=0.2)
+    _write_split(tmp_path / "c", "test.txt", sents[:3])
+    corpus = load_corpus(str(path.parent), dev_fraction=0.2)
+    assert list(corpus.splits) == ["train", "dev", "test"]  # listed in the usual order, not appended
     assert [len(corpus.splits[s]) for s in ("train", "dev")] == [8, 2]
     assert corpus.splits["dev"][0].tokens[0] == "w8" and corpus.report["dev"]["carved_from_train"] == 2
     assert corpus.report["dev"]["illegal_at"] == [] and corpus.report["dev"]["tokens"] == 4

@@ -98,7 +98,8 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
     target = cfg.scheme or _DEFAULT_TARGET.get(source, source)
     splits: Dict[str, List[Sentence]] = {}
     report: Dict[str, dict] = {}
-    for split, sentences in raw.items():
+    order = {"train": 0, "dev": 1, "test": 2}  # a carved dev split is listed between train and test
+    for split, sentences in sorted(raw.items(), key=lambda item: order.get(item[0], len(order))):
         kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
         splits[split] = kept
         report[split] = notes
