@@ -17,15 +17,15 @@ binary stream or ``-`` for standard input; lines are read and decoded by
 
 from __future__ import annotations
 
-import codecs
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
-from mcrf.data.readers import iter_lines, read_columns, source_name
+from mcrf.data.readers import check_encoding, iter_lines, read_columns, source_name
 from mcrf.data.text import pretokenized_line, tokenize_line
 from mcrf.data.types import Sentence
+from mcrf.errors import ConfigError, InputNotFound
 
 __all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "iter_input_lines",
            "set_mmap_threshold"]
@@ -65,23 +65,20 @@ class PredictConfig:
         for name in ("batch_size", "chunk_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+                raise ConfigError(f"expected {name} to be a positive integer, got {value!r}")
         if self.mmap_threshold is not None and (isinstance(self.mmap_threshold, bool)
                                                  or not isinstance(self.mmap_threshold, int)
                                                  or self.mmap_threshold < 1):
-            raise ValueError(f"expected mmap_threshold to be a positive number of bytes or None, "
-                             f"got {self.mmap_threshold!r}")
-        try:
-            codecs.lookup(self.encoding)
-        except (LookupError, TypeError):
-            raise ValueError(f"unknown encoding {self.encoding!r}; pass one Python knows, e.g. utf-8, latin-1, "
-                             "cp1252") from None
+            raise ConfigError(f"expected mmap_threshold to be a positive number of bytes or None, "
+                              f"got {self.mmap_threshold!r}")
+        check_encoding(self.encoding)
         if self.input_format not in INPUT_FORMATS:
-            raise ValueError(f"unknown input format {self.input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
+            raise ConfigError(f"unknown input format {self.input_format!r}; expected one of "
+                              f"{', '.join(INPUT_FORMATS)}")
         from mcrf.formats import FORMATS
 
         if self.output_format not in FORMATS:
-            raise ValueError(f"unknown output format {self.output_format!r}; expected one of {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown output format {self.output_format!r}; expected one of {', '.join(FORMATS)}")
 
 
 @dataclass(frozen=True)
@@ -114,8 +111,8 @@ def _resolve(source: Union[str, Path, IO[bytes]]) -> Union[Path, IO[bytes]]:
         return sys.stdin.buffer
     path = Path(source)
     if not path.exists() or path.is_dir():
-        raise FileNotFoundError(f"input {path} {'is a directory' if path.exists() else 'does not exist'}; "
-                                "pass a text file, a CoNLL file or - for stdin")
+        raise InputNotFound(f"input {path} {'is a directory' if path.exists() else 'does not exist'}; "
+                            "pass a text file, a CoNLL file or - for stdin")
     return path
 
 
@@ -131,7 +128,7 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
         FileNotFoundError: a missing input file.
     """
     if input_format not in INPUT_FORMATS:
-        raise ValueError(f"unknown input format {input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
+        raise ConfigError(f"unknown input format {input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
     if input_format == "conll":
         yield from read_columns(_resolve(source), tag_column=None, encoding=encoding, allow_empty=True)
         return

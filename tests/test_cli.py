@@ -324,7 +324,7 @@ def test_predict_empty_input_and_input_errors(sample_model, tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine line\ncaf\xe9 latin-1\n")
     code, out, err = run(capsys, "predict", bad, "--model", sample_model)
-    assert code == 1 and f"{bad}:2: byte 0xe9" in err and "iconv" in err and "Traceback" not in err
+    assert code == 1 and f"{bad}:2: expected utf-8 text, got byte 0xe9" in err and "iconv" in err and "Traceback" not in err
     code, _, err = run(capsys, "predict", bad, "--model", sample_model, "--debug")
     assert code == 1 and "Traceback" in err
     code, _, err = run(capsys, "predict", tmp_path / "none.txt", "--model", sample_model)
@@ -430,7 +430,7 @@ def test_module_predict_from_stdin_subprocess(sample_model):
 def test_module_predict_bad_bytes_on_stdin_subprocess(sample_model):
     done = run_module("predict", "-", "--model", sample_model, stdin=b"ok\n\xff\xfe broken\n")
     err = done.stderr.decode()
-    assert done.returncode == 1 and "<stdin>:2: byte 0xff" in err and "Traceback" not in err
+    assert done.returncode == 1 and "<stdin>:2: expected utf-8 text, got byte 0xff" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -10,6 +10,7 @@ from mcrf import schemes
 from mcrf.data import LoadConfig, format_inspection, inspect_corpus, load_corpus
 from mcrf.data import hub as hub_module
 from mcrf.data.registry import REGISTRY, find_split_files, split_of
+from mcrf.errors import ConfigError, DataError, InputNotFound
 
 
 def _write_split(folder, name, sentences, columns=1):
@@ -64,7 +65,9 @@ def test_labels_cover_tags_absent_from_train(iob1_dir):
 def test_policy_drop_and_error(iob1_dir):
     dropped = load_corpus(str(iob1_dir), policy="drop")
     assert len(dropped.splits["train"]) == 2 and dropped.report["train"]["dropped"] == 1
-    with pytest.raises(ValueError, match=r"illegal IOB1 gold sequence at .*train.txt:10, position 1: 'O' -> 'B-MISC'"):
+    with pytest.raises(DataError, match=r"train.txt:10: expected a legal IOB1 gold sequence, got 'O' -> 'B-MISC' "
+                                        r"\(position 1 of the sentence at .*train.txt:9\); fix the tags or load "
+                                        r"with --policy repair or drop"):
         load_corpus(str(iob1_dir), policy="error")
 
 
@@ -78,10 +81,11 @@ def test_bio_illegal_start_repaired(tmp_path):
 
 def test_unknown_tag_prefix_names_file_line(tmp_path):
     path = _write_split(tmp_path, "train.txt", [[("a", "B-X"), ("b", "E-X")]])
-    with pytest.raises(ValueError, match=r"train.txt:1: unknown tag prefix in 'E-X' at position 1 for scheme BIO"):
+    with pytest.raises(DataError, match=r"train.txt:2: unknown tag prefix in 'E-X' at position 1 for scheme BIO"):
         load_corpus(str(path), source_scheme="BIO")
     bad = _write_split(tmp_path / "b", "train.txt", [[("a", "PER")]])
-    with pytest.raises(ValueError, match="cannot detect the tag scheme .*'PER' is not a tag"):
+    with pytest.raises(DataError, match=r"b/train.txt:1: label 'PER' is not a tag.*; fix the label, or pass "
+                                        r"--tag-column"):
         load_corpus(str(bad))
 
 
@@ -172,20 +176,21 @@ def test_find_split_files_conventions(tmp_path):
     assert {k: v.name for k, v in found.paths.items()} == {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}
     assert split_of("validation.jsonl") == "dev" and split_of("wnut17train.conll") is None
     (tmp_path / "dev.txt").write_text("a O\n")
-    with pytest.raises(ValueError, match="both dev.txt and eng.testa .* look like the dev split"):
+    with pytest.raises(DataError, match="expected one file per split, got both dev.txt and eng.testa looking like "
+                                       "the dev split"):
         find_split_files(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError, match="no split files in .*train / dev"):
+    with pytest.raises(InputNotFound, match="empty: expected files named train / dev"):
         find_split_files(empty)
 
 
 def test_load_config_validation():
-    with pytest.raises(ValueError, match="unknown policy 'fix'; expected one of repair, drop, error"):
+    with pytest.raises(ConfigError, match="unknown policy 'fix'; expected one of repair, drop, error"):
         LoadConfig(policy="fix")
     with pytest.raises(ValueError, match="unknown format"):
         LoadConfig(format="xml")
-    with pytest.raises(ValueError, match="unknown tag scheme"):
+    with pytest.raises(ConfigError, match="unknown tag scheme"):
         LoadConfig(scheme="BIOZ")
     with pytest.raises(TypeError):
         load_corpus("sample", colour="red")
@@ -230,7 +235,8 @@ def test_dev_fraction_carves_dev_only_when_missing(tmp_path):
 
 def test_only_o_tags_need_an_explicit_scheme(tmp_path):
     path = _write_split(tmp_path, "train.txt", [[("a", "O"), ("b", "O")]])
-    with pytest.raises(ValueError, match="holds only O tags.*pass source_scheme"):
+    with pytest.raises(DataError, match="expected entity tags to detect the tag scheme from, got only O tags; "
+                                       "pass source_scheme"):
         load_corpus(str(path))
     corpus = load_corpus(str(path), source_scheme="BIOES")
     assert corpus.scheme == "BIOES" and corpus.labels == ["O"]

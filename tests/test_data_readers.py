@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
+from mcrf.errors import DataError, InputNotFound
 
 
 def _write(path, text, encoding="utf-8"):
@@ -66,38 +67,41 @@ def test_columns_unlabelled_and_explicit_separator(tmp_path):
 
 def test_columns_latin1(tmp_path):
     path = _write(tmp_path / "esp.train", "Espa\u00f1a B-LOC\n", encoding="latin-1")
-    with pytest.raises(ValueError, match=r"esp.train:1: byte 0xf1 at column 5 is not valid utf-8"):
+    with pytest.raises(DataError, match=r"esp.train:1: expected utf-8 text, got byte 0xf1 at column 5 that is not "
+                                        r"valid utf-8; re-encode .* or pass its encoding \(--encoding\)"):
         list(read_columns(path))
     assert list(read_columns(path, encoding="latin-1"))[0].tokens == ("Espa\u00f1a",)
 
 
 def test_columns_wrong_column_count(tmp_path):
     path = _write(tmp_path / "bad.txt", "EU NNP I-NP I-ORG\nrejects VBZ I-VP O\nGerman I-MISC\n")
-    with pytest.raises(ValueError, match=r"expected 4 columns at .*bad.txt:3 .* got 2"):
+    with pytest.raises(DataError, match=r"bad.txt:3: expected 4 columns \(like line 1\), got 2: 'German I-MISC'; "
+                                        r"fix the line"):
         list(read_columns(path, tag_column=3))
 
 
 def test_columns_missing_tag_column(tmp_path):
     path = _write(tmp_path / "two.txt", "EU I-ORG\n")
-    with pytest.raises(ValueError, match=r"tag column 3 does not exist at .*two.txt:1: the line has 2 columns; pass --tag-column"):
+    with pytest.raises(DataError, match=r"two.txt:1: expected a tag column 3, got a line of 2 columns; pass "
+                                        r"--tag-column between -2 and 1"):
         list(read_columns(path, tag_column=3))
 
 
 @pytest.mark.parametrize("text", ["", "\n\n  \n", "-DOCSTART- -X- O O\n\n"])
 def test_columns_empty_file(tmp_path, text):
     path = _write(tmp_path / "empty.txt", text)
-    with pytest.raises(ValueError, match="holds no sentences"):
+    with pytest.raises(DataError, match=r"empty.txt: expected token lines separated by blank lines, got no sentence"):
         list(read_columns(path))
 
 
 def test_bad_bytes_name_file_and_line(tmp_path):
     path = _write(tmp_path / "bytes.txt", b"ok O\n\nfine O\nbad\xff O\n")
-    with pytest.raises(ValueError, match=r"bytes.txt:4: byte 0xff at column 4 is not valid utf-8"):
+    with pytest.raises(DataError, match=r"bytes.txt:4: expected utf-8 text, got byte 0xff at column 4"):
         list(read_columns(path))
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected a data file"):
+    with pytest.raises(InputNotFound, match="nope.txt: expected a data file, found nothing"):
         list(read_columns(tmp_path / "nope.txt"))
 
 
@@ -112,17 +116,18 @@ def test_line_pairs(tmp_path):
 def test_line_pairs_token_count_mismatch(tmp_path):
     seq_in = _write(tmp_path / "seq.in", "a b\nc d e\n")
     seq_out = _write(tmp_path / "seq.out", "O O\nO O\n")
-    with pytest.raises(ValueError, match=r"expected 3 tags at .*seq.out:2 to match the 3 tokens at .*seq.in:2, got 2"):
+    with pytest.raises(DataError, match=r"seq.out:2: expected 3 tags to match the 3 tokens at .*seq.in:2, got 2"):
         list(read_line_pairs(seq_in, seq_out))
 
 
 @pytest.mark.parametrize("ins,outs,message", [
-    ("a\nb\n", "O\n", r"seq.out ends at line 1 but .*seq.in goes on at .*seq.in:2"),
-    ("a\n", "O\nO\n", r"seq.in ends before .*seq.out:2"),
+    ("a\nb\n", "O\n", r"seq.in:2: expected .*seq.out to have a tag line 2 for this token line, got the end of "
+                     r".*seq.out after 1 lines"),
+    ("a\n", "O\nO\n", r"seq.out:2: expected .*seq.out to end with .*seq.in after 1 lines, got this extra tag line"),
 ])
 def test_line_pairs_line_count_mismatch(tmp_path, ins, outs, message):
     seq_in, seq_out = _write(tmp_path / "seq.in", ins), _write(tmp_path / "seq.out", outs)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         list(read_line_pairs(seq_in, seq_out))
 
 
@@ -133,15 +138,15 @@ def test_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("line,message", [
-    ('{"tokens": ["a"], "tags": ["O"]', "not valid JSON"),
-    ('["a"]', "expected a JSON object"),
-    ('{"tokens": ["a"]}', "missing key 'tags'"),
-    ('{"tokens": "a b", "tags": ["O"]}', "expected 'tokens' to be a list of strings"),
-    ('{"tokens": ["a", "b"], "tags": ["O"]}', r"expected 2 tags at .*:1 \(one per token\), got 1"),
+    ('{"tokens": ["a"], "tags": ["O"]', "bad.jsonl:1: expected a JSON object, got invalid JSON"),
+    ('["a"]', "bad.jsonl:1: expected a JSON object with 'tokens', got list"),
+    ('{"tokens": ["a"]}', r"bad.jsonl:1: expected a key 'tags', got keys \['tokens'\]"),
+    ('{"tokens": "a b", "tags": ["O"]}', "bad.jsonl:1: expected 'tokens' to be a list of strings"),
+    ('{"tokens": ["a", "b"], "tags": ["O"]}', r"bad.jsonl:1: expected 2 tags \(one per token\), got 1"),
 ])
 def test_jsonl_errors(tmp_path, line, message):
     path = _write(tmp_path / "bad.jsonl", line + "\n")
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DataError, match=message):
         list(read_jsonl(path))
 
 
@@ -207,10 +212,10 @@ def test_hub_errors(tmp_path):
     from mcrf.data.hub import read_hub_dataset
 
     path = _save_hub_folder(tmp_path / "ints", classlabel=False)
-    with pytest.raises(ValueError, match="sequence of ClassLabel or of strings"):
+    with pytest.raises(DataError, match="sequence of ClassLabel or of strings"):
         read_hub_dataset(str(path))
-    with pytest.raises(ValueError, match="no tag column 'chunk_tags'"):
+    with pytest.raises(DataError, match=r"\[train\]: expected a tag column 'chunk_tags', got"):
         read_hub_dataset(str(_save_hub_folder(tmp_path / "ok")), tag_column="chunk_tags")
     (tmp_path / "plain").mkdir()
-    with pytest.raises(ValueError, match="not a `datasets` folder"):
+    with pytest.raises(DataError, match="plain: expected a `datasets` folder"):
         read_hub_dataset(str(tmp_path / "plain"))

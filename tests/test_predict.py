@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcrf.data.types import Sentence
+from mcrf.errors import ConfigError, DataError, InputNotFound
 from mcrf.formats import sentence_text, to_record, write_conll, write_jsonl, write_text, writer
 from mcrf.models import Decoded, Tagger, TaggerConfig
 from mcrf.predict import PredictConfig, Prediction, predict_stream, read_input
@@ -130,8 +131,10 @@ def test_predict_config_rejects_unknown_formats():
         PredictConfig(input_format="csv")
     with pytest.raises(ValueError, match="expected one of"):
         writer("xml")
-    with pytest.raises(ValueError, match="unknown encoding 'utf8x'"):
+    with pytest.raises(ConfigError, match="expected a text encoding, got 'utf8x'; pass one .* utf-16"):
         PredictConfig(encoding="utf8x")
+    with pytest.raises(ConfigError, match="expected a text encoding, got 'hex'"):
+        PredictConfig(encoding="hex")
     assert PredictConfig(encoding="latin-1").encoding == "latin-1"
 
 
@@ -149,9 +152,9 @@ def test_read_input_formats(tmp_path):
 
 
 def test_read_input_errors(tmp_path):
-    with pytest.raises(ValueError, match=r"<stream>:2: byte 0xff .* not valid utf-8"):
+    with pytest.raises(DataError, match=r"<stream>:2: expected utf-8 text, got byte 0xff .* not valid utf-8"):
         list(read_input(io.BytesIO(b"fine\nbad \xff here\n"), "text"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(InputNotFound, match="does not exist"):
         list(read_input(str(tmp_path / "missing.txt")))
     with pytest.raises(TypeError, match="binary stream"):
         list(read_input(io.StringIO("text")))
@@ -165,9 +168,9 @@ def test_conll_input_is_read_by_read_columns(tmp_path):
     assert [(s.tokens, s.source) for s in got] == [(("EU", "rejects"), "<stream>:1"), (("Peter",), "<stream>:4")]
     ragged = tmp_path / "ragged.conll"
     ragged.write_text("EU NNP B-ORG\nrejects VBZ\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=rf"expected 3 columns at {ragged}:2 .* got 2"):
+    with pytest.raises(DataError, match=rf"{ragged}:2: expected 3 columns \(like line 1\), got 2"):
         list(read_input(ragged, "conll"))
-    with pytest.raises(ValueError, match=r"<stream>:2: byte 0xe9 .* not valid utf-8; .*--encoding"):
+    with pytest.raises(DataError, match=r"<stream>:2: expected utf-8 text, got byte 0xe9 .* not valid utf-8; .*--encoding"):
         list(read_input(io.BytesIO(b"ok O\ncaf\xe9 O\n"), "conll"))
     assert [s.tokens for s in read_input(io.BytesIO("café O\n".encode("latin-1")), "conll", "latin-1")] == \
         [("café",)]

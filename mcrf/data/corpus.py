@@ -15,13 +15,16 @@ from mcrf import schemes
 from mcrf.data import hub
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, missing_message
+from mcrf.data.readers import check_encoding
 from mcrf.data.types import Corpus, Sentence
+from mcrf.errors import ConfigError, DataError, InputNotFound, located
 
 logger = logging.getLogger(__name__)
 
 POLICIES = ("repair", "drop", "error")
 FORMATS = ("columns", "pairs", "jsonl")
 _DEFAULT_TARGET = {"IOB1": "BIO", "IOE1": "IOE2"}
+_SPLIT_ORDER = {"train": 0, "dev": 1, "test": 2}  # reports and checks go train, dev, test (then others)
 
 __all__ = ["POLICIES", "FORMATS", "LoadConfig", "load_corpus", "read_splits"]
 
@@ -63,15 +66,20 @@ class LoadConfig:
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
-            raise ValueError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
+            raise ConfigError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
         if self.format is not None and self.format not in FORMATS:
-            raise ValueError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+            raise ConfigError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
         if self.dev_fraction is not None and not 0.0 < self.dev_fraction < 1.0:
-            raise ValueError(f"expected dev_fraction strictly between 0 and 1, got {self.dev_fraction}")
-        if self.scheme is not None:
-            self.scheme = schemes.canonical_scheme(self.scheme)
-        if self.source_scheme is not None:
-            self.source_scheme = schemes.canonical_scheme(self.source_scheme)
+            raise ConfigError(f"expected dev_fraction strictly between 0 and 1, got {self.dev_fraction}")
+        if self.encoding is not None:
+            check_encoding(self.encoding)
+        try:
+            if self.scheme is not None:
+                self.scheme = schemes.canonical_scheme(self.scheme)
+            if self.source_scheme is not None:
+                self.source_scheme = schemes.canonical_scheme(self.source_scheme)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
 
 def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **overrides) -> Corpus:
@@ -88,18 +96,20 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
         splits and per-split counts in ``report``.
 
     Raises:
-        FileNotFoundError: the dataset is nowhere to be found (the message says where to put it).
-        ValueError: bad files, unknown tag prefixes, or an illegal sequence under ``policy="error"``.
+        InputNotFound: the dataset is nowhere to be found (the message says where to put it).
+        DataError: bad files, unknown tag prefixes, or an illegal sequence under ``policy="error"``;
+            the message starts with ``path:line:``.
+        ConfigError: a setting that cannot apply (``dev_fraction`` leaving no training sentence).
     """
     cfg = dataclasses.replace(config or LoadConfig(), **overrides)
     raw, native, origins = read_splits(name_or_path, cfg)
     carved = _carve_dev(raw, origins, cfg.dev_fraction)
-    source = cfg.source_scheme or _detect(raw, native, name_or_path)
+    line_per_token = {split: fmt == "columns" for split, fmt in origins.items()}
+    source = cfg.source_scheme or _detect(raw, native, name_or_path, line_per_token)
     target = cfg.scheme or _DEFAULT_TARGET.get(source, source)
     splits: Dict[str, List[Sentence]] = {}
     report: Dict[str, dict] = {}
-    order = {"train": 0, "dev": 1, "test": 2}  # a carved dev split is listed between train and test
-    for split, sentences in sorted(raw.items(), key=lambda item: order.get(item[0], len(order))):
+    for split, sentences in _in_split_order(raw):  # a carved dev split is listed between train and test
         kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
         splits[split] = kept
         report[split] = notes
@@ -110,13 +120,18 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
     return Corpus(splits=splits, labels=labels, scheme=target, name=str(name_or_path), report=report)
 
 
+def _in_split_order(raw: Dict[str, List[Sentence]]) -> List[Tuple[str, List[Sentence]]]:
+    return sorted(raw.items(), key=lambda item: _SPLIT_ORDER.get(item[0], len(_SPLIT_ORDER)))
+
+
 def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction: Optional[float]) -> int:
     """Move the last ``fraction`` of train into a new dev split when there is none; returns its size."""
     if fraction is None or "dev" in raw or not raw.get("train"):
         return 0
     count = max(1, round(len(raw["train"]) * fraction))
     if count >= len(raw["train"]):
-        raise ValueError(f"dev_fraction {fraction} leaves no training sentences out of {len(raw['train'])}")
+        raise ConfigError(f"expected dev_fraction to leave training sentences, got {fraction} of "
+                          f"{len(raw['train'])} sentences, which leaves none; pass a smaller --dev-fraction")
     raw["dev"] = raw["train"][-count:]
     raw["train"] = raw["train"][:-count]
     origins["dev"] = origins.get("train", "")
@@ -124,33 +139,70 @@ def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction
     return count
 
 
-def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str) -> str:
-    """The source scheme: detected from the sequences, the registry's when they hold no entity."""
-    for sentences in raw.values():
+def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str, line_per_token: Dict[str, bool]) -> str:
+    """The source scheme: detected from the sequences, the registry's when they hold no entity.
+
+    Labels are checked in file order (train, dev, test), so an error always names the same,
+    first offending label with its ``file:line``.
+    """
+    first_at: Dict[str, str] = {}  # prefix -> where it first occurs
+    seen = set()
+    for split, sentences in _in_split_order(raw):
         for sentence in sentences:
             if sentence.tags is None:
-                raise ValueError(f"{sentence.source}: sentence has no tags; load_corpus needs labelled data "
-                                 f"(check --tag-column)")
-    sequences = [s.tags for sents in raw.values() for s in sents]
-    if all(tag == "O" for seq in sequences for tag in seq):
+                raise DataError(located(sentence.source or name, None, "expected tags, got a sentence without "
+                                        "them; load_corpus needs labelled data (check --tag-column)"))
+            for position, tag in enumerate(sentence.tags):
+                if tag in seen:
+                    continue
+                seen.add(tag)
+                try:
+                    schemes.entity_types([tag])
+                except ValueError as err:
+                    raise DataError(_at(sentence, position, line_per_token.get(split, False), f"{err}; fix the "
+                                        "label, or pass --tag-column if this is not the tag column")) from None
+                first_at.setdefault(tag.partition("-")[0],
+                                    _location(sentence, position, line_per_token.get(split, False)))
+    if set(first_at) <= {"O"}:
         if native is not None:
             return native
-        raise ValueError(f"{name} holds only O tags, so its scheme cannot be detected; pass source_scheme "
-                         f"(--source-scheme)")
+        raise DataError(located(name, None, "expected entity tags to detect the tag scheme from, got only O "
+                                            "tags; pass source_scheme (--source-scheme)"))
     try:
-        return schemes.detect_corpus_scheme(sequences)
+        return schemes.detect_corpus_scheme(s.tags for sents in raw.values() for s in sents)
     except ValueError as err:
-        raise ValueError(f"cannot detect the tag scheme of {name}: {err}; pass source_scheme (--source-scheme)") from None
+        where = ", ".join(f"{prefix} at {at}" for prefix, at in first_at.items() if prefix != "O")
+        raise DataError(located(name, None, f"cannot detect the tag scheme: {err} (first uses: {where}); "
+                                            "pass source_scheme (--source-scheme)")) from None
 
 
 def _location(sentence: Sentence, position: int, line_per_token: bool) -> str:
-    """``file:line`` of token ``position`` (column files: one token per line)."""
+    """``file:line`` of token ``position`` (column files: one token per line; else the sentence's
+    line and ``(token N)``)."""
     where = sentence.source or "<unknown>"
     if not line_per_token:
         return f"{where} (token {position + 1})"
     file, _, line = where.rpartition(":")
     token = min(position, len(sentence.tokens) - 1)
     return f"{file}:{int(line) + token}" if line.isdigit() else where
+
+
+def _at(sentence: Sentence, position: int, line_per_token: bool, message: str) -> str:
+    """``message`` located compiler-style at token ``position``: ``file:line: [token N: ]message``."""
+    where = _location(sentence, position, line_per_token)
+    if line_per_token:
+        return f"{where}: {message}"
+    return f"{sentence.source or '<unknown>'}: token {position + 1}: {message}"
+
+
+def _first_unknown(tags: List[str], scheme: str) -> int:
+    """Position of the first tag ``scheme`` cannot parse (its prefix is not one of the scheme's)."""
+    for position, tag in enumerate(tags):
+        try:
+            schemes.first_illegal([tag], scheme)
+        except ValueError:
+            return position
+    return 0
 
 
 def _check_split(
@@ -165,17 +217,18 @@ def _check_split(
         try:
             position = schemes.first_illegal(tags, source)
         except ValueError as err:
-            raise ValueError(f"{sentence.source}: {err}") from None
+            raise DataError(_at(sentence, _first_unknown(tags, source), line_per_token,
+                                f"{err} (--source-scheme)")) from None
         if position is not None:
             illegal += 1
             where = _location(sentence, position, line_per_token)
             before = tags[position - 1] if position > 0 else "<start>"
             after = tags[position] if position < len(tags) else "<end>"
             if cfg.policy == "error":
-                raise ValueError(
-                    f"illegal {source} gold sequence at {where}, position {position}: {before!r} -> {after!r} "
-                    f"is not allowed; fix the data or load with policy 'repair' or 'drop' (--policy)"
-                )
+                raise DataError(_at(
+                    sentence, position, line_per_token,
+                    f"expected a legal {source} gold sequence, got {before!r} -> {after!r} (position {position} "
+                    f"of the sentence at {sentence.source}); fix the tags or load with --policy repair or drop"))
             if len(illegal_at) < cfg.max_reported:
                 illegal_at.append(f"{where}: {before} -> {after}")
             if cfg.policy == "drop":
@@ -226,7 +279,7 @@ def read_splits(
                 errors.append(f"{source.repo_id}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 continue
             return splits, entry.scheme, {s: "hub" for s in splits}
-        raise FileNotFoundError(missing_message(entry, searched, errors))
+        raise InputNotFound(missing_message(entry, searched, errors))
     path = Path(name_or_path)
     if path.exists():
         if hub.is_saved_dataset(path):
@@ -239,12 +292,12 @@ def read_splits(
         try:
             splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
         except (ConnectionError, OSError) as err:
-            raise FileNotFoundError(
+            raise InputNotFound(
                 f"{name_or_path!r} is no local path, and as a Hugging Face hub id it failed: {err}; "
                 f"check the path, or the network and the id"
             ) from err
         return splits, None, {s: "hub" for s in splits}
-    raise FileNotFoundError(
+    raise InputNotFound(
         f"no dataset {name_or_path!r}: not a registered name ({', '.join(REGISTRY)}), not an existing file or "
         f"folder, and not a hub id (owner/name)"
     )

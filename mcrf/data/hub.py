@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
 from mcrf.data.types import Sentence
+from mcrf.errors import DataError, located
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,9 @@ def read_hub_dataset(
     path = Path(repo_or_path)
     if path.exists():
         if not is_saved_dataset(path):
-            raise ValueError(
-                f"{path} is not a `datasets` folder (no dataset_dict.json or state.json); expected the output "
-                f"of Dataset.save_to_disk, or pass a folder of train/dev/test files instead"
-            )
+            raise DataError(located(
+                path, None, "expected a `datasets` folder (the output of Dataset.save_to_disk), got a folder "
+                "without dataset_dict.json or state.json; pass a folder of train/dev/test files instead"))
         loaded = datasets.load_from_disk(str(path))
     else:
         loaded = datasets.load_dataset(repo_or_path, config, revision=revision)
@@ -77,7 +77,7 @@ def _tag_names(feature) -> Optional[List[str]]:
         return list(inner.names)
     if isinstance(inner, datasets.Value) and inner.dtype in ("string", "large_string"):
         return None
-    raise ValueError(
+    raise DataError(
         f"expected the tag column to be a sequence of ClassLabel or of strings, got {feature}; "
         f"cast it with dataset.cast_column(column, Sequence(ClassLabel(names=[...])))"
     )
@@ -89,23 +89,26 @@ def dataset_to_sentences(
     """Turn one ``datasets.Dataset`` into sentences (``source`` is ``where:row``, 1-based)."""
     columns: Sequence[str] = split.column_names
     if tokens_column not in columns:
-        raise ValueError(f"{where} has no {tokens_column!r} column; found {list(columns)}; pass tokens_column")
+        raise DataError(located(where, None, f"expected a {tokens_column!r} column, got {list(columns)}; "
+                                             "pass tokens_column"))
     if tag_column is None:
         tag_column = next((c for c in TAG_COLUMNS if c in columns), None)
         if tag_column is None:
-            raise ValueError(
-                f"{where} has none of the tag columns {list(TAG_COLUMNS)}; found {list(columns)}; pass tag_column"
-            )
+            raise DataError(located(where, None, f"expected one of the tag columns {list(TAG_COLUMNS)}, got "
+                                                 f"{list(columns)}; pass tag_column"))
     elif tag_column not in columns:
-        raise ValueError(f"{where} has no tag column {tag_column!r}; found {list(columns)}")
+        raise DataError(located(where, None, f"expected a tag column {tag_column!r}, got {list(columns)}; "
+                                             "pass one of those"))
     names = _tag_names(split.features[tag_column])
     for row, (tokens, tags) in enumerate(zip(split[tokens_column], split[tag_column]), start=1):
         if names is not None:
             bad = [t for t in tags if not 0 <= t < len(names)]
             if bad:
-                raise ValueError(f"{where}:{row}: tag id {bad[0]} outside the {len(names)} ClassLabel names")
+                raise DataError(located(where, row, f"expected tag ids below {len(names)} (the ClassLabel "
+                                                    f"names), got {bad[0]}; fix the dataset's tag column"))
             tags = [names[t] for t in tags]
         if len(tags) != len(tokens):
-            raise ValueError(f"expected {len(tokens)} tags at {where}:{row} (one per token), got {len(tags)}")
+            raise DataError(located(where, row, f"expected {len(tokens)} tags (one per token), got {len(tags)}; "
+                                                "fix the dataset row"))
         if tokens:
             yield Sentence(tuple(tokens), tuple(tags), f"{where}:{row}")

@@ -1,15 +1,20 @@
 """Streaming readers for labelled corpora: column files, line-aligned pairs, JSON lines.
 
 Every reader is a generator of :class:`~mcrf.data.types.Sentence` whose ``source`` is
-``"file:line"`` of the sentence's first line, and every error names ``file:line``.
+``"file:line"`` of the sentence's first line. Every error about the file's content is a
+:class:`~mcrf.errors.DataError` shaped ``path:line: what was expected, what came, the fix``
+(compiler style); a missing file is :class:`~mcrf.errors.InputNotFound`.
 Files are read as bytes and decoded line by line (``iter_lines``, the one decoding loop of the
 package, prediction input included), so CRLF line ends and a UTF-8 BOM are handled and an
-undecodable byte is reported where it stands. ``iter_lines`` and ``read_columns`` also take an
-open binary stream (standard input, a pipe); its ``name`` (else ``<stream>``) stands for the file.
+undecodable byte is reported where it stands. Encodings that do not write ``\n`` as the byte
+``0x0a`` (UTF-16, UTF-32, EBCDIC code pages) are decoded as a stream first and split into lines
+after. ``iter_lines`` and ``read_columns`` also take an open binary stream (standard input, a
+pipe); its ``name`` (else ``<stream>``) stands for the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import re
@@ -17,13 +22,17 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
 from mcrf.data.types import Sentence
+from mcrf.errors import ConfigError, DataError, InputNotFound, located
 
 PathLike = Union[str, Path]
 LineSource = Union[str, Path, BinaryIO]
 DOCSTART = "-DOCSTART-"
 _FIELD_SPLIT = re.compile(r"[ \t]+")
 
-__all__ = ["DOCSTART", "iter_lines", "source_name", "split_fields", "read_columns", "read_line_pairs", "read_jsonl"]
+_READ_CHUNK = 1 << 16  # bytes per read of the stream decoder (UTF-16/32)
+
+__all__ = ["DOCSTART", "check_encoding", "iter_lines", "source_name", "split_fields", "read_columns",
+           "column_count", "read_line_pairs", "read_jsonl"]
 
 
 def source_name(source: LineSource) -> str:
@@ -34,22 +43,54 @@ def source_name(source: LineSource) -> str:
     return name if isinstance(name, str) else "<stream>"
 
 
+def check_encoding(encoding: str) -> str:
+    """``encoding`` if Python can decode text with it, else a :class:`~mcrf.errors.ConfigError`.
+
+    Any text encoding of Python's ``codecs`` works, UTF-16/UTF-32 included; byte-to-byte codecs
+    (``hex``, ``base64``, ``rot13``...) are refused.
+
+    >>> check_encoding("latin-1"), check_encoding("utf-16")
+    ('latin-1', 'utf-16')
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise ConfigError(
+            f"expected a text encoding, got {encoding!r}; pass one Python can decode text with, e.g. utf-8, "
+            f"utf-8-sig, latin-1, cp1252, utf-16, utf-32 (python -m encodings lists them)")
+    return encoding
+
+
+def _splits_on_newline_byte(encoding: str) -> bool:
+    """Whether ``encoding`` writes ``\n``, ``\r`` and ASCII as single equal bytes (so lines split on bytes)."""
+    try:
+        return "\n\r a-Z".encode(encoding) == b"\n\r a-Z"
+    except (UnicodeError, LookupError):
+        return False
+
+
 def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
     """Yield ``(line_number, text)`` of a file or binary stream, 1-based, without the line end (LF or CRLF).
 
     A path is opened and closed here (regular files and also named pipes such as ``<(command)``);
-    a stream is read from where it stands and left open.
+    a stream is read from where it stands and left open. Lines end at ``\n`` only (a lone CR or
+    U+2028 stays inside the line, so line numbers agree with ``wc -l`` and editors' CoNLL views).
 
     Raises:
-        FileNotFoundError: the path does not exist or is a directory.
+        InputNotFound: the path does not exist or is a directory.
+        ConfigError: ``encoding`` is not a text encoding.
         TypeError: ``source`` is a text stream (pass its ``.buffer`` or open the file ``'rb'``).
-        ValueError: a line cannot be decoded with ``encoding`` (names file:line and the byte).
+        DataError: a line cannot be decoded with ``encoding`` (names file:line and the byte).
     """
+    check_encoding(encoding)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists() or path.is_dir():
-            raise FileNotFoundError(
-                f"expected a data file at {path}, found {'a directory' if path.exists() else 'nothing'}")
+            raise InputNotFound(located(path, None, f"expected a data file, found "
+                                                    f"{'a directory' if path.exists() else 'nothing'}; "
+                                                    "check the path"))
         with path.open("rb") as handle:
             yield from _decode_lines(handle, str(path), encoding)
         return
@@ -60,18 +101,62 @@ def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[in
 
 
 def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
-    for number, raw in enumerate(handle, start=1):
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as err:
-            bad = raw[err.start:err.start + 1].hex()
-            raise ValueError(
-                f"{name}:{number}: byte 0x{bad} at column {err.start + 1} is not valid {encoding}; "
-                f"re-encode it (e.g. `iconv -f latin1 -t utf-8`) or pass its encoding (--encoding)"
-            ) from None
+    lines = _byte_lines(handle, name, encoding) if _splits_on_newline_byte(encoding) else \
+        _stream_lines(handle, name, encoding)
+    for number, text in lines:
         if number == 1 and text.startswith("\ufeff"):
             text = text[1:]
-        yield number, text.rstrip("\r\n")
+        yield number, text.rstrip("\r")
+
+
+def _bad_bytes(name: str, number: int, raw: bytes, err: UnicodeDecodeError, encoding: str) -> DataError:
+    bad = raw[err.start:err.start + 1].hex()
+    return DataError(located(
+        name, number, f"expected {encoding} text, got byte 0x{bad} at column {err.start + 1} that is not valid "
+        f"{encoding}; re-encode the file (e.g. `iconv -f latin1 -t utf-8`) or pass its encoding (--encoding)"))
+
+
+def _newlines_before(encoding: str, state: Tuple[bytes, int], err: UnicodeDecodeError) -> int:
+    """Newlines in the decodable text before ``err`` (decoded again from ``state``, bad bytes replaced)."""
+    probe = codecs.getincrementaldecoder(encoding)(errors="replace")
+    probe.setstate(state)
+    buffered = len(state[0]) if isinstance(state[0], bytes) else 0
+    return probe.decode(err.object[buffered:err.start]).count("\n")
+
+
+def _byte_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+    """Split on ``\n`` bytes, then decode each line (ASCII-compatible encodings: exact byte columns)."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            yield number, raw.decode(encoding).rstrip("\n")
+        except UnicodeDecodeError as err:
+            raise _bad_bytes(name, number, raw, err, encoding) from None
+
+
+def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+    """Decode the stream incrementally, then split on ``\n`` (UTF-16/32, where a newline is not one byte)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    read = getattr(handle, "read1", handle.read)  # read1: what a pipe has now, not a full chunk
+    pending, number = "", 0
+    while True:
+        chunk = read(_READ_CHUNK)
+        state = decoder.getstate()
+        try:
+            text = decoder.decode(chunk or b"", final=not chunk)
+        except UnicodeDecodeError as err:
+            line = number + 1 + pending.count("\n") + _newlines_before(encoding, state, err)
+            raise DataError(located(
+                name, line, f"expected {encoding} text, got bytes that are not valid {encoding} ({err.reason}); "
+                f"re-encode the file or pass its encoding (--encoding)")) from None
+        pending += text
+        *complete, pending = pending.split("\n")
+        for line in complete:
+            number += 1
+            yield number, line
+        if not chunk:
+            break
+    if pending:
+        yield number + 1, pending
 
 
 def split_fields(line: str, separator: Optional[str] = None) -> List[str]:
@@ -112,11 +197,12 @@ def read_columns(
             input, where an empty input gives an empty output).
 
     Raises:
-        ValueError: a line has a different column count than the first one, a column index
-            does not exist, or the file holds no sentence (unless ``allow_empty``).
+        DataError: a line has a different column count than the first one, a column index
+            does not exist, or the file holds no sentence (unless ``allow_empty``); bad bytes.
     """
     name = source_name(path)
     columns: Optional[int] = None
+    first = 0
     tokens: List[str] = []
     tags: List[str] = []
     start = 0
@@ -138,22 +224,21 @@ def read_columns(
                 yield sentence
             continue
         fields = split_fields(line, separator)
-        if fields[0] == DOCSTART or (len(fields) > token_column and fields[token_column] == DOCSTART):
+        if _is_docstart(fields, token_column):
             sentence = flush()
             if sentence is not None:
                 count += 1
                 yield sentence
             continue
         if columns is None:
-            columns = len(fields)
+            columns, first = len(fields), number
             _check_column(name, number, columns, token_column, "token", "--token-column")
             if tag_column is not None:
                 _check_column(name, number, columns, tag_column, "tag", "--tag-column")
         elif len(fields) != columns:
-            raise ValueError(
-                f"expected {columns} columns at {name}:{number} (like the file's first line), got "
-                f"{len(fields)}: {line!r}; fix the line or pass --separator if fields contain spaces"
-            )
+            raise DataError(located(
+                name, number, f"expected {columns} columns (like line {first}), got {len(fields)}: {line!r}; "
+                "fix the line, or pass --separator if tokens contain spaces"))
         if not tokens:
             start = number
         tokens.append(fields[token_column])
@@ -164,15 +249,32 @@ def read_columns(
         count += 1
         yield sentence
     if count == 0 and not allow_empty:
-        raise ValueError(f"{name} holds no sentences; expected token lines separated by blank lines")
+        raise DataError(located(name, None, "expected token lines separated by blank lines, got no sentence; "
+                                            "check that this is the right file"))
+
+
+def _is_docstart(fields: List[str], token_column: int) -> bool:
+    return fields[0] == DOCSTART or (len(fields) > token_column and fields[token_column] == DOCSTART)
+
+
+def column_count(path: LineSource, separator: Optional[str] = None, encoding: str = "utf-8") -> Tuple[int, int]:
+    """``(columns, line)`` of the first token line of a column file (``(0, 0)`` when it has none).
+
+    Reads only up to that line: the layout check of ``load_corpus`` costs one line per file.
+    """
+    for number, line in iter_lines(path, encoding):
+        if line.strip(" \t"):
+            fields = split_fields(line, separator)
+            if not _is_docstart(fields, 0):
+                return len(fields), number
+    return 0, 0
 
 
 def _check_column(path: PathLike, number: int, columns: int, index: int, what: str, flag: str) -> None:
     if not -columns <= index < columns:
-        raise ValueError(
-            f"{what} column {index} does not exist at {path}:{number}: the line has {columns} columns; "
-            f"pass {flag} between {-columns} and {columns - 1}"
-        )
+        raise DataError(located(
+            path, number, f"expected a {what} column {index}, got a line of {columns} columns; "
+            f"pass {flag} between {-columns} and {columns - 1}"))
 
 
 def read_line_pairs(tokens_path: PathLike, tags_path: PathLike, encoding: str = "utf-8") -> Iterator[Sentence]:
@@ -181,35 +283,36 @@ def read_line_pairs(tokens_path: PathLike, tags_path: PathLike, encoding: str = 
     Lines that are blank in both files are skipped.
 
     Raises:
-        ValueError: the files have different line counts, a line's token and tag counts
+        DataError: the files have different line counts, a line's token and tag counts
             differ, or no sentence was found.
     """
     tag_lines = iter_lines(tags_path, encoding)
-    count = 0
+    count, last = 0, 0
     for number, line in iter_lines(tokens_path, encoding):
         other = next(tag_lines, None)
         if other is None:
-            raise ValueError(
-                f"{tags_path} ends at line {number - 1} but {tokens_path} goes on at {tokens_path}:{number}; "
-                f"expected one tag line per token line"
-            )
+            raise DataError(located(
+                tokens_path, number, f"expected {tags_path} to have a tag line {number} for this token line, "
+                f"got the end of {tags_path} after {number - 1} lines; the two files must have one line per "
+                "sentence each"))
         tokens, tags = split_fields(line), split_fields(other[1])
         if len(tokens) != len(tags):
-            raise ValueError(
-                f"expected {len(tokens)} tags at {tags_path}:{number} to match the {len(tokens)} tokens at "
-                f"{tokens_path}:{number}, got {len(tags)}; the two files must be line- and token-aligned"
-            )
+            raise DataError(located(
+                tags_path, number, f"expected {len(tokens)} tags to match the {len(tokens)} tokens at "
+                f"{tokens_path}:{number}, got {len(tags)}; the two files must be line- and token-aligned"))
+        last = number
         if not tokens:
             continue
         count += 1
         yield Sentence(tuple(tokens), tuple(tags), f"{tokens_path}:{number}")
     extra = next(tag_lines, None)
     if extra is not None:
-        raise ValueError(
-            f"{tokens_path} ends before {tags_path}:{extra[0]}; expected one tag line per token line"
-        )
+        raise DataError(located(
+            tags_path, extra[0], f"expected {tags_path} to end with {tokens_path} after {last} lines, got "
+            f"this extra tag line; the two files must have one line per sentence each"))
     if count == 0:
-        raise ValueError(f"{tokens_path} holds no sentences; expected one space-separated sentence per line")
+        raise DataError(located(tokens_path, None, "expected one space-separated sentence per line, got no "
+                                                   "sentence; check that this is the right file"))
 
 
 def read_jsonl(
@@ -218,7 +321,7 @@ def read_jsonl(
     """Read JSON lines ``{"tokens": [...], "tags": [...]}`` (blank lines skipped).
 
     Raises:
-        ValueError: a line is not a JSON object with a list of strings under each key, the
+        DataError: a line is not a JSON object with a list of strings under each key, the
             lists differ in length, or the file holds no sentence.
     """
     count = 0
@@ -228,25 +331,28 @@ def read_jsonl(
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            raise DataError(located(path, number, f"expected a JSON object, got invalid JSON ({err.msg} at "
+                                                  f"column {err.colno}); fix the line")) from None
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object with {tokens_key!r}, got {type(record).__name__}")
+            raise DataError(located(path, number, f"expected a JSON object with {tokens_key!r}, got "
+                                                  f"{type(record).__name__}; write one object per line"))
         tokens = _string_list(record, tokens_key, path, number)
         tags = _string_list(record, tags_key, path, number) if tags_key is not None else None
         if tags is not None and len(tags) != len(tokens):
-            raise ValueError(
-                f"expected {len(tokens)} tags at {path}:{number} (one per token), got {len(tags)}"
-            )
+            raise DataError(located(path, number, f"expected {len(tokens)} tags (one per token), got "
+                                                  f"{len(tags)}; fix the record"))
         count += 1
         yield Sentence(tuple(tokens), tuple(tags) if tags is not None else None, f"{path}:{number}")
     if count == 0:
-        raise ValueError(f"{path} holds no sentences; expected one JSON object per line")
+        raise DataError(located(path, None, "expected one JSON object per line, got no sentence; check that "
+                                            "this is the right file"))
 
 
 def _string_list(record: dict, key: str, path: PathLike, number: int) -> List[str]:
     if key not in record:
-        raise ValueError(f"{path}:{number}: missing key {key!r}; found keys {sorted(record)}")
+        raise DataError(located(path, number, f"expected a key {key!r}, got keys {sorted(record)}; add it"))
     value = record[key]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{path}:{number}: expected {key!r} to be a list of strings, got {json.dumps(value)[:80]}")
+        raise DataError(located(path, number, f"expected {key!r} to be a list of strings, got "
+                                              f"{json.dumps(value)[:80]}; fix the record"))
     return value

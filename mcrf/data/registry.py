@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from mcrf.errors import DataError, InputNotFound, located
+
 ENV_VAR = "MCRF_DATA_DIR"
 SPLIT_NAMES: Dict[str, Tuple[str, ...]] = {
     "train": ("train",),
@@ -182,8 +184,8 @@ def find_split_files(path: Path) -> SplitFiles:
     (``train`` when it says none).
 
     Raises:
-        FileNotFoundError: the directory holds no train/dev/test files.
-        ValueError: two files claim the same split.
+        InputNotFound: the directory holds no train/dev/test files.
+        DataError: two files claim the same split, or the files mix formats.
     """
     if path.is_file():
         return SplitFiles({split_of(path.name) or "train": path}, _format_of(path), str(path))
@@ -201,20 +203,19 @@ def find_split_files(path: Path) -> SplitFiles:
         if split is None:
             continue
         if split in found:
-            raise ValueError(
-                f"both {found[split].name} and {child.name} in {path} look like the {split} split; "
-                f"keep one of them or point at a single file"
-            )
+            raise DataError(located(
+                path, None, f"expected one file per split, got both {found[split].name} and {child.name} "
+                f"looking like the {split} split; keep one of them or point at a single file"))
         found[split] = child
     if not found:
-        raise FileNotFoundError(
-            f"no split files in {path}: expected files named train / dev|valid|validation|testa / test|testb "
-            f"with an extension among {', '.join(e for e in EXTENSIONS if e)} (or none), or folders "
-            f"train/ valid/ test/ holding seq.in and seq.out"
-        )
+        raise InputNotFound(located(
+            path, None, f"expected files named train / dev|valid|validation|testa / test|testb with an "
+            f"extension among {', '.join(e for e in EXTENSIONS if e)} (or none), or folders train/ valid/ test/ "
+            f"holding seq.in and seq.out, got no split files; rename the files or point at one file"))
     formats = {_format_of(p) for p in found.values()}
     if len(formats) > 1:
-        raise ValueError(f"split files in {path} mix formats {sorted(formats)}; expected one format")
+        raise DataError(located(path, None, f"expected split files of one format, got a mix of "
+                                            f"{sorted(formats)}; keep files of one format in the folder"))
     return SplitFiles(found, formats.pop(), str(path))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from mcrf.errors import DataError
+
 
 @dataclass(frozen=True)
 class Sentence:
@@ -26,10 +28,10 @@ class Sentence:
 
     def __post_init__(self) -> None:
         if self.tags is not None and len(self.tags) != len(self.tokens):
-            where = f" at {self.source}" if self.source else ""
-            raise ValueError(
-                f"expected one tag per token{where}, got {len(self.tokens)} tokens and "
-                f"{len(self.tags)} tags"
+            where = f"{self.source}: " if self.source else ""
+            raise DataError(
+                f"{where}expected one tag per token, got {len(self.tokens)} tokens and "
+                f"{len(self.tags)} tags; give each token exactly one tag"
             )
         if self.offsets is not None and len(self.offsets) != len(self.tokens):
             raise ValueError(
