@@ -248,7 +248,7 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from mcrf.formats import writer
+    from mcrf.formats import header, writer
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
     config = build(PredictConfig, **given(args, _predict_fields()))
@@ -272,6 +272,7 @@ def _predict(args: argparse.Namespace) -> int:
     bar = tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
     count = 0
     try:
+        out.write(header(config.output_format))
         for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
             write(prediction, out)
             count += 1
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(commands, common)
     _add_predict(commands, common)
     _add_inspect(commands, common)
+    from mcrf.cli_serve import add_serve
+
+    add_serve(commands, common)
     return parser
 
 

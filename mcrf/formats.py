@@ -11,6 +11,8 @@ the input (an empty input line gives an empty record):
   exclusive), ``char_start``/``char_end`` (offsets into ``text``: ``text[char_start:char_end]``
   is the span text), ``text`` and ``confidence``.
 - ``text``: the original line with entities marked as ``[John Smith]{PER}``, spacing kept.
+- ``html``: one self-contained page (``mcrf.html``): entities highlighted by type, tokens shaded
+  by confidence, a table of spans; ``header("html")`` is written before the first record.
 
 Sentences read from CoNLL files have no original line; their ``text`` is the words joined
 by single spaces and offsets refer to that string.
@@ -24,7 +26,8 @@ from typing import TYPE_CHECKING, Callable, Dict, List, TextIO, Tuple
 if TYPE_CHECKING:  # pragma: no cover
     from mcrf.predict import Prediction
 
-__all__ = ["FORMATS", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text", "writer"]
+__all__ = ["FORMATS", "header", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text", "write_html",
+           "writer"]
 
 Offsets = Tuple[Tuple[int, int], ...]
 
@@ -101,11 +104,26 @@ def write_text(prediction: "Prediction", out: TextIO) -> None:
     out.write("".join(pieces) + "\n")
 
 
+def write_html(prediction: "Prediction", out: TextIO) -> None:
+    """One record of a self-contained HTML page (``mcrf.html``; the page starts with ``header("html")``)."""
+    from mcrf.html import write_html as write
+
+    write(prediction, out)
+
+
 FORMATS: Dict[str, Callable[["Prediction", TextIO], None]] = {
     "conll": write_conll,
     "jsonl": write_jsonl,
     "text": write_text,
+    "html": write_html,
 }
+
+
+def header(name: str) -> str:
+    """What a file of format ``name`` starts with before its first record ("" but for ``html``)."""
+    from mcrf.html import html_header
+
+    return html_header() if name == "html" else ""
 
 
 def writer(name: str) -> Callable[["Prediction", TextIO], None]:

@@ -60,25 +60,6 @@ def run_module(*argv, stdin: bytes = b""):
 
 
 @pytest.fixture(scope="module")
-def sample_model(tmp_path_factory, one_thread):
-    """A small BiLSTM tagger trained 40 steps on the sample corpus and saved (fast, sensible output)."""
-    torch.manual_seed(0)
-    corpus = load_corpus("sample")
-    train = corpus.splits["train"]
-    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme, word_dim=32,
-                                       char_dim=8, char_filters=16, lstm_hidden=32), train)
-    optimizer = torch.optim.Adam(tagger.parameters(), lr=0.01)
-    collate = tagger.collator()
-    for step in range(40):
-        optimizer.zero_grad()
-        tagger(collate(train[(step * 32) % 576:][:32])).backward()
-        optimizer.step()
-    directory = tmp_path_factory.mktemp("models") / "sample"
-    tagger.save_pretrained(directory)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, one_thread):
     """A real (tiny) ``mcrf train sample`` through ``main``: (exit code, stdout, output dir)."""
     import io

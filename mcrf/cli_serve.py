@@ -1,0 +1,80 @@
+"""``mcrf serve``: flags from ``ServeConfig``, model loading, and the uvicorn run (``mcrf.serve.app``).
+
+FastAPI and uvicorn are the optional ``serve`` extra; they are imported only when the command
+runs, and their absence is one clear error naming the install command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any, Dict
+
+from mcrf.cli_util import add_fields, build, given, load_tagger, positive_int
+from mcrf.errors import ConfigError
+
+__all__ = ["add_serve"]
+
+logger = logging.getLogger(__name__)
+
+
+def _serve_fields() -> Dict[str, Dict[str, Any]]:
+    """``ServeConfig`` fields exposed as ``mcrf serve`` flags."""
+    return {
+        "host": {},
+        "port": {"type": int},
+        "max_batch": {"type": positive_int},
+        "max_wait_ms": {"type": float, "metavar": "MS"},
+        "max_queue": {"type": positive_int},
+        "max_body": {"type": positive_int, "metavar": "BYTES"},
+        "max_words": {"type": positive_int},
+        "device": {},
+        "retry_after": {"type": positive_int, "metavar": "SECONDS"},
+    }
+
+
+def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``mcrf serve`` on the sub-command parser ``commands``."""
+    from mcrf.serve.config import ServeConfig
+
+    parser = commands.add_parser(
+        "serve", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="serve a saved tagger over HTTP (micro-batched), with a demo page",
+        description="Serve a saved tagger over HTTP. Concurrent requests are gathered into micro-batches "
+                    "(--max-batch sentences or --max-wait-ms, whichever comes first) and tagged by one worker "
+                    "thread that owns the model. Needs the serve extra: pip install \"mcrf[serve]\".",
+        epilog="endpoints:\n"
+               "  POST /predict  {\"text\": \"...\"} | {\"texts\": [...]} | {\"tokens\": [[...]]} -> "
+               "{\"results\": [record, ...]}\n"
+               "                 (each record as in `mcrf predict --format jsonl`)\n"
+               "  GET /health, GET /info, GET /stats, GET / (demo page)\n\n"
+               "examples:\n"
+               "  mcrf serve --model runs/sample/model\n"
+               "  curl -s localhost:8080/predict -d '{\"text\": \"John Smith flew to Paris .\"}'\n"
+               "SIGTERM answers the requests already received, then exits 0.")
+    parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
+    add_fields(parser, ServeConfig, _serve_fields(), ServeConfig())
+    parser.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcrf.serve.config import ServeConfig
+
+    config = build(ServeConfig, **given(args, _serve_fields()))
+    try:
+        from mcrf.serve.app import bind, serve
+    except ImportError as error:
+        raise ConfigError(f"mcrf serve needs FastAPI and uvicorn ({error}); install them with "
+                          "pip install \"mcrf[serve]\"") from None
+    tagger = load_tagger(args.model, config.device)
+    try:
+        sock = bind(config.host, config.port)
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {config.host}:{config.port} ({error.strerror or error}); "
+                          "pass another --port or --host") from None
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("mcrf serve: %s on http://%s:%d (demo page at /, POST /predict)", args.model, shown, port)
+    serve(tagger, config, sock)
+    logger.info("mcrf serve: stopped")
+    return 0

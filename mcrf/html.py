@@ -1,0 +1,64 @@
+"""Self-contained HTML views of predictions: the ``mcrf serve`` demo page and ``mcrf predict --format html``.
+
+Both use one renderer, ``mcrf/serve/page/page.js`` with ``page.css`` (packaged files read with
+``importlib.resources``, inlined into the page: no CDN, no build step, nothing fetched). It draws
+each record — the object ``mcrf predict --format jsonl`` writes — with entities highlighted by
+type, every token shaded by its marginal confidence (exact value in its tooltip), and a table
+of the spans.
+
+``mcrf predict --format html`` streams: ``html_header()`` (the page head with the inlined CSS
+and JavaScript) is written once, then ``write_html`` writes each record as a JSON data element
+that the script renders when the page has loaded. HTML allows the closing ``</body></html>``
+tags to be omitted, so the file is a complete page after every record.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from importlib.resources import files
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mcrf.predict import Prediction
+
+__all__ = ["asset", "html_header", "write_html", "demo_page", "data_element"]
+
+
+def asset(name: str) -> str:
+    """The text of a packaged page file (``page.css``, ``page.js``, ``demo.html``).
+
+    Raises:
+        FileNotFoundError: the file is not in the installed package (a broken install).
+    """
+    return (files("mcrf.serve") / "page" / name).read_text(encoding="utf-8")
+
+
+def _head(title: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>\n{asset('page.css')}</style>\n"
+            f"<script>\n{asset('page.js')}</script>\n</head>\n<body>\n")
+
+
+def html_header(title: str = "mcrf predictions") -> str:
+    """The start of a ``--format html`` page: head with inlined CSS/JS, and the results container."""
+    return _head(title) + f"<h1>{html.escape(title)}</h1>\n<div id=\"mcrf-results\"></div>\n"
+
+
+def demo_page() -> str:
+    """The demo page of ``mcrf serve`` (``GET /``): a text box, a button, and the same renderer."""
+    return _head("mcrf") + asset("demo.html") + "</body>\n</html>\n"
+
+
+def data_element(record: dict) -> str:
+    """A record as ``<script type="application/json" class="mcrf-data">`` (``<`` escaped: no early end tag)."""
+    payload = json.dumps(record, ensure_ascii=False).replace("<", "\\u003c")
+    return f"<script type=\"application/json\" class=\"mcrf-data\">{payload}</script>\n"
+
+
+def write_html(prediction: "Prediction", out: TextIO) -> None:
+    """One prediction of a ``--format html`` page (after ``html_header()``): its record, rendered on load."""
+    from mcrf.formats import to_record
+
+    out.write(data_element(to_record(prediction)))
