@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mcrf import crf_ops
+from mcrf import crf_checks, crf_ops
 from mcrf.crf_ops import FORBIDDEN_SCORE
 from mcrf.viterbi import viterbi_kbest
 
@@ -42,6 +42,12 @@ class MaskedCRF(nn.Module):
         allowed_start: optional explicit ``(K,)`` bool table (instead of labels/scheme).
         allowed_transitions: optional explicit ``(K, K)`` bool table ``[from, to]``.
         allowed_end: optional explicit ``(K,)`` bool table.
+        validate: check the data on every call (finite emissions, tags in range, 0/1
+            integer masks, legal gold tags under ``"mcrf"``, finite CRF parameters) and trim
+            padding past the longest sequence. Each check reads a value back to the host (a
+            device synchronisation on a GPU). ``False``: no host reads beyond what a result
+            itself needs (``decode`` returns lists: one); use it once the data layer has
+            checked the data. Shapes and dtypes are checked either way (they cost nothing).
 
     Example:
         >>> crf = MaskedCRF(3, batch_first=True, labels=["O", "B-PER", "I-PER"], scheme="BIO")
@@ -62,15 +68,18 @@ class MaskedCRF(nn.Module):
         allowed_start: Optional[Tensor] = None,
         allowed_transitions: Optional[Tensor] = None,
         allowed_end: Optional[Tensor] = None,
+        validate: bool = True,
     ) -> None:
-        if not isinstance(num_tags, int) or num_tags <= 0:
-            raise ValueError(f"invalid number of tags: expected a positive int, got {num_tags!r}")
+        if not isinstance(num_tags, int) or isinstance(num_tags, bool) or num_tags <= 0:
+            # pytorch-crf's message first (code may match it), then ours
+            raise ValueError(f"invalid number of tags: {num_tags}; expected a positive int, got {num_tags!r}")
         if mode not in MODES:
             raise ValueError(f"invalid mode: expected one of {MODES}, got {mode!r}")
         super().__init__()
         self.num_tags = num_tags
         self.batch_first = batch_first
         self.mode = mode
+        self.validate = bool(validate)
         self.labels = list(labels) if labels is not None else None
         self.scheme = None
         self.start_transitions = nn.Parameter(torch.empty(num_tags))
@@ -156,80 +165,34 @@ class MaskedCRF(nn.Module):
         )
 
     # ------------------------------------------------------------------ validation
+    def check_parameters(self) -> None:
+        """Raise a ``ValueError`` naming the first CRF parameter that holds NaN or infinity.
+
+        Runs on every call when ``validate=True``; with ``validate=False`` call it from the
+        training loop (e.g. once per evaluation): it reads one value back to the host.
+        """
+        crf_checks.check_parameters(self)
+
     def _prepare(self, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor]):
-        """Validate and convert to batch-first float32 emissions, long tags, bool mask."""
-        if not isinstance(emissions, Tensor):
-            raise TypeError(f"emissions must be a torch.Tensor, got {type(emissions).__name__}")
-        if emissions.dim() != 3:
-            raise ValueError(f"emissions must have dimension of 3, got {emissions.dim()}")
-        if not emissions.is_floating_point():
-            raise TypeError(f"emissions must be a floating point tensor, got dtype {emissions.dtype}")
-        if emissions.size(2) != self.num_tags:
-            raise ValueError(f"expected last dimension of emissions is {self.num_tags}, got {emissions.size(2)}")
-        lead = tuple(emissions.shape[:2])
-        if tags is not None:
-            if not isinstance(tags, Tensor):
-                raise TypeError(f"tags must be a torch.Tensor, got {type(tags).__name__}")
-            if tuple(tags.shape) != lead:
-                raise ValueError(
-                    "the first two dimensions of emissions and tags must match, "
-                    f"got {lead} and {tuple(tags.shape)}"
-                )
-            if tags.is_floating_point() or tags.dtype == torch.bool or tags.is_complex():
-                raise TypeError(f"tags must be an integer tensor (torch.long), got dtype {tags.dtype}")
-        if mask is None:
-            mask = torch.ones(lead, dtype=torch.bool, device=emissions.device)
-        else:
-            if not isinstance(mask, Tensor):
-                raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-            if tuple(mask.shape) != lead:
-                raise ValueError(
-                    f"the shape of emissions and mask must match, got {lead} and {tuple(mask.shape)}"
-                )
-            if mask.dtype != torch.bool:
-                if mask.is_floating_point() or mask.is_complex():
-                    raise TypeError(
-                        f"mask must be bool (or an integer tensor of 0/1), got dtype {mask.dtype}; "
-                        "use mask.bool() if it holds 0.0/1.0"
-                    )
-                if not _tracing() and mask.numel() and not ((mask == 0) | (mask == 1)).all():
-                    bad = mask[(mask != 0) & (mask != 1)][0].item()
-                    raise ValueError(f"an integer mask must hold only 0 and 1, got value {bad}")
-                mask = mask != 0
-        if not self.batch_first:
-            emissions = emissions.transpose(0, 1)
-            mask = mask.transpose(0, 1)
-            tags = tags.transpose(0, 1) if tags is not None else None
-        # float32 at least (fp16/bf16 are upcast); float64 stays float64 (gradcheck).
-        emissions = emissions.to(torch.promote_types(emissions.dtype, torch.float32))
-        if not _tracing():
-            # One cheap reduction first; the exact check only when the sum is not finite.
-            if not torch.isfinite(emissions.sum()) and not torch.isfinite(emissions).all():
-                kind = "NaN" if torch.isnan(emissions).any() else "infinite"
-                raise ValueError(f"emissions contain {kind} values; expected finite scores")
-            if tags is not None:
-                out = mask & ((tags < 0) | (tags >= self.num_tags))
-                if out.any():
-                    b, t = out.nonzero()[0].tolist()
-                    raise ValueError(
-                        f"tags must be in [0, {self.num_tags}) at unmasked positions, got "
-                        f"{tags[b, t].item()} at batch index {b}, position {t}"
-                    )
-        return emissions, (tags.long() if tags is not None else None), mask
+        return crf_checks.prepare(self, emissions, tags, mask, self._checking())
+
+    def _checking(self) -> bool:
+        """Whether data-dependent checks (host reads) run: ``validate`` and not tracing."""
+        return self.validate and not _tracing()
 
     def _packed(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None):
         """Pack unmasked positions to the front; trim to the longest sequence in eager mode.
 
         Right-padded masks (the common case) are already packed: no sort, no gather.
         """
-        if not _tracing() and bool((mask[:, 1:] <= mask[:, :-1]).all()):
+        if self._checking() and bool((mask[:, 1:] <= mask[:, :-1]).all()):
             lengths = mask.sum(dim=1)  # shape: (B,)
             keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
             order = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)[:, :keep]
             packed = emissions[:, :keep]  # shape: (B, L, K)
         else:
             order, lengths = crf_ops.pack(mask)
-            if not _tracing() and order.shape[1] > 1:
+            if self._checking() and order.shape[1] > 1:
                 keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
                 order = order[:, :keep]
             packed = crf_ops.gather_time(emissions, order)  # shape: (B, L, K)
@@ -238,25 +201,6 @@ class MaskedCRF(nn.Module):
             valid = crf_ops.valid_positions(lengths, order.shape[1])
             packed_tags = torch.where(valid, tags.gather(1, order), torch.zeros_like(order))  # shape: (B, L)
         return packed, lengths, order, packed_tags
-
-    def _check_gold(self, tags: Tensor, lengths: Tensor, order: Tensor, chain: crf_ops.Chain) -> None:
-        bad = crf_ops.first_violation(tags, lengths, chain)
-        if not bad.any():
-            return
-        b, s = bad.nonzero()[0].tolist()
-        name = (lambda i: self.labels[i]) if self.labels else (lambda i: str(i))
-        pos = int(order[b, s])
-        if s == 0 and not bool(chain.allowed_start[tags[b, 0]]):
-            what = f"sequence starts with {name(int(tags[b, 0]))!r}"
-        elif s > 0 and not bool(chain.allowed_trans[tags[b, s - 1], tags[b, s]]):
-            what = f"transition {name(int(tags[b, s - 1]))!r} -> {name(int(tags[b, s]))!r}"
-        else:
-            what = f"sequence ends with {name(int(tags[b, s]))!r}"
-        raise ValueError(
-            f"illegal gold tag sequence at batch index {b}, position {pos}: {what} is forbidden "
-            f"by the {self.scheme or 'given'} constraints (its likelihood is zero under mode='mcrf'); "
-            "repair the data (e.g. mcrf.schemes.repair) or use mode='mcrf-decoding'"
-        )
 
     # ------------------------------------------------------------------ training
     def forward(
@@ -269,29 +213,45 @@ class MaskedCRF(nn.Module):
             tags: ``(B, T)`` (or ``(T, B)``) long; values at masked positions are ignored.
             mask: ``(B, T)`` (or ``(T, B)``) bool or 0/1 integer; ``None`` means all on.
             reduction: ``"none"`` -> ``(B,)``, ``"sum"``, ``"mean"`` (over sequences) or
-                ``"token_mean"`` (over unmasked tokens).
+                ``"token_mean"`` (over unmasked tokens). An empty batch (``B = 0``) gives 0
+                for every reduction but ``"none"``; an empty sequence (all masked, or
+                ``T = 0``) has log-likelihood 0.
 
         Returns:
-            The log-likelihood (float32), reduced as asked.
+            The log-likelihood (float32), reduced as asked. With ``validate=False`` an illegal
+            gold sequence under ``mode="mcrf"`` gets ``-inf`` (its likelihood is zero)
+            instead of an error.
         """
         if reduction not in REDUCTIONS:
-            raise ValueError(f"invalid reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+            # pytorch-crf's message first (code may match it), then ours
+            raise ValueError(f"invalid reduction: {reduction}; expected one of {REDUCTIONS}")
         emissions, tags, mask = self._prepare(emissions, tags, mask)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
-            packed, lengths, order, packed_tags = self._packed(emissions, mask, tags)
-            chain = self._chain(train=True, dtype=packed.dtype)
-            if self.mode == "mcrf" and not _tracing():
-                self._check_gold(packed_tags, lengths, order, chain)
-            gold = crf_ops.path_score(packed, packed_tags, lengths, chain)
-            log_z = crf_ops.log_partition(packed, lengths, chain)
-            llh = gold - log_z  # shape: (B,)
+            if emissions.shape[1] == 0:  # T = 0: every sequence is empty (grad-connected zeros)
+                llh = emissions.sum(dim=(1, 2))  # shape: (B,)
+            else:
+                llh = self._log_likelihood(emissions, tags, mask)  # shape: (B,)
         if reduction == "none":
             return llh
         if reduction == "sum":
             return llh.sum()
-        if reduction == "mean":
-            return llh.mean()
+        if reduction == "mean":  # the batch size is static: no division by a zero count, no host read
+            return llh.sum() / max(llh.shape[0], 1)
         return llh.sum() / mask.sum().clamp(min=1).float()
+
+    def _log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        packed, lengths, order, packed_tags = self._packed(emissions, mask, tags)
+        chain = self._chain(train=True, dtype=packed.dtype)
+        checking = self._checking()
+        if self.mode == "mcrf" and checking:
+            crf_checks.check_gold(self, packed_tags, lengths, order, chain)
+        gold = crf_ops.path_score(packed, packed_tags, lengths, chain)
+        log_z = crf_ops.log_partition(packed, lengths, chain, sync_free=not checking)
+        llh = gold - log_z  # shape: (B,)
+        if self.mode == "mcrf" and not checking:
+            illegal = crf_ops.first_violation(packed_tags, lengths, chain).any(dim=1)  # shape: (B,)
+            llh = torch.where(illegal, float("-inf"), llh)
+        return llh
 
     def loss(
         self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "mean"
@@ -302,6 +262,12 @@ class MaskedCRF(nn.Module):
     # ------------------------------------------------------------------ inference
     def _viterbi_packed(self, emissions: Tensor, mask: Optional[Tensor], k: int):
         emissions, _, mask = self._prepare(emissions, None, mask)
+        batch, steps = mask.shape
+        if steps == 0:  # T = 0: one empty path of score 0 per sequence
+            rank = torch.arange(k, device=mask.device).expand(batch, k)
+            scores = torch.where(rank == 0, 0.0, float("-inf")).to(emissions.dtype)  # shape: (B, k)
+            order = mask.new_zeros((batch, 0), dtype=torch.long)
+            return order.new_zeros((batch, k, 0)), scores, order.new_zeros(batch), order, mask
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
             paths, scores = viterbi_kbest(packed, lengths, self._chain(train=False, dtype=packed.dtype), k=k)  # shape: (B, k, L), (B, k)
@@ -342,13 +308,16 @@ class MaskedCRF(nn.Module):
             ValueError: when a sequence has no legal path at all under explicit constraints.
         """
         paths, scores, lengths, _, _ = self._viterbi_packed(emissions, mask, 1)
-        if not torch.isfinite(scores).all():
-            b = int((~torch.isfinite(scores[:, 0])).nonzero()[0])
-            raise ValueError(
-                f"sequence at batch index {b} has no legal tag path under the constraints; "
-                "check allowed_start/allowed_transitions/allowed_end"
-            )
-        return [row[:n] for row, n in zip(paths[:, 0].tolist(), lengths.tolist())]
+        # one host read for everything: the paths, their lengths and whether a legal path exists
+        found = torch.isfinite(scores[:, :1]).long()  # shape: (B, 1)
+        rows = torch.cat([found, lengths.unsqueeze(1), paths[:, 0]], dim=1).tolist()  # shape: (B, 2 + L)
+        for b, row in enumerate(rows):
+            if not row[0]:
+                raise ValueError(
+                    f"sequence at batch index {b} has no legal tag path under the constraints; "
+                    "check allowed_start/allowed_transitions/allowed_end"
+                )
+        return [row[2 : 2 + row[1]] for row in rows]
 
     @torch.no_grad()
     def marginals(self, emissions: Tensor, mask: Optional[Tensor] = None) -> Tensor:
@@ -359,10 +328,14 @@ class MaskedCRF(nn.Module):
             unmasked positions and are 0 at masked positions.
         """
         emissions, _, mask = self._prepare(emissions, None, mask)
-        with torch.autocast(device_type=emissions.device.type, enabled=False):
-            packed, lengths, order, _ = self._packed(emissions, mask)
-            marg = crf_ops.marginals(packed, lengths, self._chain(train=False, dtype=packed.dtype))
-        out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
+        if mask.shape[1] == 0:  # T = 0
+            out = emissions.new_zeros(emissions.shape)
+        else:
+            with torch.autocast(device_type=emissions.device.type, enabled=False):
+                packed, lengths, order, _ = self._packed(emissions, mask)
+                chain = self._chain(train=False, dtype=packed.dtype)
+                marg = crf_ops.marginals(packed, lengths, chain, sync_free=not self._checking())
+            out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
         if not self.batch_first:
             out = out.transpose(0, 1)
         return out

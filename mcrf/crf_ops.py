@@ -188,7 +188,8 @@ def _spread_risk(scans: Tensor, lengths: Tensor) -> Tensor:
 
 def _both_scans(emissions: Tensor, lengths: Tensor, chain: Chain, backward: bool = True):
     """Alphas, emission-inclusive betas (``None`` unless ``backward``), log Z, and the rows
-    whose fast scan may be inexact."""
+    whose fast scan may be inexact (a ``(B,)`` bool tensor: computing it reads nothing back
+    to the host)."""
     steps = emissions.shape[1]
     if backward:
         rev = _reverse_index(lengths, steps)  # shape: (B, L)
@@ -204,8 +205,8 @@ def _both_scans(emissions: Tensor, lengths: Tensor, chain: Chain, backward: bool
     log_z = torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
     risky = _spread_risk(scans, lengths) | ~torch.isfinite(log_z)
     weights = _row_scale(chain.trans, chain.allowed_trans)[1]
-    if not tracing() and bool((chain.allowed_trans & (weights == 0)).any()):
-        risky = torch.ones_like(risky)  # allowed transition scores themselves span > 88 nats
+    # allowed transition scores that themselves span > 88 nats make every row inexact
+    risky = risky | (chain.allowed_trans & (weights == 0)).any()
     return alphas, beta_e, log_z, risky
 
 
@@ -272,29 +273,41 @@ def log_partition_exact(emissions: Tensor, lengths: Tensor, chain: Chain) -> Ten
     return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
-def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
+def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False) -> Tensor:
     """log Z over legal paths of packed sequences, ``(B,)``; 0 for empty sequences.
 
     Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end``. The fast
     scan has a hand-written backward (no per-step autograd graph); rows whose scores span
     more than float32's exp range (``_SAFE_GAP`` nats within one step) are recomputed with
     :func:`log_partition_exact`, so the result never silently loses mass or turns NaN.
+
+    Args:
+        sync_free: decide the recompute without reading anything back to the host: the exact
+            recursion runs for every row and ``torch.where`` keeps it for the flagged rows
+            (more arithmetic, no device->host synchronisation; what tracing uses too).
+            Otherwise one host read of the flags and the exact recursion for those rows only.
     """
     log_z, risky = _LogPartition.apply(emissions, lengths, *chain)
-    if not tracing() and bool(risky.any()):
+    if sync_free or tracing():
+        return torch.where(risky, log_partition_exact(emissions, lengths, chain), log_z)
+    if bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
         exact = log_partition_exact(emissions[rows], lengths[rows], chain)
         log_z = log_z.index_put((rows,), exact)
     return log_z
 
 
-def marginals(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
+def marginals(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False) -> Tensor:
     """Posterior tag probabilities of packed sequences over legal paths, ``(B, L, K)``
     (0 past each length), by forward-backward. Rows outside the fast scan's range are
     recomputed with an exact log-space forward-backward (no autograd: works under
-    ``torch.inference_mode``)."""
+    ``torch.inference_mode``); ``sync_free`` as in :func:`log_partition`."""
     alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, chain)
-    if not tracing() and bool(risky.any()):
+    if sync_free or tracing():
+        exact = _both_scans_exact(emissions, lengths, chain)
+        alphas, beta_e = (torch.where(risky.view(-1, 1, 1), y, x) for x, y in zip((alphas, beta_e), exact))
+        log_z = torch.where(risky, exact[2], log_z)
+    elif bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
         exact = _both_scans_exact(emissions[rows], lengths[rows], chain)
         alphas, beta_e, log_z = (

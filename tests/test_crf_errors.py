@@ -73,7 +73,7 @@ def test_tag_errors(crf):
 
 def test_mask_errors(crf):
     emissions, tags = _inputs()
-    with pytest.raises(ValueError, match="shape of emissions and mask must match"):
+    with pytest.raises(ValueError, match=r"first two dimensions of emissions and mask must match, got \(2, 4\) and \(2, 3\)"):
         crf(emissions, tags, torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(TypeError, match="mask must be bool.*float"):
         crf(emissions, tags, torch.ones(2, 4))
