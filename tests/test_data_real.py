@@ -46,6 +46,7 @@ def test_real_corpus_counts_and_legality(name, corpora):
     assert {s: (v["sentences"], v["tokens"]) for s, v in info["splits"].items()} == counts
     assert {s: v["source_scheme"] for s, v in info["splits"].items()} == {s: source_scheme for s in counts}
     assert {s: v["illegal"] for s, v in info["splits"].items() if v["illegal"]} == illegal
+    assert info["notes"] == []  # each release has the columns its registry entry describes
     # after the default repair every gold sequence is legal in the corpus scheme, and every tag has a mask row
     labels = set(corpus.labels)
     for sentences in corpus.splits.values():

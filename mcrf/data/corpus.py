@@ -9,12 +9,13 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from mcrf import schemes
 from mcrf.data import hub
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
-from mcrf.data.registry import REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, missing_message
+from mcrf.data.registry import (REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, layout_note,
+                                missing_message)
 from mcrf.data.readers import check_encoding
 from mcrf.data.types import Corpus, Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
@@ -26,7 +27,7 @@ FORMATS = ("columns", "pairs", "jsonl")
 _DEFAULT_TARGET = {"IOB1": "BIO", "IOE1": "IOE2"}
 _SPLIT_ORDER = {"train": 0, "dev": 1, "test": 2}  # reports and checks go train, dev, test (then others)
 
-__all__ = ["POLICIES", "FORMATS", "LoadConfig", "load_corpus", "read_splits"]
+__all__ = ["POLICIES", "FORMATS", "LoadConfig", "RawSplits", "load_corpus", "read_splits"]
 
 
 @dataclass
@@ -42,7 +43,8 @@ class LoadConfig:
         format: ``columns``, ``pairs`` or ``jsonl``; ``None`` takes the registry's or guesses
             from file names.
         token_column: token column of column files (``None``: registry's, else 0).
-        tag_column: tag column of column files (``None``: registry's, else the last).
+        tag_column: tag column of column files (``None``: the last column, for registered corpora
+            too, so a release with extra columns still reads its tags; ``Corpus.notes`` says so).
         separator: column separator (``None``: runs of spaces/tabs).
         encoding: file encoding (``None``: registry's, else UTF-8).
         hub_tag_column: tag column of a hub dataset (``None``: ``ner_tags``/``tags``/...).
@@ -102,7 +104,7 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
         ConfigError: a setting that cannot apply (``dev_fraction`` leaving no training sentence).
     """
     cfg = dataclasses.replace(config or LoadConfig(), **overrides)
-    raw, native, origins = read_splits(name_or_path, cfg)
+    raw, native, origins, read_notes = read_splits(name_or_path, cfg)
     carved = _carve_dev(raw, origins, cfg.dev_fraction)
     line_per_token = {split: fmt == "columns" for split, fmt in origins.items()}
     source = cfg.source_scheme or _detect(raw, native, name_or_path, line_per_token)
@@ -117,7 +119,8 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
         report["dev"]["carved_from_train"] = carved
     types = schemes.entity_types(tag for sents in splits.values() for s in sents for tag in s.tags)
     labels = schemes.scheme_labels(types, target)
-    return Corpus(splits=splits, labels=labels, scheme=target, name=str(name_or_path), report=report)
+    return Corpus(splits=splits, labels=labels, scheme=target, name=str(name_or_path), report=report,
+                  notes=read_notes)
 
 
 def _in_split_order(raw: Dict[str, List[Sentence]]) -> List[Tuple[str, List[Sentence]]]:
@@ -255,21 +258,30 @@ def _check_split(
     return kept, notes
 
 
-def read_splits(
-    name_or_path: str, cfg: LoadConfig
-) -> Tuple[Dict[str, List[Sentence]], Optional[str], Dict[str, str]]:
-    """Read the raw splits of a dataset.
+class RawSplits(NamedTuple):
+    """What ``read_splits`` read: sentences as written, before scheme checks and conversion.
 
-    Returns:
-        Split to sentences as written in the files, the registry's native scheme (or
-        ``None``), and split to the format it was read with (``columns``/``pairs``/``jsonl``/``hub``).
+    Attributes:
+        splits: split name to its sentences.
+        native: the registry's native scheme, or ``None``.
+        origins: split to the format it was read with (``columns``/``pairs``/``jsonl``/``hub``).
+        notes: what the reader decided that the user should hear once (a column layout that
+            differs from the registry's description).
     """
+
+    splits: Dict[str, List[Sentence]]
+    native: Optional[str]
+    origins: Dict[str, str]
+    notes: List[str]
+
+
+def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
+    """Read the raw splits of a dataset (registered name, local path, or hub id)."""
     entry = REGISTRY.get(name_or_path)
     if entry is not None:
         files, searched = find_local(entry, cfg.data_dir)
         if files is not None:
-            splits, origins = _read_files(files, cfg, entry)
-            return splits, entry.scheme, origins
+            return _read_files(files, cfg, entry)
         errors = []
         for source in entry.hub:
             try:
@@ -278,16 +290,14 @@ def read_splits(
             except Exception as err:  # noqa: BLE001 - every hub failure is reported, then the next is tried
                 errors.append(f"{source.repo_id}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 continue
-            return splits, entry.scheme, {s: "hub" for s in splits}
+            return RawSplits(splits, entry.scheme, {s: "hub" for s in splits}, [])
         raise InputNotFound(missing_message(entry, searched, errors))
     path = Path(name_or_path)
     if path.exists():
         if hub.is_saved_dataset(path):
             splits = hub.read_hub_dataset(str(path), tag_column=cfg.hub_tag_column)
-            return splits, None, {s: "hub" for s in splits}
-        files = find_split_files(path)
-        splits, origins = _read_files(files, cfg, None)
-        return splits, None, origins
+            return RawSplits(splits, None, {s: "hub" for s in splits}, [])
+        return _read_files(find_split_files(path), cfg, None)
     if "/" in name_or_path and not name_or_path.startswith((".", "/")) and name_or_path.count("/") == 1:
         try:
             splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
@@ -296,31 +306,35 @@ def read_splits(
                 f"{name_or_path!r} is no local path, and as a Hugging Face hub id it failed: {err}; "
                 f"check the path, or the network and the id"
             ) from err
-        return splits, None, {s: "hub" for s in splits}
+        return RawSplits(splits, None, {s: "hub" for s in splits}, [])
     raise InputNotFound(
         f"no dataset {name_or_path!r}: not a registered name ({', '.join(REGISTRY)}), not an existing file or "
         f"folder, and not a hub id (owner/name)"
     )
 
 
-def _read_files(
-    files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]
-) -> Tuple[Dict[str, List[Sentence]], Dict[str, str]]:
-    """Split to sentences, and split to the format actually read (``cfg.format`` overrides the files')."""
+def _read_files(files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> RawSplits:
+    """Read every split file (``cfg.format`` overrides the files' format)."""
     fmt = cfg.format or files.format
+    encoding = cfg.encoding or (entry.encoding if entry else "utf-8")
+    notes: List[str] = []
+    if fmt == "columns" and entry is not None and cfg.tag_column is None:
+        note = layout_note(entry, files, cfg.separator, encoding)
+        if note:
+            notes.append(note)
     out: Dict[str, List[Sentence]] = {}
     for split, path in files.paths.items():
-        out[split] = list(_read_one(path, fmt, cfg, entry))
-    return out, {split: fmt for split in out}
+        out[split] = list(_read_one(path, fmt, cfg, entry, encoding))
+    return RawSplits(out, entry.scheme if entry else None, {split: fmt for split in out}, notes)
 
 
-def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> Iterator[Sentence]:
-    encoding = cfg.encoding or (entry.encoding if entry else "utf-8")
+def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: Optional[DatasetEntry], encoding: str
+              ) -> Iterator[Sentence]:
     if fmt == "pairs":
         return read_line_pairs(path / "seq.in", path / "seq.out", encoding=encoding)
     if fmt == "jsonl":
         return read_jsonl(path, encoding=encoding)
     token_column = cfg.token_column if cfg.token_column is not None else (entry.token_column if entry else 0)
-    tag_column = cfg.tag_column if cfg.tag_column is not None else (entry.tag_column if entry else -1)
+    tag_column = cfg.tag_column if cfg.tag_column is not None else -1
     return read_columns(path, token_column=token_column, tag_column=tag_column, separator=cfg.separator,
                         encoding=encoding)

@@ -15,7 +15,7 @@ def inspect_corpus(corpus: Corpus) -> dict:
     """Summarise a corpus as one JSON-ready dict.
 
     Returns:
-        ``{"name", "scheme", "labels", "splits": {split: {"sentences", "tokens", "labels",
+        ``{"name", "scheme", "labels", "notes", "splits": {split: {"sentences", "tokens", "labels",
         "illegal", "illegal_at", "policy", "repaired", "dropped", "source_scheme", "entities"}}}``
         where ``labels`` of a split are the tags seen in it (``"O"`` first) and ``illegal``
         counts the gold sequences that broke the source scheme before the policy acted.
@@ -43,7 +43,8 @@ def inspect_corpus(corpus: Corpus) -> dict:
             "source_scheme": notes.get("source_scheme", corpus.scheme),
             "entities": dict(sorted(entities.items())),
         }
-    return {"name": corpus.name, "scheme": corpus.scheme, "labels": list(corpus.labels), "splits": splits}
+    return {"name": corpus.name, "scheme": corpus.scheme, "labels": list(corpus.labels),
+            "notes": list(corpus.notes), "splits": splits}
 
 
 def format_inspection(info: dict) -> str:
@@ -54,6 +55,7 @@ def format_inspection(info: dict) -> str:
         f"dataset {info.get('name', '')}: scheme {info['scheme']}"
         + (f" (read as {', '.join(sources)})" if sources and sources != [info["scheme"]] else "")
         + f", {len(info.get('labels', []))} labels",
+        *(f"note: {note}" for note in info.get("notes", [])),
         "",
     ]
     header = ["split", "sentences", "tokens", "entities", "labels", "illegal", "policy"]

@@ -5,6 +5,11 @@ Resolution of a registered name: ``data_dir`` (``--data-dir``), then the environ
 files directly (not for the bundled ``sample``, whose generic names would match anything).
 Then the Hugging Face hub ids of the entry, in turn. A path (directory or file) is read by
 conventional split names. When nothing is found the error says where to put which files.
+
+Column corpora take their tags from the *last* column, whatever the release: CoNLL-2002 Spanish
+is two columns at its origin and three (``token POS NER``) as NLTK and most mirrors ship it. An
+entry's ``columns`` describes the original layout; ``layout_note`` says once when the files
+have another.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from mcrf.data.readers import column_count
 from mcrf.errors import DataError, InputNotFound, located
 
 ENV_VAR = "MCRF_DATA_DIR"
@@ -27,7 +33,7 @@ EXTENSIONS = ("", ".txt", ".conll", ".tsv", ".bio", ".bmes", ".iob", ".iob2", ".
 
 __all__ = [
     "ENV_VAR", "SPLIT_NAMES", "EXTENSIONS", "HubSource", "DatasetEntry", "REGISTRY", "SplitFiles",
-    "sample_dir", "find_local", "find_split_files", "split_of",
+    "sample_dir", "find_local", "find_split_files", "layout_note", "split_of",
 ]
 
 
@@ -46,7 +52,9 @@ class DatasetEntry:
     """A named dataset: its local files per split, format, columns and native scheme.
 
     ``files`` maps a split to its file name (format ``columns``/``jsonl``) or to its folder
-    holding ``seq.in``/``seq.out`` (format ``pairs``).
+    holding ``seq.in``/``seq.out`` (format ``pairs``). ``columns`` names the columns of the
+    original release (format ``columns``); the tag is read from the last column of the files
+    whatever their count, unless the user passes a tag column.
     """
 
     name: str
@@ -54,8 +62,8 @@ class DatasetEntry:
     format: str
     files: Dict[str, str]
     scheme: str
+    columns: Tuple[str, ...] = ("token", "tag")
     token_column: int = 0
-    tag_column: int = -1
     encoding: str = "utf-8"
     hub: Tuple[HubSource, ...] = ()
     folder: str = ""
@@ -83,23 +91,26 @@ REGISTRY: Dict[str, DatasetEntry] = {
         DatasetEntry("sample", "bundled synthetic English NER corpus (PER/LOC/ORG/MISC), Apache-2.0", "columns",
                      {"train": "train.txt", "dev": "dev.txt", "test": "test.txt"}, "BIO"),
         DatasetEntry("conll2003", "CoNLL-2003 English NER, original IOB1 files `token POS chunk NER`", "columns",
-                     {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}, "IOB1", tag_column=3,
+                     {"train": "eng.train", "dev": "eng.testa", "test": "eng.testb"}, "IOB1",
+                     columns=("token", "POS", "chunk", "NER"),
                      hub=(HubSource("lhoestq/conll2003"),
                           HubSource("eriktks/conll2003", revision="refs/convert/parquet"))),
         DatasetEntry("conll2000", "CoNLL-2000 chunking `token POS chunk` (no dev split)", "columns",
-                     {"train": "train.txt", "test": "test.txt"}, "BIO", tag_column=2,
+                     {"train": "train.txt", "test": "test.txt"}, "BIO", columns=("token", "POS", "chunk"),
                      hub=(HubSource("eriktks/conll2000", revision="refs/convert/parquet", tag_column="chunk_tags"),)),
         DatasetEntry("conll2002-nl", f"CoNLL-2002 Dutch NER `token POS NER`, latin-1 ({_CONLL02})", "columns",
-                     {"train": "ned.train", "dev": "ned.testa", "test": "ned.testb"}, "BIO", tag_column=2,
+                     {"train": "ned.train", "dev": "ned.testa", "test": "ned.testb"}, "BIO",
+                     columns=("token", "POS", "NER"),
                      encoding="latin-1", folder="conll2002",
                      hub=(HubSource("eriktks/conll2002", config="nl", revision="refs/convert/parquet"),)),
-        DatasetEntry("conll2002-es", f"CoNLL-2002 Spanish NER `token NER`, latin-1 ({_CONLL02})", "columns",
-                     {"train": "esp.train", "dev": "esp.testa", "test": "esp.testb"}, "BIO", tag_column=1,
+        DatasetEntry("conll2002-es", f"CoNLL-2002 Spanish NER `token NER` (NLTK: `token POS NER`), latin-1 "
+                     f"({_CONLL02})", "columns",
+                     {"train": "esp.train", "dev": "esp.testa", "test": "esp.testb"}, "BIO", columns=("token", "NER"),
                      encoding="latin-1", folder="conll2002",
                      hub=(HubSource("eriktks/conll2002", config="es", revision="refs/convert/parquet"),)),
         DatasetEntry("wnut17", "WNUT-17 emerging entities `token<TAB>tag`", "columns",
                      {"train": "wnut17train.conll", "dev": "emerging.dev.conll", "test": "emerging.test.annotated"},
-                     "BIO", tag_column=1,
+                     "BIO",
                      hub=(HubSource("leondz/wnut_17", revision="refs/convert/parquet"),)),
         DatasetEntry("atis", "ATIS slot filling (SlotGated-SLU split), seq.in/seq.out", "pairs",
                      {"train": "train", "dev": "valid", "test": "test"}, "BIO"),
@@ -107,10 +118,10 @@ REGISTRY: Dict[str, DatasetEntry] = {
                      {"train": "train", "dev": "valid", "test": "test"}, "BIO"),
         DatasetEntry("resume", "Resume Chinese NER, characters, BIO (Masked CRF authors' version)", "columns",
                      {"train": "train.char.bio", "dev": "dev.char.bio", "test": "test.char.bio"}, "BIO",
-                     tag_column=1),
+                     columns=("char", "tag")),
         DatasetEntry("resume-bmes", "Resume Chinese NER, characters, BMES (LatticeLSTM release)", "columns",
                      {"train": "train.char.bmes", "dev": "dev.char.bmes", "test": "test.char.bmes"}, "BMES",
-                     tag_column=1, folder="resume"),
+                     columns=("char", "tag"), folder="resume"),
     ]
 }
 
@@ -159,6 +170,21 @@ def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[S
             return SplitFiles(_entry_paths(entry, folder) or {}, entry.format, str(folder)), searched
         searched.append("data/sample in the source checkout and <sys.prefix>/share/mcrf/sample")
     return None, searched
+
+
+def layout_note(entry: DatasetEntry, files: SplitFiles, separator: Optional[str], encoding: str) -> Optional[str]:
+    """One sentence when the files' column count differs from ``entry.columns`` (``None`` when equal).
+
+    Reads the first token line of each split file. The tags are read from the last column either
+    way; the note tells the user so, once per corpus, and how to choose another column.
+    """
+    for split, path in files.paths.items():
+        count, line = column_count(path, separator, encoding)
+        if count and count != len(entry.columns):
+            return (f"{entry.name}: {path}:{line} has {count} columns where the registry describes "
+                    f"{len(entry.columns)} (`{' '.join(entry.columns)}`); tags are read from the last column "
+                    f"({count - 1}, counting from 0); pass --tag-column to read another")
+    return None
 
 
 def split_of(name: str) -> Optional[str]:

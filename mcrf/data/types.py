@@ -52,6 +52,9 @@ class Corpus:
         scheme: canonical scheme name of the tags in ``splits`` (after conversion).
         name: dataset name or path it was loaded from.
         report: per-split notes of the loader (illegal gold counts, what the policy did, ...).
+        notes: corpus-wide decisions the user should hear once (``mcrf inspect`` and the training
+            header print them), e.g. tags read from the last of more columns than the registry
+            describes.
     """
 
     splits: Dict[str, List[Sentence]]
@@ -59,3 +62,4 @@ class Corpus:
     scheme: str
     name: str = ""
     report: Dict[str, dict] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)

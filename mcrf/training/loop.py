@@ -146,6 +146,7 @@ class _Run:
                         config.dataset, carved, DEFAULT_DEV_FRACTION)
         self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
         self.scheme = corpus.scheme
+        self.data_notes = corpus.notes
         if self.saved is not None:
             tagger = restore_tagger(self.saved, corpus, self.output_dir)
         else:
@@ -188,6 +189,8 @@ class _Run:
             "steps per epoch": self.steps_per_epoch, "total steps": self.total_steps,
             "parameters": sum(p.numel() for p in self.tagger.parameters()),
         }
+        if self.data_notes:
+            extra["data"] = "; ".join(self.data_notes)
         width = max(len(k) for k in extra)
         return self.config.header() + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in extra.items())
 
