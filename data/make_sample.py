@@ -1,4 +1,4 @@
-"""Generate the bundled sample NER corpus (data/sample/{train,dev,test}.txt).
+"""Generate the bundled sample NER corpus (mcrf/data/sample/{train,dev,test}.txt, package data).
 
 Deterministic (seeded ``random.Random``; standard library only): sentences are filled from
 templates with names of people (PER), places (LOC), organisations (ORG) and miscellaneous
@@ -7,7 +7,7 @@ every name list is held out of train and used only in dev/test, so a model must 
 and word shape, not memorise names. Output: CoNLL two-column ``token<TAB>tag`` (BIO), one blank
 line between sentences.
 
-Usage: python data/make_sample.py [--seed 13] [--out data/sample] [--sizes 600 150 150]
+Usage: python data/make_sample.py [--seed 13] [--out mcrf/data/sample] [--sizes 600 150 150]
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def write(splits: Dict[str, List[List[Tuple[str, str]]]], out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "sample")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "mcrf" / "data" / "sample")
     parser.add_argument("--sizes", type=int, nargs=3, default=(600, 150, 150), metavar=("TRAIN", "DEV", "TEST"))
     args = parser.parse_args()
     write(generate(args.seed, args.sizes), args.out)

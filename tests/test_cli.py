@@ -25,7 +25,7 @@ from mcrf.training import TrainConfig
 import tiny_models as tm
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "sample"
+SAMPLE = ROOT / "mcrf" / "data" / "sample"  # package data
 # one intra-op thread: the models here are tiny, and 2 OpenMP threads on a loaded 2-core machine thrash (10x slower)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 LINES = ["John Smith flew to  Paris with Acme Corp .", "", "\tMaria Rossi visited Kyoto, Japan.",

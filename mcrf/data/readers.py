@@ -21,11 +21,16 @@ import re
 from pathlib import Path
 from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
+try:  # Python 3.11+
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
+
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
 
 PathLike = Union[str, Path]
-LineSource = Union[str, Path, BinaryIO]
+LineSource = Union[str, Path, Traversable, BinaryIO]  # Traversable: package data (importlib.resources)
 DOCSTART = "-DOCSTART-"
 _FIELD_SPLIT = re.compile(r"[ \t]+")
 
@@ -37,7 +42,7 @@ __all__ = ["DOCSTART", "check_encoding", "iter_lines", "source_name", "split_fie
 
 def source_name(source: LineSource) -> str:
     """How messages and ``Sentence.source`` name a path or a stream (its ``name``, else ``<stream>``)."""
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, Path, Traversable)):
         return str(source)
     name = getattr(source, "name", None)
     return name if isinstance(name, str) else "<stream>"
@@ -74,8 +79,8 @@ def _splits_on_newline_byte(encoding: str) -> bool:
 def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
     """Yield ``(line_number, text)`` of a file or binary stream, 1-based, without the line end (LF or CRLF).
 
-    A path is opened and closed here (regular files and also named pipes such as ``<(command)``);
-    a stream is read from where it stands and left open. Lines end at ``\n`` only (a lone CR or
+    A path (or an ``importlib.resources`` Traversable) is opened and closed here (regular files and
+    also named pipes such as ``<(command)``); a stream is read from where it stands and left open. Lines end at ``\n`` only (a lone CR or
     U+2028 stays inside the line, so line numbers agree with ``wc -l`` and editors' CoNLL views).
 
     Raises:
@@ -93,6 +98,10 @@ def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[in
                                                     "check the path"))
         with path.open("rb") as handle:
             yield from _decode_lines(handle, str(path), encoding)
+        return
+    if isinstance(source, Traversable):  # package data inside a zip archive
+        with source.open("rb") as handle:
+            yield from _decode_lines(handle, str(source), encoding)
         return
     if isinstance(source, io.TextIOBase):
         raise TypeError(f"expected a binary stream for {source_name(source)}, got a text stream; "

@@ -14,13 +14,13 @@ have another.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
-from mcrf.data.readers import column_count
+from mcrf.data.readers import Traversable, column_count
 from mcrf.errors import DataError, InputNotFound, located
 
 ENV_VAR = "MCRF_DATA_DIR"
@@ -76,9 +76,10 @@ class DatasetEntry:
 
 @dataclass(frozen=True)
 class SplitFiles:
-    """Resolved local data: split name to its path, and the format to read it with."""
+    """Resolved local data: split name to its path (a ``Traversable`` for package data in a zip), and
+    the format to read it with."""
 
-    paths: Dict[str, Path]
+    paths: Dict[str, Union[Path, Traversable]]
     format: str
     origin: str = ""
     extra: Dict[str, str] = field(default_factory=dict)
@@ -126,23 +127,26 @@ REGISTRY: Dict[str, DatasetEntry] = {
 }
 
 
-def sample_dir() -> Optional[Path]:
-    """The bundled sample corpus: the source checkout's ``data/sample``, else ``<prefix>/share/mcrf/sample``."""
-    import mcrf
+def sample_dir() -> Traversable:
+    """The bundled sample corpus, package data of ``mcrf.data`` (``mcrf/data/sample/``).
 
-    for candidate in (Path(mcrf.__file__).resolve().parents[1] / "data" / "sample",
-                      Path(sys.prefix) / "share" / "mcrf" / "sample"):
-        if (candidate / "train.txt").is_file():
-            return candidate
-    return None
+    Read through ``importlib.resources``, so it is found wherever the package is: a source
+    checkout, site-packages, a ``--user`` install, a zip archive (then it is a ``Traversable``,
+    not a ``Path``; the readers open it as such).
+    """
+    return importlib.resources.files("mcrf.data") / "sample"
 
 
-def _entry_paths(entry: DatasetEntry, folder: Path) -> Optional[Dict[str, Path]]:
+def _entry_paths(entry: DatasetEntry, folder: Traversable) -> Optional[Dict[str, Traversable]]:
     """Split paths of ``entry`` inside ``folder`` if its train file (or folder) is there."""
     paths = {split: folder / name for split, name in entry.files.items()}
-    if not paths["train"].exists():
+
+    def present(path: Traversable) -> bool:
+        return path.is_file() or path.is_dir()
+
+    if not present(paths["train"]):
         return None
-    return {split: path for split, path in paths.items() if path.exists()}
+    return {split: path for split, path in paths.items() if present(path)}
 
 
 def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[SplitFiles], List[str]]:
@@ -166,9 +170,10 @@ def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[S
                 return SplitFiles(paths, entry.format, f"{folder} ({origin})"), searched
     if entry.name == "sample":
         folder = sample_dir()
-        if folder is not None:
-            return SplitFiles(_entry_paths(entry, folder) or {}, entry.format, str(folder)), searched
-        searched.append("data/sample in the source checkout and <sys.prefix>/share/mcrf/sample")
+        paths = _entry_paths(entry, folder)
+        if paths:
+            return SplitFiles(paths, entry.format, str(folder)), searched
+        searched.append(f"{folder} (the package data of mcrf.data; reinstall mcrf)")
     return None, searched
 
 
