@@ -21,8 +21,9 @@ Only torch is imported here; the tokenizer object is passed in by the caller.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,8 +40,8 @@ class WindowPlan:
         owner: for each word, the index into ``windows`` of the window it is read from.
     """
 
-    windows: Tuple[Tuple[int, int], ...]
-    owner: Tuple[int, ...]
+    windows: tuple[tuple[int, int], ...]
+    owner: tuple[int, ...]
 
 
 def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan:
@@ -82,7 +83,7 @@ def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan
     for size in sizes:
         cumulative.append(cumulative[-1] + size)
 
-    windows: List[Tuple[int, int]] = []
+    windows: list[tuple[int, int]] = []
     start = 0
     while True:
         end = start
@@ -151,7 +152,7 @@ class SubwordAligner:
         self.unk_id = tokenizer.unk_token_id
         self.uses_token_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ())
 
-    def word_pieces(self, sentences: Sequence[Sequence[str]]) -> List[List[List[int]]]:
+    def word_pieces(self, sentences: Sequence[Sequence[str]]) -> list[list[list[int]]]:
         """Sub-word ids of every word (at least one per word: a word the tokenizer drops becomes [UNK]).
 
         Args:
@@ -161,7 +162,7 @@ class SubwordAligner:
             ``pieces[sentence][word]`` = list of sub-word ids (without special tokens).
         """
         non_empty = [i for i, words in enumerate(sentences) if len(words) > 0]
-        pieces: List[List[List[int]]] = [[] for _ in sentences]
+        pieces: list[list[list[int]]] = [[] for _ in sentences]
         if not non_empty:
             return pieces
         encoding = self.tokenizer(
@@ -171,7 +172,7 @@ class SubwordAligner:
             truncation=False,
         )
         for row, index in enumerate(non_empty):
-            words: List[List[int]] = [[] for _ in sentences[index]]
+            words: list[list[int]] = [[] for _ in sentences[index]]
             for token_id, word_id in zip(encoding["input_ids"][row], encoding.word_ids(row)):
                 if word_id is not None:
                     words[word_id].append(token_id)
@@ -186,7 +187,7 @@ class SubwordAligner:
             pieces[index] = words
         return pieces
 
-    def __call__(self, sentences: Sequence[Sequence[str]]) -> Dict[str, Tensor]:
+    def __call__(self, sentences: Sequence[Sequence[str]]) -> dict[str, Tensor]:
         """Build windowed encoder inputs for a batch of sentences.
 
         Args:
@@ -200,15 +201,15 @@ class SubwordAligner:
             ``word_mask`` (B, W) bool. W is the longest sentence's word count.
         """
         pieces = self.word_pieces(sentences)
-        rows: List[List[int]] = []
-        types: List[List[int]] = []
+        rows: list[list[int]] = []
+        types: list[list[int]] = []
         width = max((len(words) for words in sentences), default=0)
-        windows_of: List[List[int]] = []  # per sentence: owner row of each word
-        positions_of: List[List[int]] = []  # per sentence: first-sub-word position of each word
+        windows_of: list[list[int]] = []  # per sentence: owner row of each word
+        positions_of: list[list[int]] = []  # per sentence: first-sub-word position of each word
         for words in pieces:
             plan = plan_windows([len(p) for p in words], self.budget, self.stride)
             first_row = len(rows)
-            starts_of_window: List[List[int]] = []
+            starts_of_window: list[list[int]] = []
             for start, end in plan.windows:
                 ids = list(self.prefix)
                 starts = []
@@ -260,7 +261,7 @@ def gather_words(states: Tensor, word_window: Tensor, word_position: Tensor) -> 
     return states[word_window, word_position]  # shape: (B, W, H)
 
 
-def _special_layout(tokenizer: Any) -> Tuple[List[int], List[int], List[int], int, List[int]]:
+def _special_layout(tokenizer: Any) -> tuple[list[int], list[int], list[int], int, list[int]]:
     """Special tokens the tokenizer puts before/after a single sequence, and token types.
 
     Found by encoding a probe word with and without special tokens, so it works for

@@ -22,7 +22,7 @@ batches to even out the processes instead of dropping any). The configured size 
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterator, List, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ class SentenceDataset(torch.utils.data.Dataset):
         return self.items[index]
 
 
-def sentence_lengths(sentences: Sequence[object]) -> List[int]:
+def sentence_lengths(sentences: Sequence[object]) -> list[int]:
     """Number of words of each sentence (anything with a ``tokens`` sequence)."""
     return [len(s.tokens) for s in sentences]  # type: ignore[attr-defined]
 
@@ -119,7 +119,7 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         full, rest = divmod(n, pool)
         return full * math.ceil(pool / self.max_batch_size) + math.ceil(rest / self.max_batch_size)
 
-    def batches(self) -> List[List[int]]:
+    def batches(self) -> list[list[int]]:
         """All batches of the current epoch, in order (what ``__iter__`` yields)."""
         n = len(self.lengths)
         size = self.max_batch_size
@@ -146,14 +146,14 @@ class LengthBucketSampler(torch.utils.data.Sampler):
             batches = [batches[i] for i in perm]
         return batches
 
-    def __iter__(self) -> Iterator[List[int]]:
+    def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()
 
-    def state_dict(self) -> Dict[str, int]:
+    def state_dict(self) -> dict[str, int]:
         """Sampler state for checkpoints (``accelerator.register_for_checkpointing``)."""
         return {"epoch": self.epoch, "seed": self.seed}
 
-    def load_state_dict(self, state: Dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, int]) -> None:
         """Restore ``state_dict()`` output."""
         self.epoch = int(state["epoch"])
         self.seed = int(state["seed"])

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 from mcrf import schemes
 from mcrf.data import hub
-from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
+from mcrf.data.readers import check_encoding, read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import (REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, layout_note,
                                 missing_message)
-from mcrf.data.readers import check_encoding
 from mcrf.data.types import Corpus, Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
 
@@ -53,18 +53,18 @@ class LoadConfig:
             of train into a ``dev`` split (``None``: leave the splits as they are).
     """
 
-    data_dir: Optional[str] = None
-    scheme: Optional[str] = None
-    source_scheme: Optional[str] = None
+    data_dir: str | None = None
+    scheme: str | None = None
+    source_scheme: str | None = None
     policy: str = "repair"
-    format: Optional[str] = None
-    token_column: Optional[int] = None
-    tag_column: Optional[int] = None
-    separator: Optional[str] = None
-    encoding: Optional[str] = None
-    hub_tag_column: Optional[str] = None
+    format: str | None = None
+    token_column: int | None = None
+    tag_column: int | None = None
+    separator: str | None = None
+    encoding: str | None = None
+    hub_tag_column: str | None = None
     max_reported: int = 5
-    dev_fraction: Optional[float] = None
+    dev_fraction: float | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -84,7 +84,7 @@ class LoadConfig:
             raise ConfigError(str(err)) from None
 
 
-def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **overrides) -> Corpus:
+def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, **overrides) -> Corpus:
     """Load a labelled dataset by registry name, path or hub id.
 
     Args:
@@ -109,8 +109,8 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
     line_per_token = {split: fmt == "columns" for split, fmt in origins.items()}
     source = cfg.source_scheme or _detect(raw, native, name_or_path, line_per_token)
     target = cfg.scheme or _DEFAULT_TARGET.get(source, source)
-    splits: Dict[str, List[Sentence]] = {}
-    report: Dict[str, dict] = {}
+    splits: dict[str, list[Sentence]] = {}
+    report: dict[str, dict] = {}
     for split, sentences in _in_split_order(raw):  # a carved dev split is listed between train and test
         kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
         splits[split] = kept
@@ -123,11 +123,11 @@ def load_corpus(name_or_path: str, *, config: Optional[LoadConfig] = None, **ove
                   notes=read_notes)
 
 
-def _in_split_order(raw: Dict[str, List[Sentence]]) -> List[Tuple[str, List[Sentence]]]:
+def _in_split_order(raw: dict[str, list[Sentence]]) -> list[tuple[str, list[Sentence]]]:
     return sorted(raw.items(), key=lambda item: _SPLIT_ORDER.get(item[0], len(_SPLIT_ORDER)))
 
 
-def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction: Optional[float]) -> int:
+def _carve_dev(raw: dict[str, list[Sentence]], origins: dict[str, str], fraction: float | None) -> int:
     """Move the last ``fraction`` of train into a new dev split when there is none; returns its size."""
     if fraction is None or "dev" in raw or not raw.get("train"):
         return 0
@@ -142,13 +142,13 @@ def _carve_dev(raw: Dict[str, List[Sentence]], origins: Dict[str, str], fraction
     return count
 
 
-def _detect(raw: Dict[str, List[Sentence]], native: Optional[str], name: str, line_per_token: Dict[str, bool]) -> str:
+def _detect(raw: dict[str, list[Sentence]], native: str | None, name: str, line_per_token: dict[str, bool]) -> str:
     """The source scheme: detected from the sequences, the registry's when they hold no entity.
 
     Labels are checked in file order (train, dev, test), so an error always names the same,
     first offending label with its ``file:line``.
     """
-    first_at: Dict[str, str] = {}  # prefix -> where it first occurs
+    first_at: dict[str, str] = {}  # prefix -> where it first occurs
     seen = set()
     for split, sentences in _in_split_order(raw):
         for sentence in sentences:
@@ -198,7 +198,7 @@ def _at(sentence: Sentence, position: int, line_per_token: bool, message: str) -
     return f"{sentence.source or '<unknown>'}: token {position + 1}: {message}"
 
 
-def _first_unknown(tags: List[str], scheme: str) -> int:
+def _first_unknown(tags: list[str], scheme: str) -> int:
     """Position of the first tag ``scheme`` cannot parse (its prefix is not one of the scheme's)."""
     for position, tag in enumerate(tags):
         try:
@@ -209,11 +209,11 @@ def _first_unknown(tags: List[str], scheme: str) -> int:
 
 
 def _check_split(
-    sentences: List[Sentence], source: str, target: str, cfg: LoadConfig, origin: str
-) -> Tuple[List[Sentence], dict]:
+    sentences: list[Sentence], source: str, target: str, cfg: LoadConfig, origin: str
+) -> tuple[list[Sentence], dict]:
     """Check every gold sequence, apply the policy, convert; return kept sentences and notes."""
     line_per_token = origin == "columns"
-    kept: List[Sentence] = []
+    kept: list[Sentence] = []
     illegal, illegal_at, tokens = 0, [], 0
     for sentence in sentences:
         tags = list(sentence.tags)
@@ -269,10 +269,10 @@ class RawSplits(NamedTuple):
             differs from the registry's description).
     """
 
-    splits: Dict[str, List[Sentence]]
-    native: Optional[str]
-    origins: Dict[str, str]
-    notes: List[str]
+    splits: dict[str, list[Sentence]]
+    native: str | None
+    origins: dict[str, str]
+    notes: list[str]
 
 
 def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
@@ -313,22 +313,22 @@ def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
     )
 
 
-def _read_files(files: SplitFiles, cfg: LoadConfig, entry: Optional[DatasetEntry]) -> RawSplits:
+def _read_files(files: SplitFiles, cfg: LoadConfig, entry: DatasetEntry | None) -> RawSplits:
     """Read every split file (``cfg.format`` overrides the files' format)."""
     fmt = cfg.format or files.format
     encoding = cfg.encoding or (entry.encoding if entry else "utf-8")
-    notes: List[str] = []
+    notes: list[str] = []
     if fmt == "columns" and entry is not None and cfg.tag_column is None:
         note = layout_note(entry, files, cfg.separator, encoding)
         if note:
             notes.append(note)
-    out: Dict[str, List[Sentence]] = {}
+    out: dict[str, list[Sentence]] = {}
     for split, path in files.paths.items():
         out[split] = list(_read_one(path, fmt, cfg, entry, encoding))
     return RawSplits(out, entry.scheme if entry else None, {split: fmt for split in out}, notes)
 
 
-def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: Optional[DatasetEntry], encoding: str
+def _read_one(path: Path, fmt: str, cfg: LoadConfig, entry: DatasetEntry | None, encoding: str
               ) -> Iterator[Sentence]:
     if fmt == "pairs":
         return read_line_pairs(path / "seq.in", path / "seq.out", encoding=encoding)

@@ -7,8 +7,8 @@ string tag column is read as is. ``datasets`` is imported lazily.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence
 
 from mcrf.data.types import Sentence
 from mcrf.errors import DataError, located
@@ -29,11 +29,11 @@ def is_saved_dataset(path: Path) -> bool:
 def read_hub_dataset(
     repo_or_path: str,
     *,
-    config: Optional[str] = None,
-    revision: Optional[str] = None,
-    tag_column: Optional[str] = None,
+    config: str | None = None,
+    revision: str | None = None,
+    tag_column: str | None = None,
     tokens_column: str = "tokens",
-) -> Dict[str, List[Sentence]]:
+) -> dict[str, list[Sentence]]:
     """Load every split of a hub dataset (or a local ``save_to_disk`` folder) as sentences.
 
     Args:
@@ -59,14 +59,14 @@ def read_hub_dataset(
         loaded = datasets.load_dataset(repo_or_path, config, revision=revision)
     if isinstance(loaded, datasets.Dataset):
         loaded = {"train": loaded}
-    out: Dict[str, List[Sentence]] = {}
+    out: dict[str, list[Sentence]] = {}
     for split_name, split in loaded.items():
         name = SPLIT_ALIASES.get(split_name, split_name)
         out[name] = list(dataset_to_sentences(split, f"{repo_or_path}[{split_name}]", tag_column, tokens_column))
     return out
 
 
-def _tag_names(feature) -> Optional[List[str]]:
+def _tag_names(feature) -> list[str] | None:
     """ClassLabel names of a (sequence of) ClassLabel feature, ``None`` for string tags."""
     import datasets
 
@@ -84,7 +84,7 @@ def _tag_names(feature) -> Optional[List[str]]:
 
 
 def dataset_to_sentences(
-    split, where: str, tag_column: Optional[str] = None, tokens_column: str = "tokens"
+    split, where: str, tag_column: str | None = None, tokens_column: str = "tokens"
 ) -> Iterator[Sentence]:
     """Turn one ``datasets.Dataset`` into sentences (``source`` is ``where:row``, 1-based)."""
     columns: Sequence[str] = split.column_names

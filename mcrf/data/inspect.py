@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Dict, List
 
 from mcrf import schemes
 from mcrf.data.types import Corpus
@@ -20,7 +19,7 @@ def inspect_corpus(corpus: Corpus) -> dict:
         where ``labels`` of a split are the tags seen in it (``"O"`` first) and ``illegal``
         counts the gold sequences that broke the source scheme before the policy acted.
     """
-    splits: Dict[str, dict] = {}
+    splits: dict[str, dict] = {}
     for split, sentences in corpus.splits.items():
         seen = set()
         entities: Counter = Counter()
@@ -51,7 +50,7 @@ def format_inspection(info: dict) -> str:
     """Render :func:`inspect_corpus` output as a plain-text report (tables, then details)."""
     splits = info["splits"]
     sources = sorted({s["source_scheme"] for s in splits.values() if s.get("source_scheme")})
-    lines: List[str] = [
+    lines: list[str] = [
         f"dataset {info.get('name', '')}: scheme {info['scheme']}"
         + (f" (read as {', '.join(sources)})" if sources and sources != [info["scheme"]] else "")
         + f", {len(info.get('labels', []))} labels",
@@ -84,7 +83,7 @@ def format_inspection(info: dict) -> str:
     return "\n".join(lines)
 
 
-def _table(rows: List[List[str]]) -> List[str]:
+def _table(rows: list[list[str]]) -> list[str]:
     """Align columns: the first and text columns left, numeric columns right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     numeric = [i > 0 and all(row[i][:1].isdigit() for row in rows[1:]) for i in range(len(widths))]

@@ -18,8 +18,9 @@ import codecs
 import io
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
+from typing import BinaryIO
 
 try:  # Python 3.11+
     from importlib.resources.abc import Traversable
@@ -29,8 +30,8 @@ except ImportError:  # Python 3.10
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
 
-PathLike = Union[str, Path]
-LineSource = Union[str, Path, Traversable, BinaryIO]  # Traversable: package data (importlib.resources)
+PathLike = str | Path
+LineSource = str | Path | Traversable | BinaryIO  # Traversable: package data (importlib.resources)
 DOCSTART = "-DOCSTART-"
 _FIELD_SPLIT = re.compile(r"[ \t]+")
 
@@ -76,7 +77,7 @@ def _splits_on_newline_byte(encoding: str) -> bool:
         return False
 
 
-def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[int, str]]:
+def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` of a file or binary stream, 1-based, without the line end (LF or CRLF).
 
     A path (or an ``importlib.resources`` Traversable) is opened and closed here (regular files and
@@ -109,7 +110,7 @@ def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[Tuple[in
     yield from _decode_lines(source, source_name(source), encoding)
 
 
-def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
     lines = _byte_lines(handle, name, encoding) if _splits_on_newline_byte(encoding) else \
         _stream_lines(handle, name, encoding)
     for number, text in lines:
@@ -125,7 +126,7 @@ def _bad_bytes(name: str, number: int, raw: bytes, err: UnicodeDecodeError, enco
         f"{encoding}; re-encode the file (e.g. `iconv -f latin1 -t utf-8`) or pass its encoding (--encoding)"))
 
 
-def _newlines_before(encoding: str, state: Tuple[bytes, int], err: UnicodeDecodeError) -> int:
+def _newlines_before(encoding: str, state: tuple[bytes, int], err: UnicodeDecodeError) -> int:
     """Newlines in the decodable text before ``err`` (decoded again from ``state``, bad bytes replaced)."""
     probe = codecs.getincrementaldecoder(encoding)(errors="replace")
     probe.setstate(state)
@@ -133,7 +134,7 @@ def _newlines_before(encoding: str, state: Tuple[bytes, int], err: UnicodeDecode
     return probe.decode(err.object[buffered:err.start]).count("\n")
 
 
-def _byte_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+def _byte_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
     """Split on ``\n`` bytes, then decode each line (ASCII-compatible encodings: exact byte columns)."""
     for number, raw in enumerate(handle, start=1):
         try:
@@ -142,7 +143,7 @@ def _byte_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[in
             raise _bad_bytes(name, number, raw, err, encoding) from None
 
 
-def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[int, str]]:
+def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
     """Decode the stream incrementally, then split on ``\n`` (UTF-16/32, where a newline is not one byte)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     read = getattr(handle, "read1", handle.read)  # read1: what a pipe has now, not a full chunk
@@ -168,7 +169,7 @@ def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[Tuple[
         yield number + 1, pending
 
 
-def split_fields(line: str, separator: Optional[str] = None) -> List[str]:
+def split_fields(line: str, separator: str | None = None) -> list[str]:
     """Split a column line: on ``separator`` when given, else on runs of spaces/tabs.
 
     Only ASCII spaces and tabs separate fields, so tokens such as U+3000 or U+00A0 survive.
@@ -185,8 +186,8 @@ def read_columns(
     path: LineSource,
     *,
     token_column: int = 0,
-    tag_column: Optional[int] = -1,
-    separator: Optional[str] = None,
+    tag_column: int | None = -1,
+    separator: str | None = None,
     encoding: str = "utf-8",
     allow_empty: bool = False,
 ) -> Iterator[Sentence]:
@@ -210,14 +211,14 @@ def read_columns(
             does not exist, or the file holds no sentence (unless ``allow_empty``); bad bytes.
     """
     name = source_name(path)
-    columns: Optional[int] = None
+    columns: int | None = None
     first = 0
-    tokens: List[str] = []
-    tags: List[str] = []
+    tokens: list[str] = []
+    tags: list[str] = []
     start = 0
     count = 0
 
-    def flush() -> Optional[Sentence]:
+    def flush() -> Sentence | None:
         if not tokens:
             return None
         sentence = Sentence(tuple(tokens), tuple(tags) if tag_column is not None else None, f"{name}:{start}")
@@ -262,11 +263,11 @@ def read_columns(
                                             "check that this is the right file"))
 
 
-def _is_docstart(fields: List[str], token_column: int) -> bool:
+def _is_docstart(fields: list[str], token_column: int) -> bool:
     return fields[0] == DOCSTART or (len(fields) > token_column and fields[token_column] == DOCSTART)
 
 
-def column_count(path: LineSource, separator: Optional[str] = None, encoding: str = "utf-8") -> Tuple[int, int]:
+def column_count(path: LineSource, separator: str | None = None, encoding: str = "utf-8") -> tuple[int, int]:
     """``(columns, line)`` of the first token line of a column file (``(0, 0)`` when it has none).
 
     Reads only up to that line: the layout check of ``load_corpus`` costs one line per file.
@@ -325,7 +326,7 @@ def read_line_pairs(tokens_path: PathLike, tags_path: PathLike, encoding: str = 
 
 
 def read_jsonl(
-    path: PathLike, *, tokens_key: str = "tokens", tags_key: Optional[str] = "tags", encoding: str = "utf-8"
+    path: PathLike, *, tokens_key: str = "tokens", tags_key: str | None = "tags", encoding: str = "utf-8"
 ) -> Iterator[Sentence]:
     """Read JSON lines ``{"tokens": [...], "tags": [...]}`` (blank lines skipped).
 
@@ -357,7 +358,7 @@ def read_jsonl(
                                             "this is the right file"))
 
 
-def _string_list(record: dict, key: str, path: PathLike, number: int) -> List[str]:
+def _string_list(record: dict, key: str, path: PathLike, number: int) -> list[str]:
     if key not in record:
         raise DataError(located(path, number, f"expected a key {key!r}, got keys {sorted(record)}; add it"))
     value = record[key]

@@ -18,13 +18,12 @@ import importlib.resources
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
 
 from mcrf.data.readers import Traversable, column_count
 from mcrf.errors import DataError, InputNotFound, located
 
 ENV_VAR = "MCRF_DATA_DIR"
-SPLIT_NAMES: Dict[str, Tuple[str, ...]] = {
+SPLIT_NAMES: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "dev": ("dev", "valid", "validation", "testa", "val"),
     "test": ("test", "testb"),
@@ -42,8 +41,8 @@ class HubSource:
     """A Hugging Face hub dataset: id, optional config name and revision, tag column."""
 
     repo_id: str
-    config: Optional[str] = None
-    revision: Optional[str] = None
+    config: str | None = None
+    revision: str | None = None
     tag_column: str = "ner_tags"
 
 
@@ -60,16 +59,16 @@ class DatasetEntry:
     name: str
     description: str
     format: str
-    files: Dict[str, str]
+    files: dict[str, str]
     scheme: str
-    columns: Tuple[str, ...] = ("token", "tag")
+    columns: tuple[str, ...] = ("token", "tag")
     token_column: int = 0
     encoding: str = "utf-8"
-    hub: Tuple[HubSource, ...] = ()
+    hub: tuple[HubSource, ...] = ()
     folder: str = ""
 
     @property
-    def folders(self) -> Tuple[str, ...]:
+    def folders(self) -> tuple[str, ...]:
         """Sub-folder names searched under a data root: the name, then the shared folder if any."""
         return (self.name, self.folder) if self.folder else (self.name,)
 
@@ -79,14 +78,14 @@ class SplitFiles:
     """Resolved local data: split name to its path (a ``Traversable`` for package data in a zip), and
     the format to read it with."""
 
-    paths: Dict[str, Union[Path, Traversable]]
+    paths: dict[str, Path | Traversable]
     format: str
     origin: str = ""
-    extra: Dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 _CONLL02 = "https://www.clips.uantwerpen.be/conll2002/ner/"
-REGISTRY: Dict[str, DatasetEntry] = {
+REGISTRY: dict[str, DatasetEntry] = {
     e.name: e
     for e in [
         DatasetEntry("sample", "bundled synthetic English NER corpus (PER/LOC/ORG/MISC), Apache-2.0", "columns",
@@ -137,7 +136,7 @@ def sample_dir() -> Traversable:
     return importlib.resources.files("mcrf.data") / "sample"
 
 
-def _entry_paths(entry: DatasetEntry, folder: Traversable) -> Optional[Dict[str, Traversable]]:
+def _entry_paths(entry: DatasetEntry, folder: Traversable) -> dict[str, Traversable] | None:
     """Split paths of ``entry`` inside ``folder`` if its train file (or folder) is there."""
     paths = {split: folder / name for split, name in entry.files.items()}
 
@@ -149,13 +148,13 @@ def _entry_paths(entry: DatasetEntry, folder: Traversable) -> Optional[Dict[str,
     return {split: path for split, path in paths.items() if present(path)}
 
 
-def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[SplitFiles], List[str]]:
+def find_local(entry: DatasetEntry, data_dir: str | None) -> tuple[SplitFiles | None, list[str]]:
     """Find a registered dataset's files locally.
 
     Returns:
         The resolved files (or ``None``) and the list of folders that were searched.
     """
-    searched: List[str] = []
+    searched: list[str] = []
     roots = [("--data-dir", data_dir), (ENV_VAR, os.environ.get(ENV_VAR))]
     for origin, root in roots:
         if not root:
@@ -177,7 +176,7 @@ def find_local(entry: DatasetEntry, data_dir: Optional[str]) -> Tuple[Optional[S
     return None, searched
 
 
-def layout_note(entry: DatasetEntry, files: SplitFiles, separator: Optional[str], encoding: str) -> Optional[str]:
+def layout_note(entry: DatasetEntry, files: SplitFiles, separator: str | None, encoding: str) -> str | None:
     """One sentence when the files' column count differs from ``entry.columns`` (``None`` when equal).
 
     Reads the first token line of each split file. The tags are read from the last column either
@@ -192,7 +191,7 @@ def layout_note(entry: DatasetEntry, files: SplitFiles, separator: Optional[str]
     return None
 
 
-def split_of(name: str) -> Optional[str]:
+def split_of(name: str) -> str | None:
     """The split a file or folder name stands for, by convention (``eng.testa`` → ``dev``).
 
     >>> split_of("valid.txt"), split_of("eng.testb"), split_of("train.char.bio"), split_of("notes.md")
@@ -225,7 +224,7 @@ def find_split_files(path: Path) -> SplitFiles:
     pairs.pop(None, None)
     if pairs:
         return SplitFiles(pairs, "pairs", str(path))
-    found: Dict[str, Path] = {}
+    found: dict[str, Path] = {}
     for child in sorted(path.iterdir()):
         suffix = child.suffix.lower()
         if not child.is_file() or not (suffix in EXTENSIONS or split_of(suffix.lstrip("."))):
@@ -254,7 +253,7 @@ def _format_of(path: Path) -> str:
     return "jsonl" if path.suffix.lower() in (".jsonl", ".json") else "columns"
 
 
-def missing_message(entry: DatasetEntry, searched: List[str], hub_errors: List[str]) -> str:
+def missing_message(entry: DatasetEntry, searched: list[str], hub_errors: list[str]) -> str:
     """The error text for a registered dataset found nowhere: where to put which files."""
     layout = ", ".join(
         f"{split}: {name}/seq.in + {name}/seq.out" if entry.format == "pairs" else f"{split}: {name}"

@@ -21,8 +21,9 @@ from __future__ import annotations
 import io
 import re
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, TextIO, Tuple, Union
+from typing import TextIO
 
 from mcrf.data.readers import iter_lines
 from mcrf.data.types import Sentence
@@ -37,7 +38,7 @@ _SPACE, _WORD, _MARK, _CJK_CHAR, _PUNCT = range(5)
 # character scan. str.isspace() also holds for \x1c-\x1f, which \s does not match.
 _ASCII_TOKEN = re.compile(r"\w+(?:[.,'\-]\w+)*|[^\s\x1c-\x1f]", re.ASCII)
 
-Source = Union[str, Path, TextIO]
+Source = str | Path | TextIO
 
 __all__ = ["tokenize_line", "pretokenized_line", "read_text_lines", "read_pretokenized"]
 
@@ -62,7 +63,7 @@ def _is_abbreviation(word: str) -> bool:
     return len(parts) >= 2 and all(len(part) == 1 and part.isalpha() for part in parts)
 
 
-def _word_end(line: str, kinds: List[int], start: int) -> int:
+def _word_end(line: str, kinds: list[int], start: int) -> int:
     """End (exclusive) of the word starting at ``start``."""
     end, n = start, len(line)
     while True:
@@ -77,12 +78,12 @@ def _word_end(line: str, kinds: List[int], start: int) -> int:
     return end
 
 
-def _spans(line: str) -> Iterator[Tuple[int, int]]:
+def _spans(line: str) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of each token of ``line``."""
     return _ascii_spans(line) if line.isascii() else _scanned_spans(line)
 
 
-def _ascii_spans(line: str) -> Iterator[Tuple[int, int]]:
+def _ascii_spans(line: str) -> Iterator[tuple[int, int]]:
     pos = 0
     while True:
         match = _ASCII_TOKEN.search(line, pos)
@@ -95,7 +96,7 @@ def _ascii_spans(line: str) -> Iterator[Tuple[int, int]]:
         pos = end
 
 
-def _scanned_spans(line: str) -> Iterator[Tuple[int, int]]:
+def _scanned_spans(line: str) -> Iterator[tuple[int, int]]:
     kinds = [_kind(char) for char in line]
     i, n = 0, len(line)
     while i < n:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
 
 from mcrf.errors import DataError
 
@@ -20,11 +19,11 @@ class Sentence:
         text: the original line the words came from (raw-text prediction), or ``None``.
     """
 
-    tokens: Tuple[str, ...]
-    tags: Optional[Tuple[str, ...]] = None
-    source: Optional[str] = None
-    offsets: Optional[Tuple[Tuple[int, int], ...]] = None
-    text: Optional[str] = None
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...] | None = None
+    source: str | None = None
+    offsets: tuple[tuple[int, int], ...] | None = None
+    text: str | None = None
 
     def __post_init__(self) -> None:
         if self.tags is not None and len(self.tags) != len(self.tokens):
@@ -57,9 +56,9 @@ class Corpus:
             describes.
     """
 
-    splits: Dict[str, List[Sentence]]
-    labels: List[str]
+    splits: dict[str, list[Sentence]]
+    labels: list[str]
     scheme: str
     name: str = ""
-    report: Dict[str, dict] = field(default_factory=dict)
-    notes: List[str] = field(default_factory=list)
+    report: dict[str, dict] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
