@@ -319,6 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
     from mcrf.cli_serve import add_serve
 
     add_serve(commands, common)
+    from mcrf.cli_compare import add_compare
+
+    add_compare(commands, common)
     return parser
 
 

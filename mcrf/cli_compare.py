@@ -1,0 +1,113 @@
+"""``mcrf compare``: does masking help on this corpus? (and ``--summarize`` over many comparisons).
+
+Its own flags come from ``CompareConfig``; every training flag of ``mcrf train`` applies too
+(the same generated flags), except those compare sets per cell (``--decoder``, ``--postprocess``,
+``--seed``, ``--resume``, ``--overwrite``) and ``--output``, which names the comparison's folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Any, Dict, List
+
+from mcrf.cli_util import UsageError, add_fields, build, given
+
+__all__ = ["add_compare"]
+
+#: ``mcrf train`` flags compare does not take (it sets them per cell, or owns ``--output``).
+_NOT_SHARED = ("decoder", "postprocess", "seed", "output_dir", "resume", "overwrite")
+
+
+def _seeds(text: str) -> tuple:
+    """Argparse type: ``1,2,3``."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds such as 1,2,3, got {text!r}") \
+            from None
+
+
+def _compare_fields() -> Dict[str, Dict[str, Any]]:
+    from mcrf.compare.variants import VARIANTS
+
+    return {"seeds": {"type": _seeds, "metavar": "1,2,3"},
+            "variants": {"metavar": ",".join(VARIANTS)},
+            "output_dir": {"metavar": "DIR"},
+            "resamples": {"type": int}}
+
+
+def _train_flags() -> Dict[str, Dict[str, Any]]:
+    from mcrf.cli import _train_fields
+
+    return {name: extra for name, extra in _train_fields().items() if name not in _NOT_SHARED}
+
+
+def add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``mcrf compare`` on the CLI's sub-command parsers."""
+    from mcrf.compare import CompareConfig
+    from mcrf.training.config import TrainConfig
+
+    parser = commands.add_parser(
+        "compare", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="does masking help? train crf/mcrf/softmax per seed, decode 6 ways, paired statistics",
+        description="Train each objective (crf, mcrf, softmax) once per seed, decode each variant (softmax/CRF + "
+                    "retain/discard, MCRF-decoding, MCRF), and write results.md/json/png to OUTPUT: F1 mean ± "
+                    "std, illegal path rates, speeds, per-seed deltas and paired p-values. Re-run the same "
+                    "command to continue an interrupted comparison: finished (objective, seed) cells are kept.",
+        epilog="examples:\n  mcrf compare sample --seeds 1,2 --output runs/compare-sample\n"
+               "  mcrf compare atis --data-dir ~/corpora --encoder bilstm --epochs 10 --output docs/results/atis-bilstm\n"
+               "  mcrf compare --summarize docs/results")
+    parser.add_argument("dataset", metavar="DATASET", nargs="?",
+                        help="registered name, folder or hub id, as for `mcrf train`")
+    parser.add_argument("--summarize", metavar="DIR", default=argparse.SUPPRESS,
+                        help="instead: write DIR/README.md and DIR/summary.png over the comparisons in DIR/*/")
+    add_fields(parser, CompareConfig, _compare_fields(), CompareConfig())
+    add_fields(parser, TrainConfig, _train_flags(), TrainConfig())
+    parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
+                        help="plain random batches instead of length-bucketed ones")
+    parser.set_defaults(func=_compare)
+
+
+def _command(args: argparse.Namespace, names: List[str]) -> str:
+    """The command line that reproduces ``args`` (flags in a fixed order, only those given)."""
+    from mcrf.cli_util import flag
+
+    words = ["mcrf", "compare", args.dataset]
+    if hasattr(args, "threads"):
+        words += ["--threads", str(args.threads)]
+    for name in names:
+        if not hasattr(args, name):
+            continue
+        value = getattr(args, name)
+        if name == "bucket":
+            words.append("--no-bucket")
+        elif value is True:
+            words.append(flag(name))
+        elif name == "seeds":
+            words += [flag(name), ",".join(map(str, value))]
+        else:
+            words += [flag(name), "none" if value is None else str(value)]
+    return shlex.join(words)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mcrf.compare import CompareConfig, compare
+    from mcrf.compare.report import render_markdown
+
+    if hasattr(args, "summarize"):
+        if args.dataset is not None:
+            raise UsageError("pass either DATASET (run a comparison) or --summarize DIR, not both")
+        from mcrf.compare.summary import summarize
+
+        path = summarize(args.summarize)
+        print(f"wrote {path} and its figure")
+        return 0
+    if args.dataset is None:
+        raise UsageError("expected DATASET (e.g. sample, conll2003, a folder) or --summarize DIR")
+    train_names = list(_train_flags()) + ["bucket"]
+    config = build(CompareConfig, dataset=args.dataset, **given(args, list(_compare_fields())),
+                   train=given(args, train_names))
+    results = compare(config, command=_command(args, list(_compare_fields()) + train_names))
+    print(render_markdown(results))
+    return 0

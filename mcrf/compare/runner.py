@@ -1,0 +1,160 @@
+"""``CompareConfig`` and ``compare(config)``: every (objective, seed) cell in turn, finished ones kept.
+
+Folder layout (``config.output_dir``)::
+
+    compare.json            the settings every cell shares (checked when the comparison is re-run)
+    cells/<objective>-seed<N>/  an ``mcrf train`` run folder + cell.json once the cell is finished
+    results.json, results.md, results.png   rewritten after the cells (see ``mcrf.compare.report``)
+
+Re-running with the same arguments skips finished cells and resumes an interrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from mcrf.compare import cells, report
+from mcrf.compare.variants import DEFAULT_VARIANTS, objectives_of, parse_variants
+from mcrf.errors import ConfigError
+from mcrf.training import TrainConfig
+
+__all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "PER_CELL_FIELDS"]
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE = "compare.json"
+#: ``TrainConfig`` fields set per cell, or free to differ between runs of one comparison (they
+#: change where or how fast it runs, not what it computes). All others must match ``compare.json``.
+PER_CELL_FIELDS = frozenset({"decoder", "postprocess", "seed", "output_dir", "resume", "overwrite",
+                             "data_dir", "eval_batch_size", "num_workers", "cpu"})
+
+
+@dataclass
+class CompareConfig:
+    """Defaults of ``mcrf compare`` (the CLI maps its own flags onto these fields).
+
+    Attributes:
+        dataset: dataset name or path, as for ``mcrf train``.
+        seeds: training seeds; each trains every objective once.
+        variants: variants to report (``mcrf.compare.VARIANTS``); the objectives they need are trained.
+        output_dir: the comparison's folder (cells, results.md/json/png).
+        resamples: randomizations and bootstrap draws of the paired tests.
+        train: ``TrainConfig`` overrides shared by every cell (the flags of ``mcrf train``), on
+            top of ``TrainConfig.for_dataset(dataset)``.
+    """
+
+    dataset: str = "sample"
+    seeds: Tuple[int, ...] = (1, 2, 3)
+    variants: Tuple[str, ...] = DEFAULT_VARIANTS
+    output_dir: str = "runs/compare"
+    resamples: int = 10000
+    train: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.variants = parse_variants(self.variants)
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
+                or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"expected one or more distinct integer seeds, got {self.seeds!r}; e.g. --seeds 1,2,3")
+        self.seeds = seeds
+        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or self.resamples < 100:
+            raise ConfigError(f"expected resamples to be an integer >= 100, got {self.resamples!r}")
+        taken = sorted(set(self.train) & {"decoder", "postprocess", "seed", "output_dir", "resume"})
+        if taken:
+            raise ConfigError(f"compare sets {taken} itself (per cell); drop them from the training settings "
+                              "(--variants picks decoders and post-processing, --seeds the seeds)")
+
+    def train_config(self) -> TrainConfig:
+        """The shared training settings (``decoder``/``seed``/``output_dir`` are set per cell)."""
+        try:
+            return TrainConfig.for_dataset(self.dataset, **self.train)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(str(error)) from error
+
+
+def _shared(config: TrainConfig) -> Dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k not in PER_CELL_FIELDS}
+
+
+def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> None:
+    """Write ``compare.json``, or check that the current settings match the saved ones."""
+    from mcrf.training.report import write_json
+
+    settings = {"dataset": config.dataset, "train": _shared(base)}
+    path = folder / SETTINGS_FILE
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        # a field a newer mcrf added is absent from an older compare.json: its default is what ran
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        then, now = saved.get("train", {}), settings["train"]
+        differ = [f"{k}: {then.get(k, defaults.get(k, '<absent>'))!r} (saved) != {now.get(k, '<absent>')!r} (now)"
+                  for k in sorted(set(then) | set(now))
+                  if then.get(k, defaults.get(k, "<absent>")) != now.get(k, "<absent>")]
+        if saved.get("dataset") != config.dataset:
+            differ.insert(0, f"dataset: {saved.get('dataset')!r} (saved) != {config.dataset!r} (now)")
+        if differ:
+            raise ConfigError(f"{folder} holds a comparison with other settings: {'; '.join(differ)}; re-run "
+                              "with its settings to continue it, or pass another --output")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(path, settings)
+
+
+def _splits(base: TrainConfig) -> Dict[str, List[Any]]:
+    """train/dev/test sentences exactly as ``train`` selects them."""
+    from mcrf.data import load_corpus
+
+    corpus = load_corpus(base.dataset, config=base.load_config())
+    splits = corpus.splits
+    if not splits.get("train") or not splits.get("dev"):
+        raise ConfigError(f"dataset {base.dataset!r} needs non-empty train and dev splits, got "
+                          f"{sorted(k for k, v in splits.items() if v)}")
+    return {"train": list(splits["train"])[: base.max_train_sentences],
+            "dev": list(splits["dev"])[: base.max_eval_sentences],
+            "test": list(splits.get("test") or [])[: base.max_eval_sentences]}
+
+
+def compare(config: CompareConfig, command: Optional[str] = None) -> Dict[str, Any]:
+    """Run (or continue) a comparison and write its results.
+
+    Args:
+        config: what to compare.
+        command: the command line to record in the results (``None``: the library call).
+
+    Returns:
+        The ``results.json`` content.
+
+    Raises:
+        ConfigError: bad settings, or an output folder holding a comparison with other settings.
+    """
+    from tqdm.auto import tqdm
+
+    base = config.train_config()
+    folder = Path(config.output_dir)
+    _check_settings(folder, config, base)
+    splits = _splits(base)
+    todo = [(objective, seed) for seed in config.seeds for objective in objectives_of(config.variants)]
+    records = []
+    bar = tqdm(todo, desc="compare cells", unit="cell", dynamic_ncols=True)
+    for objective, seed in bar:
+        name = cells.cell_name(objective, seed)
+        bar.set_postfix_str(name)
+        cell_folder = folder / "cells" / name
+        record = cells.read_cell(cell_folder)
+        if record is None:
+            logger.info("cell %s: training %s with seed %d", name, objective, seed)
+            cell_config = dataclasses.replace(base, decoder=objective, seed=seed, output_dir=str(cell_folder))
+            record = cells.run_cell(cell_config, splits, cell_folder)
+        else:
+            logger.info("cell %s: finished before, kept", name)
+        records.append(record)
+    bar.close()
+    sizes = {name: len(sentences) for name, sentences in splits.items()}
+    results = report.build_results(config, base, records, sizes, command=command)
+    report.write_results(folder, results)
+    return results
