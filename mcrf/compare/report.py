@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 from mcrf.compare.stats import mean_std, paired_test
 from mcrf.compare.variants import PAIRS, VARIANTS
 
-__all__ = ["build_results", "write_results", "render_markdown", "versions", "shown", "spread"]
+__all__ = ["build_results", "write_results", "render_markdown", "versions", "shown", "spread", "plot_deltas",
+           "save_figure"]
 
 _PACKAGES = ("torch", "transformers", "accelerate", "seqeval", "numpy", "matplotlib")
 
@@ -169,24 +170,36 @@ def _plot(results: Dict[str, Any], path: Path) -> None:
         ax.set_title(f"{results['dataset']}, {results['encoder']}: mean ± std, dots = seeds")
         if results["pairs"]:
             ax = axes[0][1]
-            for i, pair in enumerate(results["pairs"]):
-                low, high = pair["ci95"]
-                mean = pair["mean_delta"]
-                ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="C2", capsize=4)
-                ax.scatter([i] * len(pair["per_seed_delta"]), pair["per_seed_delta"], color="C1", s=12, zorder=3)
-            ax.axhline(0, color="grey", lw=0.8)
+            plot_deltas(ax, results["pairs"])
             ax.set_xticks(range(len(results["pairs"])), [f"{p['a']}\n− {p['b']}" for p in results["pairs"]])
             ax.set_ylabel("test ΔF1 (points)")
             ax.set_title("paired: mean, bootstrap 95% CI, dots = seeds")
         for row in axes:
             for axis in row:
                 axis.grid(alpha=0.3)
-        fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
+
+
+def plot_deltas(ax: Any, claims: Sequence[Dict[str, Any]]) -> None:
+    """At x = 0, 1, ...: each claim's mean ΔF1 with its bootstrap 95% CI, and one dot per seed."""
+    for i, claim in enumerate(claims):
+        low, high = claim["ci95"]
+        mean = claim["mean_delta"]
+        ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="C0", capsize=4,
+                    label="mean, bootstrap 95% CI" if i == 0 else None)
+        ax.scatter([i] * len(claim["per_seed_delta"]), claim["per_seed_delta"], color="C1", s=12, zorder=3,
+                   label="one seed" if i == 0 else None)
+    ax.axhline(0, color="grey", lw=0.8)
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Lay out and write ``fig`` as a PNG atomically (temp file, then rename)."""
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    tmp.replace(path)
 
 
 def write_results(folder: Path, results: Dict[str, Any]) -> None:

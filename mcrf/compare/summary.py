@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
-from mcrf.compare.report import shown
+from mcrf.compare.report import plot_deltas, save_figure, shown
 from mcrf.compare.variants import VARIANTS
 from mcrf.errors import InputNotFound
 
@@ -93,29 +93,18 @@ def _plot(all_results: List[Dict[str, Any]], path: Path) -> None:
     rows = [(r, _claim(r)) for r in all_results if _claim(r) is not None]
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 4))
     try:
-        for i, (results, claim) in enumerate(rows):
-            low, high = claim["ci95"]
-            mean = claim["mean_delta"]
-            ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="C0", capsize=4,
-                        label="mean, bootstrap 95% CI" if i == 0 else None)
-            ax.scatter([i] * len(claim["per_seed_delta"]), claim["per_seed_delta"], color="C1", s=14, zorder=3,
-                       label="one seed" if i == 0 else None)
-            paper = _paper(results["dataset"])
-            if paper:
-                ax.scatter([i + 0.15], [paper["mcrf"] - paper["crf-retain"]], marker="x", color="C3", zorder=3,
-                           label="paper (BERT-base)" if not ax.get_legend_handles_labels()[1].count(
-                               "paper (BERT-base)") else None)
-        ax.axhline(0, color="grey", lw=0.8)
+        plot_deltas(ax, [claim for _, claim in rows])
+        papers = [(i, _paper(r["dataset"])) for i, (r, _) in enumerate(rows) if _paper(r["dataset"])]
+        if papers:
+            ax.scatter([i + 0.15 for i, _ in papers], [p["mcrf"] - p["crf-retain"] for _, p in papers],
+                       marker="x", color="C3", zorder=3, label="paper (BERT-base)")
         ax.set_xticks(range(len(rows)), [f"{r['dataset']}\n{r['encoder']}" for r, _ in rows])
         ax.set_ylabel("test ΔF1, MCRF − CRF+Retain (points)")
         ax.set_title("Does masking help? ΔF1 per corpus")
         ax.grid(alpha=0.3)
         if rows:
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        tmp = path.with_name(path.name + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        tmp.replace(path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
 
