@@ -19,7 +19,7 @@ entities per line ``json.dumps``-ed) on the same sentences, the order alternatin
 so drifting machine load affects both alike. Reported: words/s of each (total CoNLL words / total
 seconds over rounds) and the median per-round ratio.
 
-Memory: the real command ``mcrf predict FILE --model DIR --format jsonl --output /dev/null`` runs
+Memory: the real command ``mcrf predict FILE --model DIR --format jsonl --output FILE.jsonl`` runs
 in a fresh subprocess for an input file of N sentences and for one of 10 x N (the same lines
 repeated); each reports its peak resident set size (``resource.getrusage``'s ``ru_maxrss``), so
 each gets its own high-water mark, and its RSS when done. Streaming holds one chunk at a time, so
@@ -161,7 +161,7 @@ sys.exit(rc)
 
 
 def _child_memory(input_file: Path, model_dir: Path, threads: int, extra: tuple = ()) -> dict:
-    """Memory of a fresh ``mcrf predict FILE --format jsonl --output /dev/null`` process.
+    """Memory of a fresh ``mcrf predict FILE --format jsonl --output FILE.jsonl`` process.
 
     Returns:
         ``peak_rss_kib`` (the process's RSS high-water mark), ``end_rss_kib`` (RSS when done: what
@@ -169,7 +169,7 @@ def _child_memory(input_file: Path, model_dir: Path, threads: int, extra: tuple 
         if predictions or sentences were accumulated).
     """
     argv = ["--quiet", "--threads", str(threads), "predict", str(input_file), "--model", str(model_dir),
-            "--format", "jsonl", "--output", os.devnull, *extra]
+            "--format", "jsonl", "--output", str(input_file.with_suffix(".jsonl")), *extra]  # never /dev/null
     # the environment the benchmark started with: torch/transformers set variables on import
     # (TOKENIZERS_PARALLELISM=false, ...) that change a child's memory profile
     env = {**_START_ENV, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}

@@ -16,10 +16,12 @@ import logging
 import os
 import sys
 import traceback
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from mcrf import __version__
+from mcrf.errors import InputNotFound, UserError
 from mcrf.cli_util import (UsageError, add_fields, build, configure_logging, encoding, given, load_tagger,
                            optional_int, positive_int)
 
@@ -242,53 +244,45 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
                "token_confidences; text = the line with [John Smith]{PER} markup.")
     parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
     parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
-    parser.add_argument("--output", "-o", metavar="FILE", help="write here (atomically) instead of stdout")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="write here instead of stdout: a file is replaced atomically once all input is "
+                             "tagged; a device, FIFO or terminal is written in place; never the input file")
     add_fields(parser, PredictConfig, _predict_fields(), PredictConfig())
     parser.set_defaults(func=_predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
     from mcrf.formats import header, writer
+    from mcrf.outputs import check_output, open_output
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
     config = build(PredictConfig, **given(args, _predict_fields()))
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
-        raise FileNotFoundError(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
+        raise InputNotFound(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
+    if args.output is not None:  # refused before the model is loaded, not after
+        check_output(args.output, inputs=[args.input])
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
     tagger = load_tagger(args.model, config.device)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
-    target = Path(args.output) if args.output else None
-    if target is not None and not target.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {target}: folder {target.parent} does not exist; create it first")
-    partial = target.with_name(f".{target.name}.partial") if target else None
-    out = partial.open("w", encoding="utf-8", newline="\n") if partial else sys.stdout
     if args.input == "-" and sys.stdin.isatty():
         logger.info("reading sentences from the terminal, one per line; end with Ctrl-D")
     from tqdm import tqdm
 
-    bar = tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    target = open_output(args.output, inputs=[args.input]) if args.output is not None else nullcontext(sys.stdout)
     count = 0
-    try:
+    with tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar, \
+            target as out:
         out.write(header(config.output_format))
         for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
             write(prediction, out)
             count += 1
             bar.update(1)
         out.flush()
-    except BaseException:
-        if partial:
-            out.close()
-            partial.unlink(missing_ok=True)
-        raise
-    finally:
-        bar.close()
-    if partial:
-        out.close()
-        os.replace(partial, target)
-        logger.info("wrote %d sentences to %s", count, target)
+    if args.output is not None:
+        logger.info("wrote %d sentences to %s", count, args.output)
     return 0
 
 
@@ -352,6 +346,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             traceback.print_exc()
         print(f"{prog}: error: {error}\nsee `{prog} --help`", file=sys.stderr)
         return 2
+    except UserError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return error.exit_code
     except (OSError, ValueError) as error:  # user errors: missing files/datasets, bad data, bad bytes
         if isinstance(error, BrokenPipeError):  # `mcrf predict ... | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Optional
 
 __all__ = ["UserError", "DataError", "ModelDirError", "ConfigError", "OutputError", "RunFolderBusy",
-           "InputNotFound", "located"]
+           "RunFolderUsed", "TrainingDiverged", "InputNotFound", "located"]
 
 
 class UserError(Exception):
@@ -49,6 +49,14 @@ class OutputError(UserError, ValueError):
 
 class RunFolderBusy(UserError, RuntimeError):
     """Another process holds the run folder's lock."""
+
+
+class RunFolderUsed(UserError, FileExistsError):
+    """The run folder already holds files a run would write, and neither resume nor overwrite was asked."""
+
+
+class TrainingDiverged(UserError, ArithmeticError):
+    """Training produced non-finite parameters (a learning rate too high for the model)."""
 
 
 class InputNotFound(UserError, FileNotFoundError):

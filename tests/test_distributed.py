@@ -62,9 +62,9 @@ def test_two_process_cpu_training_evaluates_whole_dev_set_and_writes_one_model(t
     assert {r["global_step"] for r in results} == {6}
     assert results[0]["dev_f1"] == results[1]["dev_f1"]
 
-    # exactly one model and one set of run files, no temporary leftovers
+    # exactly one model and one set of run files, no temporary leftovers; one lock (the main process's)
     assert sorted(p.name for p in out.iterdir()) == [
-        "last", "metrics.json", "model", "train_log.jsonl", "training_curves.png"]
+        ".mcrf.lock", "last", "metrics.json", "model", "train_log.jsonl", "training_curves.png"]
     assert [p.relative_to(out) for p in out.rglob("config.json")] == [Path("model/config.json")]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if r["event"] == "eval"] == [3, 6]  # logged once, by the main process

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Type, Union
 import torch
 
 from mcrf.models.config import TaggerConfig
+from mcrf.outputs import TEMP_SUFFIX, apply_umask, clean_temporaries, temporary_prefix
 
 if TYPE_CHECKING:  # pragma: no cover
     from mcrf.models.tagger import Tagger
@@ -85,7 +86,8 @@ def save_tagger(tagger: "Tagger", directory: Union[str, Path], metrics: Optional
                 f"whole directory, so save the tagger into its own directory (e.g. {target / 'model'})"
             )
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    clean_temporaries(target.parent)  # left by a save that was killed
+    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent))
     try:
         config = tagger.config.to_dict()
         encoder_config = None if tagger.config.is_bilstm else tagger.encoder.config.to_dict()
@@ -99,8 +101,10 @@ def save_tagger(tagger: "Tagger", directory: Union[str, Path], metrics: Optional
         if metrics is not None:
             _write_json(staging / "metrics.json", metrics)
         (staging / "README.md").write_text(model_card(tagger.config, metrics), encoding="utf-8")
+        apply_umask(staging)  # readable by others as the umask says (mkdtemp and safetensors make 0700/0600)
         if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            retired = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMP_SUFFIX,
+                                            dir=target.parent))
             os.replace(target, retired / "model")
             os.replace(staging, target)
             shutil.rmtree(retired, ignore_errors=True)

@@ -21,6 +21,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Union
 
+from mcrf.outputs import apply_umask
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["replace_dir", "save_last", "read_last", "restore_last", "find_checkpoint", "save_tagger", "TRAINER_STATE"]
@@ -84,6 +86,7 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+        apply_umask(tmp)  # Accelerate's safetensors files are 0600: follow the umask like a saved model
         replace_dir(tmp, final)
     accelerator.wait_for_everyone()
     return final

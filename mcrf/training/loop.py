@@ -8,6 +8,7 @@ stores inside the ``last/`` checkpoint) and shows the progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import shutil
@@ -19,7 +20,10 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from mcrf import runfolder
 from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
+from mcrf.errors import InputNotFound, TrainingDiverged
+from mcrf.outputs import clean_temporaries
 from mcrf.training import checkpoint, report
 from mcrf.training.config import DEFAULT_DEV_FRACTION, TrainConfig
 from mcrf.training.resume import check_resumable, restore_tagger
@@ -27,7 +31,16 @@ from mcrf.training.optim import build_optimizer, linear_schedule
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["train", "TrainResult", "TrainerState"]
+__all__ = ["train", "TrainResult", "TrainerState", "TRAIN_OUTPUTS"]
+
+#: every name ``train`` writes in its output folder: a folder holding any of them is refused
+#: without overwrite (or resume); the user's other files are never touched.
+TRAIN_OUTPUTS = tuple(f"{name}{suffix}" for name in ("last", "best", "model") for suffix in ("", ".old", ".tmp")) + (
+    "train_log.jsonl", "metrics.json", "training_curves.png")
+#: what overwrite removes when the run starts; ``model/``, ``metrics.json`` and the plot stay
+#: usable until the new run replaces them atomically at its end.
+_STALE_ON_OVERWRITE = tuple(name for name in TRAIN_OUTPUTS if name not in ("model", "metrics.json",
+                                                                          "training_curves.png"))
 
 
 @dataclass
@@ -84,15 +97,64 @@ def _tagger_config(config: TrainConfig, corpus: Any):
 
 
 def _check_output_dir(config: TrainConfig, output_dir: Path) -> None:
+    """Refuse a used folder without resume/overwrite, and a resume with nothing to resume.
+
+    A run interrupted before its first ``last/`` checkpoint can only start over: both the
+    plain rerun and ``--resume`` say ``--overwrite``, never each other.
+    """
+    resumable = checkpoint.find_checkpoint(output_dir, "last") is not None
     if config.resume:
+        if resumable:
+            return
+        found = runfolder.used_outputs(output_dir, TRAIN_OUTPUTS)
+        if found:
+            raise InputNotFound(f"nothing to resume in {output_dir}: it holds {', '.join(found)} but no checkpoint "
+                                "(last/), the run stopped before its first one; pass --overwrite (overwrite=True) "
+                                "instead of --resume to start over, or choose another output_dir")
+        raise InputNotFound(f"nothing to resume in {output_dir}: no checkpoint (last/) there; drop --resume "
+                            "(resume=False) to start a fresh run, or point output_dir at the interrupted run")
+    if config.overwrite:
         return
-    taken = [name for name in ("last", "last.old", "best", "model") if (output_dir / name).exists()]
-    if taken and not config.overwrite:
-        raise FileExistsError(
-            f"expected an empty run directory, but {output_dir} already holds {taken}; pass "
-            "resume=True (--resume) to continue it, overwrite=True (--overwrite) to start over, "
-            "or choose another output_dir"
-        )
+    fix = ("pass --resume (resume=True) to continue it, --overwrite (overwrite=True) to start over, or choose "
+           "another output_dir" if resumable else
+           "it has no checkpoint to resume (last/); pass --overwrite (overwrite=True) to start over, or choose "
+           "another output_dir")
+    runfolder.require_unused(output_dir, TRAIN_OUTPUTS, fix=fix)
+
+
+def _warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset: str) -> None:
+    """Warn when training cannot learn what dev/test score: no entity tags at all, or unseen types."""
+    from mcrf.schemes import entity_types
+
+    def types(sentences: List[Any]) -> List[str]:
+        return entity_types({tag for sentence in sentences for tag in sentence.tags})
+
+    seen = set(types(train))
+    if not seen:
+        logger.warning("the training data of %s has no entity tags (every tag is O): the model will tag "
+                       "everything O and score F1 0; check the tag column (--tag-column) and the files", dataset)
+        return
+    for split, sentences in held_out.items():
+        unseen = [t for t in types(sentences) if t not in seen]
+        if unseen:
+            logger.warning("%s %s of %s occur in %s but never in the training sentences: the model cannot learn "
+                           "them and they count as missed", "entity types" if len(unseen) > 1 else "entity type",
+                           ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else ""),
+                           dataset, split)
+
+
+def _non_finite(tagger: Any) -> Optional[str]:
+    """The first non-finite parameter of ``tagger`` as words (``"CRF transitions"``), or ``None``.
+
+    CRF parameters are looked at first: they are the first to blow up, and what the loss and
+    Viterbi need to be finite. One host synchronisation for all parameters.
+    """
+    named = sorted(tagger.named_parameters(), key=lambda item: not item[0].startswith("crf."))
+    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])  # shape: (P,)
+    if bool(finite.all()):
+        return None
+    name = named[int((~finite).nonzero()[0])][0]
+    return f"CRF {name.split('.', 1)[1]}" if name.startswith("crf.") else f"parameter {name}"
 
 
 def _accelerator(config: TrainConfig):
@@ -123,14 +185,14 @@ def _accelerator(config: TrainConfig):
 class _Run:
     """State of one training run on one process (kept small; ``train`` drives it)."""
 
-    def __init__(self, config: TrainConfig) -> None:
+    def __init__(self, config: TrainConfig, accelerator: Any) -> None:
         from accelerate.utils import set_seed
 
         from mcrf.data import load_corpus
         from mcrf.models import Tagger
 
         self.config = config
-        self.accelerator = _accelerator(config)
+        self.accelerator = accelerator
         self.output_dir = Path(config.output_dir)
         _check_output_dir(config, self.output_dir)
         set_seed(config.seed)
@@ -145,6 +207,8 @@ class _Run:
                         "%.2f, the default) as dev; set dev_fraction (--dev-fraction) to change it",
                         config.dataset, carved, DEFAULT_DEV_FRACTION)
         self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
+        if accelerator.is_main_process:
+            _warn_about_labels(self.train_set, {"dev": self.dev_set, "test": self.test_set}, config.dataset)
         self.scheme = corpus.scheme
         self.data_notes = corpus.notes
         if self.saved is not None:
@@ -227,6 +291,10 @@ class _Run:
     def eval_and_checkpoint(self, train_loss: Optional[float]) -> None:
         """Dev evaluation, best-model keeping, early-stopping bookkeeping, ``last/`` checkpoint."""
         state = self.state
+        diverged = _non_finite(self.tagger)
+        if diverged:
+            raise TrainingDiverged(f"training diverged at step {state.global_step} (non-finite {diverged}); lower "
+                                   "--lr / --head-lr and start over with --overwrite")
         result = self.evaluate(self.dev_set)
         state.last_eval_step = state.global_step
         improved = result.f1 > state.best_f1
@@ -388,24 +456,26 @@ def train(config: TrainConfig) -> TrainResult:
         ``TrainResult`` (identical on every process).
 
     Raises:
-        FileExistsError: ``output_dir`` holds a run and neither ``resume`` nor ``overwrite`` is set.
-        FileNotFoundError: ``resume`` without a checkpoint; missing corpus files.
+        RunFolderBusy: another run holds ``output_dir`` (its lock names the PID).
+        RunFolderUsed: ``output_dir`` holds files a run writes and neither ``resume`` nor ``overwrite`` is set.
+        InputNotFound: ``resume`` without a checkpoint; missing corpus files.
+        TrainingDiverged: parameters became non-finite (checked at each evaluation).
         ValueError: bad settings or a corpus without train/dev sentences.
     """
     config.validate()
-    run = _Run(config)
-    if run.accelerator.is_main_process:
-        run.output_dir.mkdir(parents=True, exist_ok=True)
-        if not config.resume:  # a fresh run (overwrite=True when something was there)
-            for name in ("last", "last.old", "last.tmp", "best", "best.old", "best.tmp", "model.tmp"):
-                if (run.output_dir / name).exists():
-                    shutil.rmtree(run.output_dir / name)
-            if run.log_path.exists():
-                run.log_path.unlink()
-    run.accelerator.wait_for_everyone()
-    if config.resume:
-        run.resume()
-    logger.info("%s", run.header())
-    started = time.perf_counter()
-    _fit(run)
-    return _finish(run, time.perf_counter() - started)
+    accelerator = _accelerator(config)
+    # One run per folder: the main process holds the folder's lock until the run has ended.
+    lock = runfolder.hold(config.output_dir) if accelerator.is_main_process else contextlib.nullcontext()
+    with lock:
+        run = _Run(config, accelerator)
+        if accelerator.is_main_process:
+            clean_temporaries(run.output_dir)  # left by a killed save
+            if not config.resume:  # a fresh run (overwrite=True when something was there)
+                runfolder.remove_outputs(run.output_dir, _STALE_ON_OVERWRITE)
+        accelerator.wait_for_everyone()
+        if config.resume:
+            run.resume()
+        logger.info("%s", run.header())
+        started = time.perf_counter()
+        _fit(run)
+        return _finish(run, time.perf_counter() - started)

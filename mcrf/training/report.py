@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
+from mcrf.outputs import open_output, write_text
+
 __all__ = ["append_log", "read_log", "truncate_log", "write_json", "plot_curves", "card_metrics"]
 
 PathLike = Union[str, os.PathLike]
@@ -48,17 +50,13 @@ def truncate_log(path: PathLike, max_step: int) -> List[Dict[str, Any]]:
         The kept records (also rewritten to ``path`` atomically).
     """
     kept = [r for r in read_log(path) if int(r.get("step", 0)) <= max_step]
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     return kept
 
 
 def write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (temp file then ``os.replace``)."""
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``obj`` as indented JSON atomically (``mcrf.outputs``: temporary, fsync, rename)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def plot_curves(records: List[Dict[str, Any]], path: PathLike) -> None:
@@ -87,9 +85,8 @@ def plot_curves(records: List[Dict[str, Any]], path: PathLike) -> None:
         for ax in (ax_loss, ax_f1):
             ax.grid(alpha=0.3)
         fig.tight_layout()
-        tmp = Path(str(path) + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with open_output(path, binary=True) as stream:
+            fig.savefig(stream, dpi=100, format="png")
     finally:
         plt.close(fig)
 
