@@ -214,6 +214,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _predict_fields() -> Dict[str, Dict[str, Any]]:
     """``PredictConfig`` fields exposed as ``mcrf predict`` flags."""
     from mcrf.formats import FORMATS
+    from mcrf.models.quantize import QUANTIZATIONS
     from mcrf.predict import INPUT_FORMATS
 
     return {
@@ -224,6 +225,7 @@ def _predict_fields() -> Dict[str, Dict[str, Any]]:
         "encoding": {"type": encoding},
         "device": {},
         "mmap_threshold": {"type": optional_int, "metavar": "BYTES|none"},
+        "quantize": {"choices": QUANTIZATIONS},
     }
 
 
@@ -264,7 +266,7 @@ def _predict(args: argparse.Namespace) -> int:
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = load_tagger(args.model, config.device)
+    tagger = load_tagger(args.model, config.device, config.quantize)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     if args.input == "-" and sys.stdin.isatty():

@@ -15,6 +15,8 @@ import re
 import sys
 from typing import Any, Callable, Dict, Optional, Sequence
 
+from mcrf.errors import UserError
+
 __all__ = ["UsageError", "attribute_docs", "positive_int", "optional_int", "encoding", "build",
            "flag", "add_fields", "given", "resolve_device", "load_tagger", "configure_logging"]
 
@@ -106,20 +108,23 @@ def resolve_device(name: Optional[str]) -> str:
     return name
 
 
-def load_tagger(model: str, device: Optional[str]):
+def load_tagger(model: str, device: Optional[str], quantize: Optional[str] = None):
     """``Tagger.from_pretrained`` with a file-level problem turned into one clear error.
 
+    With ``quantize`` (CPU-only kernels) and no ``device``, the model runs on the CPU.
+
     Raises:
+        UserError: as raised by the loader (e.g. ``ConfigError`` for a quantization the device cannot run).
         OSError: the directory or one of its files is missing or unreadable (message from the loader).
         ValueError: anything else that fails while reading the model (corrupt weights, a bad
             ``config.json``): "MODEL is corrupt or not an mcrf model", the cause attached.
     """
     from mcrf.models import Tagger
 
-    device = resolve_device(device)
+    device = resolve_device("cpu" if quantize is not None and device is None else device)
     try:
-        return Tagger.from_pretrained(model, device=device)
-    except (OSError, MemoryError):
+        return Tagger.from_pretrained(model, device=device, quantize=quantize)
+    except (OSError, MemoryError, UserError):
         raise
     except Exception as error:  # safetensors' SafetensorError, TypeError/KeyError of a bad config.json, ...
         raise ValueError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "

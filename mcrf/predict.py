@@ -51,6 +51,8 @@ class PredictConfig:
             raises the threshold after the first large tensors are freed and the heap keeps
             growing with fragmentation over long inputs (+19% peak RSS at 10x the input with
             MiniLM, measured); ``None`` leaves malloc alone.
+        quantize: ``int8`` quantizes the encoder's Linear/LSTM layers for faster CPU prediction
+            (``mcrf.models.quantize``; CPU only, so no device means the CPU); ``None`` keeps float32.
     """
 
     batch_size: int = 32
@@ -60,8 +62,12 @@ class PredictConfig:
     encoding: str = "utf-8"
     device: Optional[str] = None
     mmap_threshold: Optional[int] = 128 * 1024
+    quantize: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from mcrf.models.quantize import check_quantization
+
+        check_quantization(self.quantize, self.device if self.device is not None else "cpu")
         for name in ("batch_size", "chunk_batches"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

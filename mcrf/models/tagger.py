@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mcrf.crf import MaskedCRF
+from mcrf.errors import ConfigError
 from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.data.types import Sentence
 from mcrf.models.bilstm import BiLSTMEncoder, BiLSTMVocab, bilstm_inputs
@@ -250,18 +251,40 @@ class Tagger(nn.Module):
         """Write config.json, model.safetensors, tokenizer or vocab files and README.md atomically.
 
         See ``mcrf.models.io.save_tagger``.
+
+        Raises:
+            ConfigError: the tagger was loaded with ``quantize`` (int8 weights are not saved).
         """
         from mcrf.models.io import save_tagger
+        from mcrf.models.quantize import is_quantized
 
+        if is_quantized(self):
+            raise ConfigError("this tagger was quantized when loaded and its int8 weights cannot be saved; save the "
+                              "float32 model (load it without quantize) and quantize it when loading for prediction")
         save_tagger(self, directory, metrics)
 
     @classmethod
-    def from_pretrained(cls, dir_or_hub_id: Union[str, Path], device: Union[str, torch.device, None] = None
-                        ) -> "Tagger":
-        """Load a saved tagger (safetensors only, no unpickling); see ``mcrf.models.io.load_tagger``."""
-        from mcrf.models.io import load_tagger
+    def from_pretrained(cls, dir_or_hub_id: Union[str, Path], device: Union[str, torch.device, None] = None,
+                        quantize: Optional[str] = None) -> "Tagger":
+        """Load a saved tagger (safetensors only, no unpickling); see ``mcrf.models.io.load_tagger``.
 
-        return load_tagger(cls, dir_or_hub_id, device)
+        Args:
+            dir_or_hub_id: a directory written by ``save_pretrained`` or a hub id.
+            device: where to put the model (default CPU).
+            quantize: ``"int8"`` quantizes the encoder's Linear/LSTM layers for CPU prediction
+                (``mcrf.models.quantize``); ``None`` keeps float32.
+
+        Raises:
+            ConfigError: an unknown ``quantize`` or one the device cannot run (checked before loading).
+        """
+        from mcrf.models.io import load_tagger
+        from mcrf.models.quantize import check_quantization, quantize_module
+
+        check_quantization(quantize, device)
+        tagger = load_tagger(cls, dir_or_hub_id, device)
+        if quantize is not None:
+            quantize_module(tagger.encoder, quantize)
+        return tagger
 
 
 def _bilstm_encoder(config: TaggerConfig, vocab: BiLSTMVocab) -> BiLSTMEncoder:

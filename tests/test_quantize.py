@@ -1,0 +1,158 @@
+"""Int8 CPU prediction: ``Tagger.from_pretrained(..., quantize="int8")`` and ``mcrf predict --quantize int8``.
+
+Models: a tiny random BERT from a ``BertConfig`` (``tiny_models.make_bert_dir``) and a BiLSTM tagger,
+saved and reloaded; nothing is downloaded. Speed and F1 on real data are measured by
+``benchmarks/predict_speed.py``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import tiny_models as tm
+from mcrf.cli import main
+from mcrf.cli_util import load_tagger
+from mcrf.errors import ConfigError
+from mcrf.models import Tagger, TaggerConfig
+from mcrf.models.quantize import QUANTIZATIONS, check_quantization, is_quantized, quantize_module
+from mcrf.predict import PredictConfig
+from tiny_models import one_torch_thread  # noqa: F401
+
+LINES = ["john smith visited paris .", "", "the acme corp said mary met peter jones today .",
+         "a lee and anna lee visited new york and rome", "unseenword in berlin"]
+
+
+@pytest.fixture(scope="module")
+def bert_model(tmp_path_factory):
+    """A saved float32 tagger on a tiny random BERT (4 layers, so int8 error can accumulate)."""
+    root = tmp_path_factory.mktemp("quant")
+    bert = tm.make_bert_dir(root / "bert", hidden=64, layers=4, heads=4)
+    torch.manual_seed(0)
+    Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS, scheme="BIO")).save_pretrained(root / "model")
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def bilstm_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("quant-bilstm")
+    torch.manual_seed(0)
+    config = TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, scheme="BIO", lstm_hidden=32, word_dim=16)
+    Tagger.build(config, train_sentences=tm.toy_sentences(40)).save_pretrained(root / "model")
+    return root / "model"
+
+
+def _outputs(tagger, sentences):
+    """``Decoded`` per sentence (tags, token confidences, spans: compared exactly)."""
+    return tagger.predict(sentences, batch_size=8)
+
+
+def _emissions(tagger, sentences):
+    batch = tagger.collator(with_tags=False)(sentences)
+    with torch.inference_mode():
+        return tagger.eval().emissions(batch)
+
+
+def test_int8_replaces_the_encoder_linear_layers_and_keeps_head_and_crf_float(bert_model):
+    tagger = Tagger.from_pretrained(bert_model, quantize="int8")
+    kinds = {type(m) for m in tagger.encoder.modules()}
+    assert torch.ao.nn.quantized.dynamic.Linear in kinds and nn.Linear not in kinds
+    assert type(tagger.head) is nn.Linear and tagger.head.weight.dtype == torch.float32
+    assert tagger.crf.transitions.dtype == torch.float32
+    assert is_quantized(tagger) and not is_quantized(Tagger.from_pretrained(bert_model))
+    assert not tagger.training
+
+
+@pytest.mark.parametrize("fixture", ["bert_model", "bilstm_model"])
+def test_int8_predictions_are_deterministic_across_loads_and_runs(fixture, request):
+    model = request.getfixturevalue(fixture)
+    sentences = tm.toy_sentences(30, seed=3)
+    first = Tagger.from_pretrained(model, quantize="int8")
+    second = Tagger.from_pretrained(model, quantize="int8")
+    reference = _outputs(first, sentences)
+    assert _outputs(first, sentences) == reference  # same process, same model
+    assert _outputs(second, sentences) == reference  # a fresh load and quantization
+    assert all(len(d.tags) == len(s.tokens) for d, s in zip(reference, sentences))
+
+
+@pytest.mark.parametrize("fixture", ["bert_model", "bilstm_model"])
+def test_int8_emissions_stay_close_to_float32(fixture, request):
+    model = request.getfixturevalue(fixture)
+    sentences = tm.toy_sentences(16, seed=5)
+    exact = _emissions(Tagger.from_pretrained(model), sentences)  # shape: (B, W, K)
+    approx = _emissions(Tagger.from_pretrained(model, quantize="int8"), sentences)  # shape: (B, W, K)
+    assert approx.dtype == torch.float32 and approx.shape == exact.shape
+    assert not torch.equal(approx, exact)  # int8 really ran
+    # int8 weights, per-call int8 activations: measured 0.1% (tiny BERT) and 1.7% (BiLSTM) of the scores' spread
+    assert (approx - exact).abs().mean() < 0.05 * exact.std()
+
+
+def test_quantize_module_emits_no_deprecation_warnings(bert_model):
+    tagger = Tagger.from_pretrained(bert_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quantize_module(tagger.encoder, "int8")
+        tagger.predict(tm.toy_sentences(2))
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps", "meta", torch.device("cuda", 0)])
+def test_int8_is_refused_on_devices_other_than_the_cpu(bert_model, device):
+    with pytest.raises(ConfigError, match=r"runs on the CPU only .* pass device cpu, or drop quantize"):
+        Tagger.from_pretrained(bert_model, device=device, quantize="int8")
+    with pytest.raises(ConfigError, match="CPU only"):
+        PredictConfig(quantize="int8", device=str(device))
+    check_quantization("int8", "cpu")  # fine
+    check_quantization(None, device)  # float32 runs anywhere
+
+
+def test_unknown_quantization_and_quantized_saves_are_refused(bert_model, tmp_path):
+    assert QUANTIZATIONS == ("int8",)
+    for bad in ("int4", "INT8", "fp16"):
+        with pytest.raises(ConfigError, match=r"unknown quantization .* expected one of int8"):
+            Tagger.from_pretrained(bert_model, quantize=bad)
+        with pytest.raises(ConfigError, match="unknown quantization"):
+            PredictConfig(quantize=bad)
+    tagger = Tagger.from_pretrained(bert_model, quantize="int8")
+    with pytest.raises(ConfigError, match="cannot be saved; save the float32 model"):
+        tagger.save_pretrained(tmp_path / "int8")
+    assert not (tmp_path / "int8").exists()
+    with pytest.raises(ConfigError, match="has no Linear or LSTM layer"):
+        quantize_module(nn.Sequential(nn.Embedding(4, 2), nn.LayerNorm(2)), "int8")
+
+
+def test_cli_without_device_runs_int8_on_the_cpu_even_when_cuda_is_available(bert_model, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    tagger = load_tagger(str(bert_model), None, "int8")
+    assert next(tagger.parameters()).device.type == "cpu" and is_quantized(tagger)
+
+
+def test_cli_predict_quantize_flag(bert_model, tmp_path, capsys):
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    records = []
+    for name in ("a.jsonl", "b.jsonl"):
+        code = main(["predict", str(source), "--model", str(bert_model), "--format", "jsonl", "--quantize", "int8",
+                     "--output", str(tmp_path / name)])
+        assert code == 0, capsys.readouterr().err
+        records.append([json.loads(x) for x in (tmp_path / name).read_text(encoding="utf-8").splitlines()])
+    assert records[0] == records[1]  # two processes' worth of loading + quantizing, same output
+    assert [r["text"] for r in records[0]] == LINES
+    assert all(len(r["tags"]) == len(r["tokens"]) for r in records[0])
+    assert "--quantize {int8}" in _help(capsys)
+
+    code = main(["predict", str(source), "--model", str(bert_model), "--quantize", "int8", "--device", "meta"])
+    err = capsys.readouterr().err
+    assert code == 2 and "runs on the CPU only" in err and "Traceback" not in err
+    code = main(["predict", str(source), "--model", str(bert_model), "--quantize", "int4"])
+    err = capsys.readouterr().err
+    assert code == 2 and "invalid choice: 'int4'" in err
+
+
+def _help(capsys) -> str:
+    main(["predict", "--help"])
+    return capsys.readouterr().out
