@@ -153,7 +153,8 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
                     "(share of raw decoder outputs that break the scheme) and sentences/s.",
         epilog="examples:\n  mcrf evaluate runs/sample/model sample\n"
                "  mcrf evaluate runs/conll/model conll2003 --data-dir ~/corpora --split dev --json")
-    parser.add_argument("model", metavar="MODEL", help="directory written by `mcrf train` (OUTPUT/model)")
+    parser.add_argument("model", metavar="MODEL", nargs="?", help="model folder, or the training output folder "
+                        "(`mcrf train --output`; its model/ is used); default: $MCRF_MODEL")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder or file of labelled data")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_fields(parser, EvaluateConfig, _evaluate_fields(), EvaluateConfig())
@@ -163,9 +164,11 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvaluateConfig, evaluate, format_table
+    from mcrf.models.locate import resolve_model
     from mcrf.schemes import entity_types
 
     config = build(EvaluateConfig, **given(args, _evaluate_fields()))
+    args.model = resolve_model(args.model, verbose=getattr(args, "verbose", False))
     tagger = load_tagger(args.model, config.device)
     corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
     sentences = corpus.splits.get(config.split)
@@ -240,12 +243,14 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
         epilog="examples:\n"
                "  echo \"John Smith flew to Paris .\" | mcrf predict - --model runs/sample/model\n"
                "  mcrf predict news.txt --model runs/sample/model --format jsonl --output news.jsonl\n"
+               "  MCRF_MODEL=runs/sample mcrf predict news.txt   (a training output folder: its model/)\n"
                "  mcrf predict eng.testb --input-format conll --model runs/conll/model --format text\n\n"
                "formats: conll = token<TAB>tag lines and a blank line per sentence; jsonl = one object per line "
                "with text, tokens, tags, spans (label, start, end, char_start, char_end, text, confidence), "
                "token_confidences; text = the line with [John Smith]{PER} markup.")
     parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
-    parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
+    parser.add_argument("--model", "-m", help="model folder, or the training output folder (`mcrf train --output`; "
+                        "its model/ is used); default: $MCRF_MODEL")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write here instead of stdout: a file is replaced atomically once all input is "
                              "tagged; a device, FIFO or terminal is written in place; never the input file")
@@ -255,6 +260,7 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from mcrf.formats import header, writer
+    from mcrf.models.locate import resolve_model
     from mcrf.outputs import check_output, open_output
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
@@ -266,7 +272,8 @@ def _predict(args: argparse.Namespace) -> int:
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = load_tagger(args.model, config.device, config.quantize)
+    tagger = load_tagger(resolve_model(args.model, verbose=getattr(args, "verbose", False)), config.device,
+                         config.quantize)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     if args.input == "-" and sys.stdin.isatty():
@@ -296,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks and debug logging")
     common.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS,
                         help="only warnings and errors on stderr")
+    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="also say how inputs were resolved (which model folder of a training run is used)")
     common.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, metavar="N",
                         help="CPU threads for torch (default: torch's choice, one per core); on a busy "
                              "machine, --threads 1 or the environment variable OMP_WAIT_POLICY=PASSIVE "

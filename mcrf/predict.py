@@ -6,7 +6,8 @@ length, so each batch pads little (bucketed batching), and the results are put b
 order. Empty sentences (empty input lines) come out as empty predictions, so output records
 stay aligned with input lines.
 
-Inputs (``read_input``): raw text, one sentence per line (tokenized by
+Inputs (``read_input``, ``--input-format``): ``auto`` (the default) reads CoNLL or raw text by
+the conservative rule documented in ``mcrf.data.sniff`` and says which on stderr; raw text, one sentence per line (tokenized by
 ``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
 separated by whitespace, ``mcrf.data.text.pretokenized_line``); or a CoNLL column file
 (``mcrf.data.read_columns`` without a tag column: first column = word, every word line with the
@@ -17,20 +18,24 @@ binary stream or ``-`` for standard input; lines are read and decoded by
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
 
 from mcrf.data.readers import check_encoding, iter_lines, read_columns, source_name
+from mcrf.data.sniff import sniff_input
 from mcrf.data.text import pretokenized_line, tokenize_line
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, InputNotFound
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "iter_input_lines",
            "set_mmap_threshold"]
 
-INPUT_FORMATS = ("text", "pretokenized", "conll")
+INPUT_FORMATS = ("auto", "text", "pretokenized", "conll")
 
 
 @dataclass
@@ -41,8 +46,11 @@ class PredictConfig:
         batch_size: sentences per forward pass.
         chunk_batches: batches read ahead and sorted by length together; memory is bounded by
             ``chunk_batches * batch_size`` sentences.
-        input_format: ``text`` (one raw sentence per line), ``pretokenized`` (one sentence of
-            whitespace-separated words per line) or ``conll`` (one word per line, first column).
+        input_format: ``auto`` (CoNLL when every non-blank line has the same two or more columns
+            and the last holds tags of one scheme, at least one an entity tag; else text; the
+            choice is printed once on stderr), ``text`` (one raw sentence per line),
+            ``pretokenized`` (one sentence of whitespace-separated words per line) or ``conll``
+            (one word per line, first column).
         output_format: ``conll``, ``jsonl`` or ``text`` (see ``mcrf.formats``).
         encoding: encoding of the input.
         device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``None`` picks CUDA when available.
@@ -57,7 +65,7 @@ class PredictConfig:
 
     batch_size: int = 32
     chunk_batches: int = 64
-    input_format: str = "text"
+    input_format: str = "auto"
     output_format: str = "conll"
     encoding: str = "utf-8"
     device: Optional[str] = None
@@ -122,19 +130,32 @@ def _resolve(source: Union[str, Path, IO[bytes]]) -> Union[Path, IO[bytes]]:
     return path
 
 
-def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "text",
+def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "auto",
                encoding: str = "utf-8") -> Iterator[Sentence]:
     """Stream the sentences of a prediction input (see the module docstring for the formats).
 
     ``text`` and ``pretokenized`` give one sentence per line, empty lines included (as empty
-    sentences); ``conll`` gives one sentence per block of word lines.
+    sentences); ``conll`` gives one sentence per block of word lines; ``auto`` picks ``conll`` or
+    ``text`` by the conservative rule of ``mcrf.data.sniff`` and logs its choice once (INFO).
 
     Raises:
-        ValueError: an unknown ``input_format`` or undecodable bytes.
-        FileNotFoundError: a missing input file.
+        ConfigError: an unknown ``input_format``.
+        DataError: undecodable bytes, ragged CoNLL columns (``path:line:``).
+        InputNotFound: a missing input file.
     """
     if input_format not in INPUT_FORMATS:
         raise ConfigError(f"unknown input format {input_format!r}; expected one of {', '.join(INPUT_FORMATS)}")
+    if input_format == "auto":
+        resolved = _resolve(source)
+        readable, sniffed = sniff_input(resolved, encoding)
+        logger.info("%s: reading %s input (%s); pass --input-format to choose", source_name(resolved),
+                    sniffed.format, sniffed.reason)
+        try:
+            yield from read_input(readable, sniffed.format, encoding)
+        finally:
+            if readable is not resolved:  # the replaying wrapper sniff_input made (it leaves stdin open)
+                readable.close()
+        return
     if input_format == "conll":
         yield from read_columns(_resolve(source), tag_column=None, encoding=encoding, allow_empty=True)
         return

@@ -106,8 +106,6 @@ def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
     (["train", "sample", "--decoder", "lstm"], "invalid choice"),
     (["train", "sample", "--lr", "-1"], "expected lr > 0"),
     (["train", "sample", "--stride", "600", "--max-length", "512"], "stride"),
-    (["predict", "x.txt"], "--model"),
-    (["evaluate", "model-only"], "required"),
     (["inspect", "sample", "--policy", "fix"], "invalid choice"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):
@@ -316,10 +314,11 @@ def test_predict_empty_input_and_input_errors(sample_model, tmp_path, capsys):
 
 def test_predict_model_errors(text_input, tmp_path, capsys):
     code, _, err = run(capsys, "predict", text_input, "--model", tmp_path / "no" / "model")
-    assert code == 1 and "no tagger directory" in err and "Traceback" not in err
+    assert code == 1 and "expected a model folder at" in err and "found nothing" in err and "Traceback" not in err
     (tmp_path / "empty_model").mkdir()
     code, _, err = run(capsys, "predict", text_input, "--model", tmp_path / "empty_model")
-    assert code == 1 and "has no config.json" in err and "Traceback" not in err
+    assert code == 1 and "expected a model folder (with config.json) or a training output folder" in err
+    assert "Traceback" not in err
 
 
 def _broken_copy(model: Path, target: Path, name: str, content: bytes) -> Path:
@@ -405,14 +404,16 @@ def test_module_predict_from_stdin_subprocess(sample_model):
     assert done.returncode == 0, done.stderr.decode()
     records = [json.loads(x) for x in done.stdout.decode("utf-8").splitlines()]
     assert [r["text"] for r in records] == LINES
-    assert done.stderr.decode().strip() == ""  # no progress bar when stderr is not a terminal
+    # no progress bar when stderr is not a terminal; the one line says how the input is read
+    assert done.stderr.decode().strip().splitlines() == [
+        "<stdin>: reading text input ('.' (line 1, last column) is not a tag); pass --input-format to choose"]
 
 
 def test_module_predict_bad_bytes_on_stdin_subprocess(sample_model):
     done = run_module("predict", "-", "--model", sample_model, stdin=b"ok\n\xff\xfe broken\n")
     err = done.stderr.decode()
     assert done.returncode == 1 and "<stdin>:2: expected utf-8 text, got byte 0xff" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert len(err.strip().splitlines()) == 2 and err.startswith("<stdin>: reading text input")
 
 
 def test_threads_flag_and_a_directory_as_input(sample_model, tmp_path, capsys):
