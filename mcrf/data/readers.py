@@ -37,8 +37,8 @@ _FIELD_SPLIT = re.compile(r"[ \t]+")
 
 _READ_CHUNK = 1 << 16  # bytes per read of the stream decoder (UTF-16/32)
 
-__all__ = ["DOCSTART", "check_encoding", "iter_lines", "source_name", "split_fields", "read_columns",
-           "column_count", "read_line_pairs", "read_jsonl"]
+__all__ = ["DOCSTART", "check_encoding", "iter_lines", "require_binary", "source_name", "split_fields",
+           "read_columns", "column_count", "read_line_pairs", "read_jsonl"]
 
 
 def source_name(source: LineSource) -> str:
@@ -104,10 +104,15 @@ def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[tuple[in
         with source.open("rb") as handle:
             yield from _decode_lines(handle, str(source), encoding)
         return
-    if isinstance(source, io.TextIOBase):
-        raise TypeError(f"expected a binary stream for {source_name(source)}, got a text stream; "
+    yield from _decode_lines(require_binary(source), source_name(source), encoding)
+
+
+def require_binary(stream: BinaryIO) -> BinaryIO:
+    """``stream`` itself, or a TypeError when it is a text stream (lines are decoded here, from bytes)."""
+    if isinstance(stream, io.TextIOBase):
+        raise TypeError(f"expected a binary stream for {source_name(stream)}, got a text stream; "
                         "pass its .buffer or open it 'rb'")
-    yield from _decode_lines(source, source_name(source), encoding)
+    return stream
 
 
 def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mcrf import schemes
-from mcrf.data.readers import DOCSTART, iter_lines, source_name, split_fields
+from mcrf.data.readers import DOCSTART, iter_lines, require_binary, source_name, split_fields
 
 SNIFF_BYTES = 1 << 16
 
@@ -98,10 +98,7 @@ def sniff_input(source: Path | BinaryIO, encoding: str) -> tuple[Path | BinaryIO
     """
     if isinstance(source, Path) and stat.S_ISREG(source.stat().st_mode):
         return source, sniff_lines(iter_lines(source, encoding))
-    if isinstance(source, io.TextIOBase):
-        raise TypeError(f"expected a binary stream for {source_name(source)}, got a text stream; "
-                        "pass its .buffer or open it 'rb'")
-    stream: BinaryIO = source.open("rb") if isinstance(source, Path) else source
+    stream: BinaryIO = source.open("rb") if isinstance(source, Path) else require_binary(source)
     name = source_name(source)
     if _is_terminal(stream):
         return stream, Sniffed("text", "reading from a terminal")
