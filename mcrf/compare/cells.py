@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -91,8 +92,10 @@ def train_speed(metrics: Dict[str, Any], log_path: Path, train_sentences: int,
     return stepped / max(metrics["train_seconds"] - eval_seconds, 1e-9)
 
 
-def _decode(tagger: Any, sentences: Sequence[Any], variant_name: str, batch_size: int) -> Dict[str, Any]:
-    """Decode ``sentences`` the way ``variant_name`` does; scores, raw illegal flags, per-sentence counts."""
+def _decode(tagger: Any, sentences: Sequence[Any], variant_name: str, batch_size: int,
+            counts: bool) -> Dict[str, Any]:
+    """Decode ``sentences`` the way ``variant_name`` does: the ``EvalResult`` dict, and with ``counts``
+    the per-sentence ``[tp, pred, gold]`` span counts the paired tests resample."""
     from mcrf.evaluation import score_predictions
 
     variant = VARIANTS[variant_name]
@@ -106,7 +109,17 @@ def _decode(tagger: Any, sentences: Sequence[Any], variant_name: str, batch_size
     pred = [d.tags for d in decoded]
     result = score_predictions(gold, pred, tagger.config.scheme, raw_illegal=[d.raw_illegal for d in decoded],
                                seconds=seconds)
-    return {"result": result.to_dict(), "counts": sentence_counts(gold, pred, tagger.config.scheme)}
+    entry: Dict[str, Any] = {"result": result.to_dict()}
+    if counts:
+        entry["counts"] = sentence_counts(gold, pred, tagger.config.scheme)
+    return entry
+
+
+def _write_compact(path: Path, record: Dict[str, Any]) -> None:
+    """``record`` as one line of JSON (thousands of count triples), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) -> Dict[str, Any]:
@@ -121,10 +134,9 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
 
     Returns:
         The record written to ``folder/cell.json``: per variant, dev and test ``EvalResult``
-        dicts, per-sentence test counts; training time, steps and sentences/s.
+        dicts, per-sentence test span counts; training time, steps and sentences/s.
     """
     from mcrf.models import Tagger
-    from mcrf.training.report import write_json
 
     metrics, start_step = _train(config)
     tagger = Tagger.from_pretrained(str(folder / "model"))
@@ -142,9 +154,9 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
         entry = {}
         for split in ("dev", "test"):
             if splits.get(split):
-                entry[split] = _decode(tagger, splits[split], name, config.eval_batch_size)
+                entry[split] = _decode(tagger, splits[split], name, config.eval_batch_size, counts=split == "test")
         record["variants"][name] = entry
-    write_json(folder / CELL_FILE, record)
+    _write_compact(folder / CELL_FILE, record)
     # the finished cell needs no resume state (optimizer moments: twice the model's size)
     for name in ("last", "last.old"):
         if (folder / name).is_dir():
