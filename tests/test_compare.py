@@ -156,11 +156,14 @@ def test_changed_settings_are_refused_and_name_the_field(compared):
 
 def test_summarize_writes_the_cross_corpus_table_and_figure(compared):
     root = compared[0].parent
+    (root / "atis-bilstm" / "cells").mkdir(parents=True)  # a comparison still running: listed, not tabled
+    (root / "atis-bilstm" / "compare.json").write_text("{}")
     code, out, err = run("compare", "--summarize", root)
     assert code == 0, err
     readme = (root / "README.md").read_text()
-    _, rows = _table(readme, "| corpus |")
-    assert len(rows) == 1 and rows[0][0] == "[sample](sample-bilstm/results.md)"
+    _, rows = _table(readme, "| comparison |")
+    assert len(rows) == 1 and rows[0][0] == "[sample-bilstm](sample-bilstm/results.md)"
+    assert "`atis-bilstm`: running or interrupted, 0 cell(s) finished" in readme
     assert (root / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 

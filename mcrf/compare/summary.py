@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 from mcrf.compare.report import plot_deltas, save_figure, shown
 from mcrf.compare.variants import VARIANTS
@@ -56,30 +56,42 @@ def _f1(results: Dict[str, Any], name: str) -> str:
     return shown(stat["mean"], 2) + ("" if stat["std"] is None else f" ± {shown(stat['std'], 2)}")
 
 
-def render_summary(all_results: List[Dict[str, Any]]) -> str:
-    """The summary table (markdown) over several comparisons' ``results.json``."""
-    head = "| corpus | encoder | seeds | " + " | ".join(VARIANTS[n].title for n in _COLUMNS) + \
+def _unfinished(folder: Path) -> List[str]:
+    """Comparison folders without results yet, with their finished cell counts."""
+    lines = []
+    for settings in sorted(folder.glob("*/compare.json")):
+        if not (settings.parent / "results.json").is_file():
+            done = len(list(settings.parent.glob("cells/*/cell.json")))
+            lines.append(f"- `{settings.parent.name}`: running or interrupted, {done} cell(s) finished")
+    return lines
+
+
+def render_summary(all_results: List[Dict[str, Any]], unfinished: Sequence[str] = ()) -> str:
+    """The summary table (markdown) over several comparisons' ``results.json``, then the unfinished ones."""
+    head = "| comparison | seeds | " + " | ".join(VARIANTS[n].title for n in _COLUMNS) + \
            " | ΔF1 MCRF − CRF+Retain (p) | CRF illegal % |"
     lines = ["# Does masking help? All corpora", "",
-             "Test strict span F1 (%), mean ± std over seeds; one row per comparison folder, and under it the "
-             "paper's BERT-base numbers (Wei et al., NAACL 2021) where it reports the corpus. ΔF1 is the mean "
+             "Test strict span F1 (%), mean ± std over seeds; one row per comparison folder (corpus-encoder), "
+             "and under it the paper's BERT-base numbers (Wei et al., NAACL 2021) where it reports the corpus. ΔF1 is the mean "
              "over seeds of MCRF-training minus CRF + Retain, p its paired approximate-randomization p-value "
              "over test sentences. CRF illegal: share of test sentences whose plain-CRF Viterbi path breaks the "
              "scheme before post-processing. Each folder's results.md has the command line that made it.", "",
-             head, "|" + "---|" * (len(_COLUMNS) + 5)]
+             head, "|" + "---|" * (len(_COLUMNS) + 4)]
     for results in all_results:
         claim = _claim(results)
         delta = "" if claim is None else f"{shown(claim['mean_delta'], 2, sign=True)} ({shown(claim['p_value'], 4)})"
         crf = results["variants"].get("crf-retain", {}).get("test_illegal_path_rate")
         illegal = "" if crf is None else shown(crf["mean"], 2)
-        link = f"[{results['dataset']}]({results['folder']}/results.md)"
-        lines.append(f"| {link} | {results['encoder']} | {len(results['seeds'])} | "
+        link = f"[{results['folder']}]({results['folder']}/results.md)"
+        lines.append(f"| {link} | {len(results['seeds'])} | "
                      + " | ".join(_f1(results, n) for n in _COLUMNS) + f" | {delta} | {illegal} |")
         paper = _paper(results["dataset"])
         if paper:
             paper_delta = paper["mcrf"] - paper["crf-retain"]
-            lines.append(f"| ↳ paper | BERT-base | | " + " | ".join(
+            lines.append("| ↳ paper, BERT-base | | " + " | ".join(
                 shown(paper[n], 1) if n in paper else "" for n in _COLUMNS) + f" | {shown(paper_delta, 1, sign=True)} | |")
+    if unfinished:
+        lines += ["", "Not in the table yet:", "", *unfinished]
     lines += ["", "![ΔF1 per corpus](summary.png)", ""]
     return "\n".join(lines)
 
@@ -98,7 +110,7 @@ def _plot(all_results: List[Dict[str, Any]], path: Path) -> None:
         if papers:
             ax.scatter([i + 0.15 for i, _ in papers], [p["mcrf"] - p["crf-retain"] for _, p in papers],
                        marker="x", color="C3", zorder=3, label="paper (BERT-base)")
-        ax.set_xticks(range(len(rows)), [f"{r['dataset']}\n{r['encoder']}" for r, _ in rows])
+        ax.set_xticks(range(len(rows)), [r["folder"].replace("-", "\n", 1) for r, _ in rows])
         ax.set_ylabel("test ΔF1, MCRF − CRF+Retain (points)")
         ax.set_title("Does masking help? ΔF1 per corpus")
         ax.grid(alpha=0.3)
@@ -125,7 +137,7 @@ def summarize(folder: Union[str, Path]) -> Path:
                             "run `mcrf compare DATASET --output DIR/NAME` first")
     readme = folder / "README.md"
     tmp = folder / "README.md.tmp"
-    tmp.write_text(render_summary(all_results), encoding="utf-8")
+    tmp.write_text(render_summary(all_results, _unfinished(folder)), encoding="utf-8")
     tmp.replace(readme)
     _plot(all_results, folder / "summary.png")
     return readme
