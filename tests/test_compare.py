@@ -154,6 +154,20 @@ def test_changed_settings_are_refused_and_name_the_field(compared):
     assert (folder / "results.json").is_file()
 
 
+def test_a_busy_or_foreign_folder_is_refused(tmp_path):
+    from mcrf import runfolder
+
+    with runfolder.hold(tmp_path / "busy"):  # this process holds it: a second comparison is refused
+        code, _, err = run("compare", "sample", *VARIANTS, "--output", tmp_path / "busy", *BUDGET)
+    assert code != 0 and "in use by another mcrf run" in err and "PID" in err
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "results.md").write_text("someone's notes")
+    code, _, err = run("compare", "sample", *VARIANTS, "--output", tmp_path / "foreign", *BUDGET)
+    assert code != 0 and "results.md" in err and "another --output" in err
+    assert (tmp_path / "foreign" / "results.md").read_text() == "someone's notes"
+    assert not (tmp_path / "foreign" / "compare.json").exists()
+
+
 def test_summarize_writes_the_cross_corpus_table_and_figure(compared):
     root = compared[0].parent
     (root / "atis-bilstm" / "cells").mkdir(parents=True)  # a comparison still running: listed, not tabled

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import replace
@@ -19,6 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mcrf.compare.stats import sentence_counts
 from mcrf.compare.variants import VARIANTS
+from mcrf.outputs import write_text
 from mcrf.training import TrainConfig
 
 __all__ = ["CELL_FILE", "cell_name", "read_cell", "run_cell", "train_speed"]
@@ -115,13 +115,6 @@ def _decode(tagger: Any, sentences: Sequence[Any], variant_name: str, batch_size
     return entry
 
 
-def _write_compact(path: Path, record: Dict[str, Any]) -> None:
-    """``record`` as one line of JSON (thousands of count triples), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) -> Dict[str, Any]:
     """Train one cell and decode every variant of its objective on dev and test.
 
@@ -156,7 +149,8 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
             if splits.get(split):
                 entry[split] = _decode(tagger, splits[split], name, config.eval_batch_size, counts=split == "test")
         record["variants"][name] = entry
-    _write_compact(folder / CELL_FILE, record)
+    # one line: thousands of count triples (mcrf.outputs: temporary, fsync, rename)
+    write_text(folder / CELL_FILE, json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
     # the finished cell needs no resume state (optimizer moments: twice the model's size)
     for name in ("last", "last.old"):
         if (folder / name).is_dir():

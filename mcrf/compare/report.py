@@ -195,19 +195,19 @@ def plot_deltas(ax: Any, claims: Sequence[Dict[str, Any]]) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Lay out and write ``fig`` as a PNG atomically (temp file, then rename)."""
+    """Lay out and write ``fig`` as a PNG through ``mcrf.outputs`` (atomic for a file)."""
+    from mcrf.outputs import open_output
+
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    tmp.replace(path)
+    with open_output(path, binary=True) as stream:
+        fig.savefig(stream, format="png", dpi=100)
 
 
 def write_results(folder: Path, results: Dict[str, Any]) -> None:
     """Write ``results.json``, ``results.md`` and ``results.png`` into ``folder`` (each atomically)."""
+    from mcrf.outputs import write_text
     from mcrf.training.report import write_json
 
     write_json(folder / "results.json", results)
-    tmp = folder / "results.md.tmp"
-    tmp.write_text(render_markdown(results), encoding="utf-8")
-    tmp.replace(folder / "results.md")
+    write_text(folder / "results.md", render_markdown(results))
     _plot(results, folder / "results.png")

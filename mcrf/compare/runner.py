@@ -18,16 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from mcrf import runfolder
 from mcrf.compare import cells, report
 from mcrf.compare.variants import DEFAULT_VARIANTS, objectives_of, parse_variants
 from mcrf.errors import ConfigError
 from mcrf.training import TrainConfig
 
-__all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "PER_CELL_FIELDS"]
+__all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_CELL_FIELDS"]
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "compare.json"
+#: what a comparison writes besides ``compare.json``: a folder holding any of them without a
+#: ``compare.json`` is refused (it is not a comparison that can be continued).
+COMPARE_OUTPUTS = ("cells", "results.json", "results.md", "results.png")
 #: ``TrainConfig`` fields set per cell, or free to differ between runs of one comparison (they
 #: change where or how fast it runs, not what it computes). All others must match ``compare.json``.
 PER_CELL_FIELDS = frozenset({"decoder", "postprocess", "seed", "output_dir", "resume", "overwrite",
@@ -101,7 +105,8 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
             raise ConfigError(f"{folder} holds a comparison with other settings: {'; '.join(differ)}; re-run "
                               "with its settings to continue it, or pass another --output")
         return
-    folder.mkdir(parents=True, exist_ok=True)
+    runfolder.require_unused(folder, COMPARE_OUTPUTS, fix="they are not from a comparison this version of "
+                             "mcrf can continue; choose another --output or move them away")
     write_json(path, settings)
 
 
@@ -131,12 +136,20 @@ def compare(config: CompareConfig, command: Optional[str] = None) -> Dict[str, A
 
     Raises:
         ConfigError: bad settings, or an output folder holding a comparison with other settings.
+        RunFolderBusy: another process is running a comparison in ``config.output_dir``.
+        RunFolderUsed: ``config.output_dir`` holds results or cells but no ``compare.json``.
     """
-    from tqdm.auto import tqdm
-
     base = config.train_config()
     folder = Path(config.output_dir)
-    _check_settings(folder, config, base)
+    with runfolder.hold(folder):  # one comparison per folder (the cells' train runs lock their own)
+        _check_settings(folder, config, base)
+        return _run(config, base, folder, command)
+
+
+def _run(config: CompareConfig, base: TrainConfig, folder: Path, command: Optional[str]) -> Dict[str, Any]:
+    """The cells in order (seed by seed, so finished seeds are complete), then the results."""
+    from tqdm.auto import tqdm
+
     splits = _splits(base)
     todo = [(objective, seed) for seed in config.seeds for objective in objectives_of(config.variants)]
     records = []
