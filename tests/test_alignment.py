@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcrf.data.alignment import SubwordAligner, gather_words, plan_windows
+from mcrf.errors import ConfigError
 
 import tiny_models as tm
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
@@ -146,7 +147,7 @@ def test_aligner_is_picklable_and_validates(tokenizer):
     class Slow:
         is_fast = False
 
-    with pytest.raises(TypeError, match="fast tokenizer"):
+    with pytest.raises(ConfigError, match="fast tokenizer"):
         SubwordAligner(Slow(), 16, 4)
 
 

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mcrf.errors import ConfigError, DataError
+
 __all__ = ["WindowPlan", "plan_windows", "SubwordAligner", "gather_words"]
 
 
@@ -64,12 +66,12 @@ def plan_windows(lengths: Sequence[int], budget: int, stride: int) -> WindowPlan
         The windows and each word's owner window.
 
     Raises:
-        ValueError: for a non-positive budget or a stride outside ``[0, budget)``.
+        ConfigError: for a non-positive budget or a stride outside ``[0, budget)`` (a ValueError).
     """
     if budget < 1:
-        raise ValueError(f"expected a window budget of at least 1 sub-word, got {budget}; increase max_length")
+        raise ConfigError(f"expected a window budget of at least 1 sub-word, got {budget}; increase max_length")
     if not 0 <= stride < budget:
-        raise ValueError(
+        raise ConfigError(
             f"expected 0 <= stride < {budget} (the sub-words a window holds besides special tokens), "
             f"got stride={stride}; pass a smaller stride or a larger max_length"
         )
@@ -125,14 +127,14 @@ class SubwordAligner:
         stride: sub-words of overlap between consecutive windows of a long sentence.
 
     Raises:
-        TypeError: for a slow tokenizer.
-        ValueError: when the window cannot hold one sub-word besides the special
+        ConfigError: for a slow tokenizer (its encoder cannot align sub-words to words), or
+            when the window cannot hold one sub-word besides the special
             tokens, or ``stride`` does not fit in the window.
     """
 
     def __init__(self, tokenizer: Any, max_length: int, stride: int) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise TypeError(
+            raise ConfigError(
                 f"expected a fast tokenizer (word_ids() is needed to align sub-words to words), got "
                 f"{type(tokenizer).__name__}; load it with AutoTokenizer.from_pretrained(..., use_fast=True) "
                 "or convert the model's tokenizer to tokenizer.json"
@@ -143,7 +145,7 @@ class SubwordAligner:
         self.prefix, self.suffix, self.prefix_types, self.word_type, self.suffix_types = _special_layout(tokenizer)
         self.budget = self.max_length - len(self.prefix) - len(self.suffix)
         if self.budget < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"expected max_length > {len(self.prefix) + len(self.suffix)} (the tokenizer adds that many "
                 f"special tokens), got max_length={self.max_length}; pass a larger max_length"
             )
@@ -179,7 +181,7 @@ class SubwordAligner:
             for position, word_ids in enumerate(words):
                 if not word_ids:
                     if self.unk_id is None:
-                        raise ValueError(
+                        raise DataError(
                             f"word {sentences[index][position]!r} produced no sub-word and the tokenizer has "
                             "no unknown token to stand in for it; remove or replace such words"
                         )
@@ -285,7 +287,7 @@ def _special_layout(tokenizer: Any) -> tuple[list[int], list[int], list[int], in
             int(type_row[first]),
             list(type_row[last + 1 :]),
         )
-    raise ValueError(
+    raise ConfigError(
         f"could not find where {type(tokenizer).__name__} puts its special tokens: probe words produced "
         "no sub-words; use a tokenizer whose vocabulary covers plain ASCII words"
     )

@@ -26,6 +26,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from mcrf.errors import ConfigError
+
 __all__ = ["LengthBucketSampler", "SentenceDataset", "sentence_lengths", "padding_efficiency"]
 
 
@@ -87,9 +89,9 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         pool_factor: int = 50,
     ) -> None:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"expected batch_size to be an integer >= 1, got {batch_size!r}")
+            raise ConfigError(f"expected batch_size to be an integer >= 1, got {batch_size!r}")
         if not isinstance(pool_factor, int) or pool_factor < 1:
-            raise ValueError(f"expected pool_factor to be an integer >= 1, got {pool_factor!r}")
+            raise ConfigError(f"expected pool_factor to be an integer >= 1, got {pool_factor!r}")
         lengths = [int(n) for n in lengths]
         bad = next((i for i, n in enumerate(lengths) if n < 0), None)
         if bad is not None:
