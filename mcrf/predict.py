@@ -7,8 +7,8 @@ order. Empty sentences (empty input lines) come out as empty predictions, so out
 stay aligned with input lines.
 
 Inputs (``read_input``, ``--input-format``): ``auto`` (the default) reads CoNLL or raw text by
-the conservative rule documented in ``mcrf.data.sniff`` and says which on stderr; raw text, one sentence per line (tokenized by
-``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
+the conservative rule documented in ``mcrf.data.sniff`` and says which on stderr; raw text, one
+sentence per line (tokenized by ``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
 separated by whitespace, ``mcrf.data.text.pretokenized_line``); or a CoNLL column file
 (``mcrf.data.read_columns`` without a tag column: first column = word, every word line with the
 same number of columns, blank lines between sentences, ``-DOCSTART-`` dropped). A path, a

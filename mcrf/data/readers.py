@@ -6,8 +6,8 @@ Every reader is a generator of :class:`~mcrf.data.types.Sentence` whose ``source
 (compiler style); a missing file is :class:`~mcrf.errors.InputNotFound`.
 Files are read as bytes and decoded line by line (``iter_lines``, the one decoding loop of the
 package, prediction input included), so CRLF line ends and a UTF-8 BOM are handled and an
-undecodable byte is reported where it stands. Encodings that do not write ``\n`` as the byte
-``0x0a`` (UTF-16, UTF-32, EBCDIC code pages) are decoded as a stream first and split into lines
+undecodable byte is reported where it stands. Encodings that do not write a newline (LF) as the
+byte ``0x0a`` (UTF-16, UTF-32, EBCDIC code pages) are decoded as a stream first and split into lines
 after. ``iter_lines`` and ``read_columns`` also take an open binary stream (standard input, a
 pipe); its ``name`` (else ``<stream>``) stands for the file.
 """
@@ -70,7 +70,7 @@ def check_encoding(encoding: str) -> str:
 
 
 def _splits_on_newline_byte(encoding: str) -> bool:
-    """Whether ``encoding`` writes ``\n``, ``\r`` and ASCII as single equal bytes (so lines split on bytes)."""
+    """Whether ``encoding`` writes LF, CR and ASCII as the same single bytes (so lines split on bytes)."""
     try:
         return "\n\r a-Z".encode(encoding) == b"\n\r a-Z"
     except (UnicodeError, LookupError):
@@ -81,8 +81,9 @@ def iter_lines(source: LineSource, encoding: str = "utf-8") -> Iterator[tuple[in
     """Yield ``(line_number, text)`` of a file or binary stream, 1-based, without the line end (LF or CRLF).
 
     A path (or an ``importlib.resources`` Traversable) is opened and closed here (regular files and
-    also named pipes such as ``<(command)``); a stream is read from where it stands and left open. Lines end at ``\n`` only (a lone CR or
-    U+2028 stays inside the line, so line numbers agree with ``wc -l`` and editors' CoNLL views).
+    also named pipes such as ``<(command)``); a stream is read from where it stands and left open.
+    Lines end at LF only (a lone CR or U+2028 stays inside the line, so line numbers agree with
+    ``wc -l`` and editors' CoNLL views).
 
     Raises:
         InputNotFound: the path does not exist or is a directory.
@@ -116,12 +117,15 @@ def require_binary(stream: BinaryIO) -> BinaryIO:
 
 
 def _decode_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
-    lines = _byte_lines(handle, name, encoding) if _splits_on_newline_byte(encoding) else \
-        _stream_lines(handle, name, encoding)
-    for number, text in lines:
-        if number == 1 and text.startswith("\ufeff"):
-            text = text[1:]
-        yield number, text.rstrip("\r")
+    """Lines without their LF/CRLF end, a byte order mark dropped from the first."""
+    if _splits_on_newline_byte(encoding):
+        return _byte_lines(handle, name, encoding)
+    return _stream_lines(handle, name, encoding)
+
+
+def _clean(number: int, text: str) -> str:
+    text = text.rstrip("\r")
+    return text[1:] if number == 1 and text.startswith("\ufeff") else text
 
 
 def _bad_bytes(name: str, number: int, raw: bytes, err: UnicodeDecodeError, encoding: str) -> DataError:
@@ -140,16 +144,18 @@ def _newlines_before(encoding: str, state: tuple[bytes, int], err: UnicodeDecode
 
 
 def _byte_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
-    """Split on ``\n`` bytes, then decode each line (ASCII-compatible encodings: exact byte columns)."""
+    """Split on LF bytes, then decode each line (ASCII-compatible encodings: exact byte columns)."""
     for number, raw in enumerate(handle, start=1):
         try:
-            yield number, raw.decode(encoding).rstrip("\n")
+            text = raw.decode(encoding)
         except UnicodeDecodeError as err:
             raise _bad_bytes(name, number, raw, err, encoding) from None
+        text = text.rstrip("\r\n")
+        yield number, (text[1:] if number == 1 and text.startswith("\ufeff") else text)
 
 
 def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[int, str]]:
-    """Decode the stream incrementally, then split on ``\n`` (UTF-16/32, where a newline is not one byte)."""
+    """Decode the stream incrementally, then split on LF (UTF-16/32, where a newline is not one byte)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     read = getattr(handle, "read1", handle.read)  # read1: what a pipe has now, not a full chunk
     pending, number = "", 0
@@ -167,11 +173,11 @@ def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[
         *complete, pending = pending.split("\n")
         for line in complete:
             number += 1
-            yield number, line
+            yield number, _clean(number, line)
         if not chunk:
             break
     if pending:
-        yield number + 1, pending
+        yield number + 1, _clean(number + 1, pending)
 
 
 def split_fields(line: str, separator: str | None = None) -> list[str]:
