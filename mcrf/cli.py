@@ -10,7 +10,6 @@ message on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -18,12 +17,12 @@ import sys
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from mcrf import __version__
 from mcrf.errors import InputNotFound, UserError
-from mcrf.cli_util import (UsageError, add_fields, build, configure_logging, encoding, given, load_tagger,
-                           optional_int, positive_int)
+from mcrf.cli_util import (UsageError, add_fields, build, config_fields, configure_logging, given, load_tagger,
+                           positive_int)
 
 __all__ = ["main", "build_parser"]
 
@@ -31,75 +30,33 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- train
-def _train_fields() -> Dict[str, Dict[str, Any]]:
-    """``TrainConfig`` fields exposed as ``mcrf train`` flags, with their argparse settings.
-
-    The data flags are those of ``inspect``/``evaluate`` (``_load_fields``) that ``TrainConfig`` has.
-    """
-    from mcrf.training.config import DECODERS, MIXED_PRECISION, POSTPROCESS, TrainConfig
-
-    data = {name: extra for name, extra in _load_fields().items() if name in TrainConfig.field_names()}
-    return {
-        "encoder": {"metavar": "NAME_OR_PATH"},
-        "decoder": {"choices": DECODERS},
-        "postprocess": {"choices": POSTPROCESS},
-        **data,
-        "output_dir": {"metavar": "DIR"},
-        "overwrite": {"action": "store_true"},
-        "resume": {"action": "store_true"},
-        "epochs": {"type": positive_int},
-        "max_steps": {"type": positive_int},
-        "batch_size": {"type": positive_int},
-        "eval_batch_size": {"type": positive_int},
-        "lr": {"type": float},
-        "head_lr": {"type": float},
-        "layer_decay": {"type": float},
-        "weight_decay": {"type": float},
-        "warmup_ratio": {"type": float},
-        "max_grad_norm": {"type": float},
-        "seed": {"type": int},
-        "eval_every": {"metavar": "epoch|STEPS"},
-        "patience": {"type": optional_int, "metavar": "N|none"},
-        "mixed_precision": {"choices": MIXED_PRECISION},
-        "cpu": {"action": "store_true"},
-        "max_length": {"type": positive_int},
-        "stride": {"type": int},
-        "dropout": {"type": float},
-        "max_train_sentences": {"type": positive_int},
-        "max_eval_sentences": {"type": positive_int},
-        "num_workers": {"type": int},
-    }
-
-
 def _add_train(commands: Any, common: argparse.ArgumentParser) -> None:
-    from mcrf.training.config import TrainConfig
+    from mcrf.training.config import PRESETS, TrainConfig
 
-    base, sample = TrainConfig(), TrainConfig.for_dataset("sample")
-    preset = ", ".join(f"{f.name}={getattr(sample, f.name)}" for f in dataclasses.fields(TrainConfig)
-                       if f.name != "dataset" and getattr(sample, f.name) != getattr(base, f.name))
+    presets = "\n".join(f"  {name} preset: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                        for name, values in PRESETS.items())
     parser = commands.add_parser(
         "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
         help="train a tagger on a dataset, evaluate it and save it",
         description="Train a tagger, evaluate the best checkpoint on dev and test, and save it to OUTPUT/model.",
-        epilog=f"The 'sample' dataset uses a preset: {preset}.\n\nexamples:\n"
+        epilog="Settings are resolved in layers: the defaults, then the encoder's recommendations (learning "
+               "rates, decay,\nwarmup, clipping, epochs, the sub-word window), then the dataset preset, then "
+               "your flags; the\nsettings header at the start of training shows each value with its source.\n"
+               f"{presets}\n\nexamples:\n"
                "  mcrf train sample --output runs/sample\n"
                "  mcrf train conll2003 --data-dir ~/corpora --encoder bert-base-cased --output runs/conll\n"
                "  mcrf train path/to/folder --scheme BIOES --decoder crf --epochs 5\n"
                "  mcrf train sample --output runs/sample --resume")
     parser.add_argument("dataset", metavar="DATASET",
                         help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
-    add_fields(parser, TrainConfig, _train_fields(), base)
-    parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
-                        help="plain random batches instead of length-bucketed ones")
-    parser.set_defaults(func=_train)
+    parser.set_defaults(func=_train, fields=add_fields(parser, TrainConfig))
 
 
 def _train(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvalResult, format_table
     from mcrf.training import TrainConfig, train
 
-    config = build(TrainConfig.for_dataset, dataset=args.dataset,
-                    **given(args, list(_train_fields()) + ["bucket"]))
+    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields))
     result = train(config)
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)
@@ -111,37 +68,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- data flags
-def _load_fields() -> Dict[str, Dict[str, Any]]:
-    """``LoadConfig`` fields exposed as data flags (``inspect``, ``evaluate``, and ``train`` where
-    ``TrainConfig`` has the field)."""
-    from mcrf.data.corpus import POLICIES
-
-    return {
-        "data_dir": {"metavar": "DIR"},
-        "scheme": {"metavar": "SCHEME"},
-        "source_scheme": {"metavar": "SCHEME"},
-        "policy": {"choices": POLICIES},
-        "token_column": {"type": int},
-        "tag_column": {"type": int},
-        "separator": {"metavar": "SEP"},
-        "encoding": {"type": encoding},
-        "dev_fraction": {"type": float},
-    }
-
-
-def _load(dataset: str, args: argparse.Namespace, **forced: Any):
+def _load(dataset: str, args: argparse.Namespace):
     from mcrf.data import LoadConfig, load_corpus
 
-    config = build(LoadConfig, **{**given(args, _load_fields()), **forced})
-    return load_corpus(dataset, config=config)
+    return load_corpus(dataset, config=build(LoadConfig, **given(args, args.load_fields)))
 
 
 # ---------------------------------------------------------------------------- evaluate
-def _evaluate_fields() -> Dict[str, Dict[str, Any]]:
-    """``EvaluateConfig`` fields exposed as ``mcrf evaluate`` flags."""
-    return {"split": {}, "batch_size": {"type": positive_int}, "device": {}}
-
-
 def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
     from mcrf.data import LoadConfig
     from mcrf.evaluation import EvaluateConfig
@@ -157,20 +90,22 @@ def _add_evaluate(commands: Any, common: argparse.ArgumentParser) -> None:
                         "(`mcrf train --output`; its model/ is used); default: $MCRF_MODEL")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder or file of labelled data")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
-    add_fields(parser, EvaluateConfig, _evaluate_fields(), EvaluateConfig())
-    add_fields(parser, LoadConfig, {k: v for k, v in _load_fields().items() if k != "scheme"}, LoadConfig())
-    parser.set_defaults(func=_evaluate)
+    fields = add_fields(parser, EvaluateConfig)
+    load_fields = add_fields(parser, LoadConfig, [name for name in config_fields(LoadConfig) if name != "scheme"])
+    parser.set_defaults(func=_evaluate, fields=fields, load_fields=load_fields)
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from mcrf.data import LoadConfig, load_corpus
     from mcrf.evaluation import EvaluateConfig, evaluate, format_table
     from mcrf.models.locate import resolve_model
     from mcrf.schemes import entity_types
 
-    config = build(EvaluateConfig, **given(args, _evaluate_fields()))
+    config = build(EvaluateConfig, **given(args, args.fields))
+    load = build(LoadConfig, **given(args, args.load_fields))  # flag values checked before the model loads
     args.model = resolve_model(args.model, verbose=getattr(args, "verbose", False))
     tagger = load_tagger(args.model, config.device)
-    corpus = _load(args.dataset, args, scheme=tagger.config.scheme)
+    corpus = load_corpus(args.dataset, config=load, scheme=tagger.config.scheme)
     sentences = corpus.splits.get(config.split)
     if not sentences:
         available = sorted(name for name, split in corpus.splits.items() if split)
@@ -201,8 +136,7 @@ def _add_inspect(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf inspect path/to/folder --json")
     parser.add_argument("dataset", metavar="DATASET", help="registered name, folder, file or hub id")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    add_fields(parser, LoadConfig, _load_fields(), LoadConfig())
-    parser.set_defaults(func=_inspect)
+    parser.set_defaults(func=_inspect, load_fields=add_fields(parser, LoadConfig))
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -214,24 +148,6 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- predict
-def _predict_fields() -> Dict[str, Dict[str, Any]]:
-    """``PredictConfig`` fields exposed as ``mcrf predict`` flags."""
-    from mcrf.formats import FORMATS
-    from mcrf.models.quantize import QUANTIZATIONS
-    from mcrf.predict import INPUT_FORMATS
-
-    return {
-        "output_format": {"choices": tuple(FORMATS)},
-        "input_format": {"choices": INPUT_FORMATS},
-        "batch_size": {"type": positive_int},
-        "chunk_batches": {"type": positive_int},
-        "encoding": {"type": encoding},
-        "device": {},
-        "mmap_threshold": {"type": optional_int, "metavar": "BYTES|none"},
-        "quantize": {"choices": QUANTIZATIONS},
-    }
-
-
 def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     from mcrf.predict import PredictConfig
 
@@ -254,8 +170,7 @@ def _add_predict(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write here instead of stdout: a file is replaced atomically once all input is "
                              "tagged; a device, FIFO or terminal is written in place; never the input file")
-    add_fields(parser, PredictConfig, _predict_fields(), PredictConfig())
-    parser.set_defaults(func=_predict)
+    parser.set_defaults(func=_predict, fields=add_fields(parser, PredictConfig))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -264,7 +179,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mcrf.outputs import check_output, open_output
     from mcrf.predict import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
-    config = build(PredictConfig, **given(args, _predict_fields()))
+    config = build(PredictConfig, **given(args, args.fields))
     if args.input != "-" and (not Path(args.input).exists() or Path(args.input).is_dir()):
         raise InputNotFound(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
     if args.output is not None:  # refused before the model is loaded, not after

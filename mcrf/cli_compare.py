@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Any, Dict, List
+from typing import Any, List
 
 from mcrf.cli_util import UsageError, add_fields, build, given
 
@@ -19,28 +19,11 @@ __all__ = ["add_compare"]
 _NOT_SHARED = ("decoder", "postprocess", "seed", "output_dir", "resume", "overwrite")
 
 
-def _seeds(text: str) -> tuple:
-    """Argparse type: ``1,2,3``."""
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integer seeds such as 1,2,3, got {text!r}") \
-            from None
+def _train_flags() -> List[str]:
+    from mcrf.cli_util import config_fields
+    from mcrf.training.config import TrainConfig
 
-
-def _compare_fields() -> Dict[str, Dict[str, Any]]:
-    from mcrf.compare.variants import VARIANTS
-
-    return {"seeds": {"type": _seeds, "metavar": "1,2,3"},
-            "variants": {"metavar": ",".join(VARIANTS)},
-            "output_dir": {"metavar": "DIR"},
-            "resamples": {"type": int}}
-
-
-def _train_flags() -> Dict[str, Dict[str, Any]]:
-    from mcrf.cli import _train_fields
-
-    return {name: extra for name, extra in _train_fields().items() if name not in _NOT_SHARED}
+    return [name for name in config_fields(TrainConfig) if name not in _NOT_SHARED]
 
 
 def add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -62,11 +45,8 @@ def add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
                         help="registered name, folder or hub id, as for `mcrf train`")
     parser.add_argument("--summarize", metavar="DIR", default=argparse.SUPPRESS,
                         help="instead: write DIR/README.md and DIR/summary.png over the comparisons in DIR/*/")
-    add_fields(parser, CompareConfig, _compare_fields(), CompareConfig())
-    add_fields(parser, TrainConfig, _train_flags(), TrainConfig())
-    parser.add_argument("--no-bucket", dest="bucket", action="store_false", default=argparse.SUPPRESS,
-                        help="plain random batches instead of length-bucketed ones")
-    parser.set_defaults(func=_compare)
+    parser.set_defaults(func=_compare, fields=add_fields(parser, CompareConfig),
+                        train_fields=add_fields(parser, TrainConfig, _train_flags()))
 
 
 def _command(args: argparse.Namespace, names: List[str]) -> str:
@@ -80,8 +60,8 @@ def _command(args: argparse.Namespace, names: List[str]) -> str:
         if not hasattr(args, name):
             continue
         value = getattr(args, name)
-        if name == "bucket":
-            words.append("--no-bucket")
+        if value is False:  # a switch that is on by default
+            words.append(f"--no-{name.replace('_', '-')}")
         elif value is True:
             words.append(flag(name))
         elif name == "seeds":
@@ -105,9 +85,8 @@ def _compare(args: argparse.Namespace) -> int:
         return 0
     if args.dataset is None:
         raise UsageError("expected DATASET (e.g. sample, conll2003, a folder) or --summarize DIR")
-    train_names = list(_train_flags()) + ["bucket"]
-    config = build(CompareConfig, dataset=args.dataset, **given(args, list(_compare_fields())),
-                   train=given(args, train_names))
-    results = compare(config, command=_command(args, list(_compare_fields()) + train_names))
+    config = build(CompareConfig, dataset=args.dataset, **given(args, args.fields),
+                   train=given(args, args.train_fields))
+    results = compare(config, command=_command(args, args.fields + args.train_fields))
     print(render_markdown(results))
     return 0

@@ -8,29 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, Dict
+from typing import Any
 
-from mcrf.cli_util import add_fields, build, given, load_tagger, positive_int
+from mcrf.cli_util import add_fields, build, given, load_tagger
 from mcrf.errors import ConfigError
 
 __all__ = ["add_serve"]
 
 logger = logging.getLogger(__name__)
-
-
-def _serve_fields() -> Dict[str, Dict[str, Any]]:
-    """``ServeConfig`` fields exposed as ``mcrf serve`` flags."""
-    return {
-        "host": {},
-        "port": {"type": int},
-        "max_batch": {"type": positive_int},
-        "max_wait_ms": {"type": float, "metavar": "MS"},
-        "max_queue": {"type": positive_int},
-        "max_body": {"type": positive_int, "metavar": "BYTES"},
-        "max_words": {"type": positive_int},
-        "device": {},
-        "retry_after": {"type": positive_int, "metavar": "SECONDS"},
-    }
 
 
 def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -53,14 +38,13 @@ def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
                "  curl -s localhost:8080/predict -d '{\"text\": \"John Smith flew to Paris .\"}'\n"
                "SIGTERM answers the requests already received, then exits 0.")
     parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
-    add_fields(parser, ServeConfig, _serve_fields(), ServeConfig())
-    parser.set_defaults(func=_serve)
+    parser.set_defaults(func=_serve, fields=add_fields(parser, ServeConfig))
 
 
 def _serve(args: argparse.Namespace) -> int:
     from mcrf.serve.config import ServeConfig
 
-    config = build(ServeConfig, **given(args, _serve_fields()))
+    config = build(ServeConfig, **given(args, args.fields))
     try:
         from mcrf.serve.app import bind, serve
     except ImportError as error:

@@ -1,37 +1,28 @@
 """Helpers of the ``mcrf`` command line: flags built from config dataclasses, model loading, logging.
 
-Each command exposes fields of a config dataclass (the only holder of defaults) as flags: help
-text comes from the class docstring's ``Attributes:`` section, the shown default from an
-instance, and every flag defaults to ``argparse.SUPPRESS`` so only the flags the user gave
-become overrides (``given``), which ``build`` turns into the config.
+Each command exposes fields of a config dataclass (the only holder of defaults) as flags: the
+help text is the field's ``metadata["help"]`` (``mcrf.fields.option``), the type its annotation,
+and every flag defaults to ``argparse.SUPPRESS`` so only the flags the user gave become values
+(``given``), which ``build`` turns into the config (whose validators check them).
 """
 
 from __future__ import annotations
 
 import argparse
-import codecs
+import dataclasses
 import logging
-import re
 import sys
-from typing import Any, Callable, Dict, Optional, Sequence
+import typing
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mcrf.errors import UserError
 
-__all__ = ["UsageError", "attribute_docs", "positive_int", "optional_int", "encoding", "build",
-           "flag", "add_fields", "given", "resolve_device", "load_tagger", "configure_logging"]
+__all__ = ["UsageError", "positive_int", "build", "flag", "config_fields", "add_fields", "given",
+           "resolve_device", "load_tagger", "configure_logging"]
 
 
 class UsageError(Exception):
     """A flag value the configs reject (exit code 2, like argparse's own errors)."""
-
-
-def attribute_docs(cls: type) -> Dict[str, str]:
-    """``{field: description}`` from the ``Attributes:`` section of a dataclass docstring."""
-    doc = (cls.__doc__ or "").split("Attributes:", 1)[-1]
-    docs: Dict[str, str] = {}
-    for match in re.finditer(r"^\s{8}(\w+): (.*?)(?=^\s{8}\w+: |\Z)", doc, flags=re.M | re.S):
-        docs[match.group(1)] = " ".join(match.group(2).replace("``", "").split())
-    return docs
 
 
 def positive_int(text: str) -> int:
@@ -40,21 +31,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
-
-
-def optional_int(text: str) -> Optional[int]:
-    """Argparse type: an integer, or ``none`` for ``None``."""
-    return None if text.lower() == "none" else int(text)
-
-
-def encoding(text: str) -> str:
-    """Argparse type: a text encoding Python knows (``codecs.lookup``), e.g. ``utf-8``, ``latin-1``."""
-    try:
-        codecs.lookup(text)
-    except LookupError:
-        raise argparse.ArgumentTypeError(
-            f"unknown encoding {text!r}; pass one Python knows, e.g. utf-8, latin-1, cp1252, utf-16") from None
-    return text
 
 
 def build(cls: Callable[..., Any], **values: Any) -> Any:
@@ -70,18 +46,87 @@ def flag(field: str) -> str:
     return {"output_dir": "--output", "output_format": "--format"}.get(field, "--" + field.replace("_", "-"))
 
 
-def add_fields(parser: argparse.ArgumentParser, cls: type, fields: Dict[str, Dict[str, Any]],
-               defaults: Any) -> None:
-    """One flag per dataclass field; help from the class docstring, shown default from ``defaults``.
+def _parser_of(annotation: Any) -> Callable[[str], Any]:
+    """Text -> value for a field annotation: ``int``/``float``/``str``, ``none`` for ``None`` when optional.
 
-    Every flag defaults to ``argparse.SUPPRESS`` so only flags the user gave become overrides.
+    Only the conversion: the range and choice checks are the field's validator's (one per field).
     """
-    docs = attribute_docs(cls)
-    for field, extra in fields.items():
-        default = getattr(defaults, field)
-        shown = "" if isinstance(default, bool) else f" (default: {default})"
-        parser.add_argument(flag(field), dest=field, default=argparse.SUPPRESS,
-                            help=docs.get(field, "").replace("%", "%%") + shown, **extra)
+    args = typing.get_args(annotation)
+    optional = type(None) in args
+    inner = [a for a in args if a is not type(None)] if args else [annotation]
+    if int in inner and str in inner:  # 'epoch' or a number of steps
+        convert: Callable[[str], Any] = lambda text: int(text) if text.lstrip("-").isdigit() else text
+    elif inner == [int]:
+        convert = int
+    elif inner == [float]:
+        convert = float
+    else:
+        convert = str
+
+    def parse(text: str) -> Any:
+        if optional and text.lower() == "none":
+            return None
+        try:
+            return convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if convert is int else 'a number'}"
+                                             f"{' or none' if optional else ''}, got {text!r}") from None
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def _shown(default: Any) -> str:
+    """A default as the user would type it (``1,2,3`` for a tuple)."""
+    return ",".join(map(str, default)) if isinstance(default, (tuple, list)) else str(default)
+
+
+def config_fields(cls: type, names: Optional[Sequence[str]] = None) -> List[str]:
+    """The fields of ``cls`` offered as flags (``metadata["cli"]`` not false), optionally only ``names``."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", False)
+            and (names is None or f.name in names)]
+
+
+def add_fields(parser: argparse.ArgumentParser, cls: type, names: Optional[Sequence[str]] = None,
+               defaults: Any = None) -> List[str]:
+    """One flag per field of config dataclass ``cls``, generated from the field (like ``HfArgumentParser``).
+
+    The help is the field's ``metadata["help"]``; the type comes from its annotation; a ``bool``
+    field defaulting to false is a switch ``--name``, one defaulting to true ``--no-name``. The
+    choices of a ``choice`` validator are shown, but the value is checked by the field's validator
+    when the config is built. Every flag defaults to ``argparse.SUPPRESS`` so only the flags the
+    user gave become values (``given``).
+
+    Args:
+        parser: where to add the flags.
+        cls: the config dataclass.
+        names: only these fields (default: every field offered on the command line).
+        defaults: an instance whose values are shown as the defaults (default: the field defaults).
+
+    Returns:
+        The field names added.
+    """
+    hints = typing.get_type_hints(cls)
+    added = config_fields(cls, names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in added:
+        field = fields[name]
+        text = field.metadata.get("help", "").replace("%", "%%")
+        default = getattr(defaults, name) if defaults is not None else field.default
+        if hints[name] is bool:
+            if default is True:
+                parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
+                                    default=argparse.SUPPRESS, help=f"not: {text}")
+            else:
+                parser.add_argument(flag(name), dest=name, action="store_true", default=argparse.SUPPRESS, help=text)
+            continue
+        choices = getattr(field.metadata.get("check"), "choices", None)
+        metavar = field.metadata.get("metavar") or (
+            "{" + ",".join(map(str, choices)) + "}" if choices else name.upper().split("_")[-1])
+        shown = "" if default is None or default is dataclasses.MISSING else f" (default: {_shown(default)})"
+        parser.add_argument(flag(name), dest=name, default=argparse.SUPPRESS, metavar=metavar,
+                            type=field.metadata.get("parse") or _parser_of(hints[name]), help=text + shown)
+    return added
 
 
 def given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:

@@ -9,18 +9,17 @@ error (code may match on it), followed by what was expected and the fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
 
 from mcrf import crf_ops
 
-if TYPE_CHECKING:  # pragma: no cover - type hints only
-    from mcrf.crf import MaskedCRF
+# The functions take the ``MaskedCRF`` as ``nn.Module`` (``crf.py`` imports this module, not the reverse).
 
 
-def check_parameters(crf: "MaskedCRF") -> None:
+def check_parameters(crf: torch.nn.Module) -> None:
     """Raise a ``ValueError`` naming the first CRF parameter that holds NaN or infinity.
 
     Runs on every call when ``validate=True``; with ``validate=False`` call it from the
@@ -37,7 +36,7 @@ def check_parameters(crf: "MaskedCRF") -> None:
     )
 
 
-def prepare(crf: "MaskedCRF", emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor], checking: bool):
+def prepare(crf: torch.nn.Module, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor], checking: bool):
     """Validate and convert to batch-first float32 emissions, long tags, bool mask.
 
     Types and shapes are always checked (no host read); the value checks (0/1 integer mask,
@@ -114,7 +113,7 @@ def prepare(crf: "MaskedCRF", emissions: Tensor, tags: Optional[Tensor], mask: O
     return emissions, (tags.long() if tags is not None else None), mask
 
 
-def check_gold(crf: "MaskedCRF", tags: Tensor, lengths: Tensor, order: Tensor, chain: crf_ops.Chain) -> None:
+def check_gold(crf: torch.nn.Module, tags: Tensor, lengths: Tensor, order: Tensor, chain: crf_ops.Chain) -> None:
     """Raise a ``ValueError`` naming the first gold tag sequence the constraints forbid.
 
     Args:

@@ -22,6 +22,8 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from mcrf.fields import integer, option, text, validate
+
 __all__ = ["EvalResult", "EvaluateConfig", "evaluate", "score_predictions", "format_table", "predict_sentences"]
 
 # canonical mcrf scheme -> (seqeval scheme class name, scheme to convert to first or None)
@@ -68,23 +70,16 @@ class EvalResult:
 
 @dataclass
 class EvaluateConfig:
-    """Defaults of ``mcrf evaluate`` (the CLI maps its flags onto these fields).
+    """Defaults of ``mcrf evaluate`` (the CLI builds its flags from these fields)."""
 
-    Attributes:
-        split: split of the dataset to score (``train``, ``dev``, ``test``, ...).
-        batch_size: sentences per prediction batch.
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``None`` picks CUDA when available.
-    """
-
-    split: str = "test"
-    batch_size: int = 64
-    device: Optional[str] = None
+    split: str = option("test", check=text(what="a split name such as 'test'"), help=(
+        "split of the dataset to score (train, dev, test, ...)"))
+    batch_size: int = option(64, check=integer(1), help="sentences per prediction batch")
+    device: Optional[str] = option(None, check=text(optional=True), help=(
+        "cpu, cuda, cuda:1, ... (default: CUDA when available)"))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.split, str) or not self.split:
-            raise ValueError(f"expected split to be a split name such as 'test', got {self.split!r}")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"expected batch_size to be a positive integer, got {self.batch_size!r}")
+        validate(self)
 
 
 def _seqeval_scheme(scheme: str):

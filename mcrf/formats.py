@@ -1,6 +1,6 @@
 """Output writers of ``mcrf predict``: ``conll``, ``jsonl`` and inline ``text`` markup.
 
-Each writer takes one :class:`~mcrf.predict.Prediction` (the input sentence and its
+Each writer takes one :class:`~mcrf.models.decoding.Prediction` (the input sentence and its
 ``Decoded``) and a text stream, and writes exactly one record, so output stays in step with
 the input (an empty input line gives an empty record):
 
@@ -21,76 +21,26 @@ by single spaces and offsets refer to that string.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Callable, Dict, List, TextIO, Tuple
+from typing import Callable, Dict, List, TextIO
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mcrf.predict import Prediction
+from mcrf.models.decoding import Prediction
+from mcrf.records import sentence_text, to_record
 
 __all__ = ["FORMATS", "header", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text", "write_html",
            "writer"]
 
-Offsets = Tuple[Tuple[int, int], ...]
-
-
-def sentence_text(tokens: Tuple[str, ...], text: "str | None", offsets: "Offsets | None") -> Tuple[str, Offsets]:
-    """The string a sentence's character offsets refer to, and those offsets.
-
-    Args:
-        tokens: the words.
-        text: the original line (raw-text input) or ``None``.
-        offsets: ``(start, end)`` of each word in ``text``, or ``None``.
-
-    Returns:
-        ``(text, offsets)``: the original ones when both are known, else the words joined by
-        single spaces with the offsets of each word in that string.
-    """
-    if text is not None and offsets is not None:
-        return text, offsets
-    spans: List[Tuple[int, int]] = []
-    position = 0
-    for token in tokens:
-        spans.append((position, position + len(token)))
-        position += len(token) + 1
-    return " ".join(tokens), tuple(spans)
-
-
-def to_record(prediction: "Prediction", digits: int = 4) -> Dict[str, object]:
-    """The ``jsonl`` object of one prediction (see the module docstring for the keys).
-
-    Args:
-        prediction: sentence and its decoded tags.
-        digits: decimals kept of the confidences.
-    """
-    sentence, decoded = prediction.sentence, prediction.decoded
-    text, offsets = sentence_text(sentence.tokens, sentence.text, sentence.offsets)
-    spans = []
-    for label, start, end, confidence in decoded.spans:
-        char_start, char_end = offsets[start][0], offsets[end - 1][1]
-        spans.append({
-            "label": label, "start": start, "end": end, "char_start": char_start, "char_end": char_end,
-            "text": text[char_start:char_end], "confidence": round(float(confidence), digits),
-        })
-    return {
-        "text": text,
-        "tokens": list(sentence.tokens),
-        "tags": list(decoded.tags),
-        "spans": spans,
-        "token_confidences": [round(float(c), digits) for c in decoded.token_confidence],
-    }
-
-
-def write_conll(prediction: "Prediction", out: TextIO) -> None:
+def write_conll(prediction: Prediction, out: TextIO) -> None:
     """``token<TAB>tag`` lines, then a blank line (an empty sentence writes only the blank line)."""
     lines = [f"{token}\t{tag}\n" for token, tag in zip(prediction.sentence.tokens, prediction.decoded.tags)]
     out.write("".join(lines) + "\n")
 
 
-def write_jsonl(prediction: "Prediction", out: TextIO) -> None:
+def write_jsonl(prediction: Prediction, out: TextIO) -> None:
     """One JSON object per line (non-ASCII kept as is)."""
     out.write(json.dumps(to_record(prediction), ensure_ascii=False) + "\n")
 
 
-def write_text(prediction: "Prediction", out: TextIO) -> None:
+def write_text(prediction: Prediction, out: TextIO) -> None:
     """The line with inline markup ``[words]{LABEL}``, keeping the original spacing."""
     sentence = prediction.sentence
     text, offsets = sentence_text(sentence.tokens, sentence.text, sentence.offsets)
@@ -104,14 +54,14 @@ def write_text(prediction: "Prediction", out: TextIO) -> None:
     out.write("".join(pieces) + "\n")
 
 
-def write_html(prediction: "Prediction", out: TextIO) -> None:
+def write_html(prediction: Prediction, out: TextIO) -> None:
     """One record of a self-contained HTML page (``mcrf.html``; the page starts with ``header("html")``)."""
     from mcrf.html import write_html as write
 
     write(prediction, out)
 
 
-FORMATS: Dict[str, Callable[["Prediction", TextIO], None]] = {
+FORMATS: Dict[str, Callable[[Prediction, TextIO], None]] = {
     "conll": write_conll,
     "jsonl": write_jsonl,
     "text": write_text,
@@ -126,7 +76,7 @@ def header(name: str) -> str:
     return html_header() if name == "html" else ""
 
 
-def writer(name: str) -> Callable[["Prediction", TextIO], None]:
+def writer(name: str) -> Callable[[Prediction, TextIO], None]:
     """The writer of output format ``name``.
 
     Raises:

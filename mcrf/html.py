@@ -17,10 +17,10 @@ from __future__ import annotations
 import html
 import json
 from importlib.resources import files
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mcrf.predict import Prediction
+from mcrf.models.decoding import Prediction
+from mcrf.records import to_record
 
 __all__ = ["asset", "html_header", "write_html", "demo_page", "data_element"]
 
@@ -57,8 +57,6 @@ def data_element(record: dict) -> str:
     return f"<script type=\"application/json\" class=\"mcrf-data\">{payload}</script>\n"
 
 
-def write_html(prediction: "Prediction", out: TextIO) -> None:
+def write_html(prediction: Prediction, out: TextIO) -> None:
     """One prediction of a ``--format html`` page (after ``html_header()``): its record, rendered on load."""
-    from mcrf.formats import to_record
-
     out.write(data_element(to_record(prediction)))

@@ -22,13 +22,17 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import IO, Any, Iterable, Iterator, List, Optional, Tuple, Union
 
-from mcrf.data.readers import check_encoding, iter_lines, read_columns, source_name
+from mcrf.data.readers import iter_lines, read_columns, source_name
 from mcrf.data.sniff import sniff_input
 from mcrf.data.text import pretokenized_line, tokenize_line
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, InputNotFound
+from mcrf.fields import choice, codec, integer, option, text, validate
+from mcrf.formats import FORMATS
+from mcrf.models.decoding import Prediction
+from mcrf.models.quantize import QUANTIZATIONS, check_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -38,69 +42,42 @@ __all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "re
 INPUT_FORMATS = ("auto", "text", "pretokenized", "conll")
 
 
+def _quantization(name: str, value: Any) -> Any:
+    check_quantization(value)  # the scheme; __post_init__ checks it against the device
+    return value
+
+
 @dataclass
 class PredictConfig:
-    """Defaults of ``mcrf predict`` (the CLI maps its flags onto these fields).
+    """Defaults of ``mcrf predict`` (the CLI builds its flags from these fields)."""
 
-    Attributes:
-        batch_size: sentences per forward pass.
-        chunk_batches: batches read ahead and sorted by length together; memory is bounded by
-            ``chunk_batches * batch_size`` sentences.
-        input_format: ``auto`` (CoNLL when every non-blank line has the same two or more columns
-            and the last holds tags of one scheme, at least one an entity tag; else text; the
-            choice is printed once on stderr), ``text`` (one raw sentence per line),
-            ``pretokenized`` (one sentence of whitespace-separated words per line) or ``conll``
-            (one word per line, first column).
-        output_format: ``conll``, ``jsonl`` or ``text`` (see ``mcrf.formats``).
-        encoding: encoding of the input.
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...; ``None`` picks CUDA when available.
-        mmap_threshold: glibc only: allocations of at least this many bytes get their own memory
-            map, returned to the system when freed (``mallopt(M_MMAP_THRESHOLD)``). Without it glibc
-            raises the threshold after the first large tensors are freed and the heap keeps
-            growing with fragmentation over long inputs (+19% peak RSS at 10x the input with
-            MiniLM, measured); ``None`` leaves malloc alone.
-        quantize: ``int8`` quantizes the encoder's Linear/LSTM layers for faster CPU prediction
-            (``mcrf.models.quantize``; CPU only, so no device means the CPU); ``None`` keeps float32.
-    """
-
-    batch_size: int = 32
-    chunk_batches: int = 64
-    input_format: str = "auto"
-    output_format: str = "conll"
-    encoding: str = "utf-8"
-    device: Optional[str] = None
-    mmap_threshold: Optional[int] = 128 * 1024
-    quantize: Optional[str] = None
+    batch_size: int = option(32, check=integer(1), help="sentences per forward pass")
+    chunk_batches: int = option(64, check=integer(1), help=(
+        "batches read ahead and sorted by length together; memory is bounded by chunk_batches * batch_size "
+        "sentences"))
+    input_format: str = option("auto", check=choice(INPUT_FORMATS), help=(
+        "auto (CoNLL when every non-blank line has the same two or more columns and the last holds tags of one "
+        "scheme, at least one an entity tag; else text; the choice is printed once on stderr), text (one raw "
+        "sentence per line), pretokenized (one sentence of whitespace-separated words per line) or conll (one "
+        "word per line, first column)"))
+    output_format: str = option("conll", check=choice(tuple(FORMATS)), help=(
+        f"{', '.join(FORMATS)} (see mcrf.formats)"))
+    encoding: str = option("utf-8", check=codec(), help=(
+        "encoding of the input, any text encoding Python knows, utf-16/utf-32 included"))
+    device: Optional[str] = option(None, check=text(optional=True), help=(
+        "cpu, cuda, cuda:1, ... (default: CUDA when available)"))
+    mmap_threshold: Optional[int] = option(128 * 1024, check=integer(1, optional=True, none_means="leave malloc "
+                                                                                                    "alone"), help=(
+        "glibc only: allocations of at least this many bytes get their own memory map, returned to the system "
+        "when freed (mallopt M_MMAP_THRESHOLD); without it the heap grows with fragmentation over long inputs "
+        "(+19% peak RSS at 10x the input with MiniLM, measured); none leaves malloc alone"))
+    quantize: Optional[str] = option(None, check=_quantization, metavar="{" + ",".join(QUANTIZATIONS) + "}", help=(
+        "int8 quantizes the encoder's Linear/LSTM layers for faster CPU prediction (mcrf.models.quantize; CPU "
+        "only, so no device means the CPU); none keeps float32"))
 
     def __post_init__(self) -> None:
-        from mcrf.models.quantize import check_quantization
-
-        check_quantization(self.quantize, self.device if self.device is not None else "cpu")
-        for name in ("batch_size", "chunk_batches"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"expected {name} to be a positive integer, got {value!r}")
-        if self.mmap_threshold is not None and (isinstance(self.mmap_threshold, bool)
-                                                 or not isinstance(self.mmap_threshold, int)
-                                                 or self.mmap_threshold < 1):
-            raise ConfigError(f"expected mmap_threshold to be a positive number of bytes or None, "
-                              f"got {self.mmap_threshold!r}")
-        check_encoding(self.encoding)
-        if self.input_format not in INPUT_FORMATS:
-            raise ConfigError(f"unknown input format {self.input_format!r}; expected one of "
-                              f"{', '.join(INPUT_FORMATS)}")
-        from mcrf.formats import FORMATS
-
-        if self.output_format not in FORMATS:
-            raise ConfigError(f"unknown output format {self.output_format!r}; expected one of {', '.join(FORMATS)}")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One input sentence and its prediction (``Decoded``: tags, confidences, spans)."""
-
-    sentence: Sentence
-    decoded: "object"
+        validate(self)
+        check_quantization(self.quantize, self.device if self.device is not None else "cpu")  # with the device
 
 
 def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8") -> Iterator[Tuple[str, str]]:

@@ -28,8 +28,9 @@ def sample_model(tmp_path_factory, one_torch_thread):
     torch.manual_seed(0)
     corpus = load_corpus("sample")
     train = corpus.splits["train"]
-    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme, word_dim=32,
-                                       char_dim=8, char_filters=16, lstm_hidden=32), train)
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme,
+                                       encoder_options=dict(word_dim=32, char_dim=8, char_filters=16, lstm_hidden=32)),
+                          train)
     optimizer = torch.optim.Adam(tagger.parameters(), lr=0.01)
     collate = tagger.collator()
     for step in range(40):

@@ -194,7 +194,7 @@ def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
     tokenizers = pytest.importorskip("tokenizers")
     from transformers import RobertaTokenizer
 
-    from mcrf.models.hf_encoder import load_tokenizer
+    from mcrf.models.encoders.hf import load_tokenizer
 
     bpe = tokenizers.ByteLevelBPETokenizer()
     bpe.train_from_iterator(["john visited paris today", "mary smith works for acme corp"] * 5, vocab_size=300,
@@ -222,7 +222,7 @@ def test_conll2003_train_every_word_gets_one_position():
     if not (SHARED / "conll2003" / "eng.train").is_file():
         pytest.skip(f"CoNLL-2003 not found under {SHARED}")
     from mcrf.data import load_corpus
-    from mcrf.models.hf_encoder import load_tokenizer
+    from mcrf.models.encoders.hf import load_tokenizer
 
     corpus = load_corpus("conll2003", data_dir=str(SHARED))
     train = [s.tokens for s in corpus.splits["train"]]

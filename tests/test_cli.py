@@ -102,11 +102,14 @@ def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "sample", "--epochs", "0"], "expected a positive integer"),
-    (["train", "sample", "--decoder", "lstm"], "invalid choice"),
-    (["train", "sample", "--lr", "-1"], "expected lr > 0"),
+    (["train", "sample", "--epochs", "0"], "expected epochs to be a positive integer"),
+    (["train", "sample", "--decoder", "lstm"], "unknown decoder 'lstm'; expected one of mcrf,"),
+    (["train", "sample", "--lr", "-1"], "0 < lr <= 1"),
+    (["train", "sample", "--head-lr", "inf"], "expected a finite number 0 < head_lr <= 1"),
+    (["train", "sample", "--head-lr", "nan"], "expected a finite number 0 < head_lr <= 1"),
+    (["train", "sample", "--max-grad-norm=-inf"], "max_grad_norm"),
     (["train", "sample", "--stride", "600", "--max-length", "512"], "stride"),
-    (["inspect", "sample", "--policy", "fix"], "invalid choice"),
+    (["inspect", "sample", "--policy", "fix"], "unknown policy 'fix'"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
@@ -348,7 +351,8 @@ def test_corrupt_or_foreign_model_files_are_one_clear_error(command, sample_mode
                 else ["evaluate", model, "sample"])
         code, out, err = run(capsys, *argv)
         assert code == 1, (case, err)
-        assert f"model {model} is corrupt or not an mcrf model" in err and "re-save it" in err, (case, err)
+        assert f"{model}/" in err and ("save the model again" in err or "upgrade mcrf" in err), (case, err)
+        assert "valid tagger config" in err or "damaged" in err or "not valid JSON" in err, (case, err)
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and out == "", (case, err)
     code, _, err = run(capsys, *argv, "--debug")
     assert code == 1 and "Traceback" in err

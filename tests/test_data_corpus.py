@@ -229,7 +229,7 @@ def test_dev_fraction_carves_dev_only_when_missing(tmp_path):
     assert corpus.splits["dev"][0].tokens[0] == "w8" and corpus.report["dev"]["carved_from_train"] == 2
     assert corpus.report["dev"]["illegal_at"] == [] and corpus.report["dev"]["tokens"] == 4
     assert "dev" not in load_corpus(str(path)).splits
-    with pytest.raises(ValueError, match="dev_fraction strictly between 0 and 1"):
+    with pytest.raises(ValueError, match="0 <= dev_fraction < 1"):
         LoadConfig(dev_fraction=1.0)
 
 

@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 from mcrf import schemes
 from mcrf.data.types import Sentence
 from mcrf.models import Decoded, Tagger, TaggerConfig
-from mcrf.models.bilstm import BiLSTMVocab
+from mcrf.models.encoders.bilstm import BiLSTMVocab
 from mcrf.models.decoding import make_decoded, postprocess
 
 import tiny_models as tm
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 DECODERS = ["mcrf", "mcrf-decoding", "crf", "softmax"]
-SMALL_LSTM = dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16)
+SMALL_LSTM = dict(encoder_options=dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_bilstm_vocab_min_count_lowercase_unknown():
 
 
 def test_word_dropout_trains_the_unknown_word(sentences):
-    tagger = make_tagger("bilstm", "mcrf", word_dropout=0.5)
+    tagger = make_tagger("bilstm", "mcrf", encoder_options=dict(SMALL_LSTM["encoder_options"], word_dropout=0.5))
     batch = tagger.collator()(sentences)
     tagger(batch).backward()
     unknown_row = tagger.encoder.word_embeddings.weight.grad[1]
@@ -368,7 +368,7 @@ def test_max_length_beyond_position_embeddings_is_rejected(tmp_path):
 def test_encoder_decoder_models_are_rejected():
     from transformers import T5Config
 
-    from mcrf.models.hf_encoder import encoder_from_config
+    from mcrf.models.encoders.hf import encoder_from_config
 
     config = T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, vocab_size=50).to_dict()
     with pytest.raises(ValueError, match="encoder-decoder"):

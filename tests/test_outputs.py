@@ -47,8 +47,9 @@ def model(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     corpus = load_corpus("sample")
-    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme, word_dim=8,
-                                       char_dim=4, char_filters=4, lstm_hidden=8), corpus.splits["train"])
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=corpus.labels, scheme=corpus.scheme,
+                                       encoder_options=dict(word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8)),
+                          corpus.splits["train"])
     directory = tmp_path_factory.mktemp("outputs") / "model"
     tagger.save_pretrained(directory)
     return directory

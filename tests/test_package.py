@@ -45,7 +45,7 @@ def test_core_modules_import_only_torch_and_the_standard_library():
 
 def test_layers_import_one_way():
     """core <- data <- models <- training/predict <- cli: no module imports a higher layer."""
-    rank = {"data": 1, "models": 2, "training": 3, "evaluation": 3, "predict": 3, "formats": 3,
+    rank = {"data": 1, "models": 2, "training": 3, "evaluation": 3, "predict": 3, "formats": 3, "records": 3,
             "html": 3, "serve": 3, "predict_dist": 3, "compare": 3, "cli": 4, "cli_serve": 4, "cli_compare": 4,
             "cli_util": 4, "__main__": 4}
     for path in (ROOT / "mcrf").rglob("*.py"):
@@ -56,3 +56,70 @@ def test_layers_import_one_way():
             if parts[0] != "mcrf" or len(parts) < 2:
                 continue
             assert rank.get(parts[1], 0) <= own, f"{'/'.join(rel)} imports {module}"
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path = ROOT) -> dict:
+    """``{module: {mcrf modules it imports}}`` over every import statement: top-level, inside functions
+    (lazy) and under ``if TYPE_CHECKING`` alike. ``from pkg import sub`` counts as importing ``pkg.sub``."""
+    modules = {_module_name(p, root): p for p in (root / "mcrf").rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in modules else node.module)
+        graph[name] = {m for m in edges if m in modules and m != name}
+    return graph
+
+
+def find_cycle(graph: dict):
+    """One import cycle as a list of modules (first == last), or ``None``."""
+    state = {}  # module -> 1 on the current path, 2 done
+
+    def visit(module, path):
+        state[module] = 1
+        for nxt in sorted(graph[module]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt, path + [nxt])
+                if found:
+                    return found
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            found = visit(module, [module])
+            if found:
+                return found
+    return None
+
+
+def test_no_import_cycles_even_within_a_layer():
+    """Same-layer modules may import each other one way only (lazy and TYPE_CHECKING imports included),
+    with a package's ``__init__`` counted as a module of its own."""
+    cycle = find_cycle(import_graph())
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_finder_sees_lazy_and_type_checking_imports(tmp_path):
+    package = tmp_path / "mcrf"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "formats.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                        "    from mcrf.predict import Prediction\n")
+    (package / "predict.py").write_text("def f():\n    from mcrf import formats\n")
+    (package / "other.py").write_text("import mcrf.predict\n")
+    assert find_cycle(import_graph(tmp_path)) == ["mcrf.formats", "mcrf.predict", "mcrf.formats"]
+    (package / "formats.py").write_text("")
+    assert find_cycle(import_graph(tmp_path)) is None

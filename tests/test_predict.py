@@ -70,7 +70,7 @@ def test_stream_with_a_real_tagger_matches_predict():
     torch.manual_seed(0)
     data = tm.toy_sentences(12)
     tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS,
-                                       word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8), data)
+                                       encoder_options=dict(word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8)), data)
     inputs = data[:5] + [Sentence(())] + data[5:]
     streamed = [p.decoded for p in predict_stream(tagger, iter(inputs), batch_size=2, chunk_batches=2)]
     direct = tagger.predict(inputs, batch_size=64)
@@ -97,7 +97,7 @@ def test_stream_with_a_real_tagger_runs_the_crf_marginals_in_inference_mode():
     torch.manual_seed(0)
     data = tm.toy_sentences(6)
     tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, decoder="mcrf",
-                                       word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8), data)
+                                       encoder_options=dict(word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8)), data)
     with torch.no_grad():
         tagger.crf.transitions.mul_(1e4)  # extreme scores: the marginals take their exact fallback
     out = list(predict_stream(tagger, iter(data), batch_size=3))

@@ -41,7 +41,7 @@ def bert_model(tmp_path_factory):
 def bilstm_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("quant-bilstm")
     torch.manual_seed(0)
-    config = TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, scheme="BIO", lstm_hidden=32, word_dim=16)
+    config = TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, scheme="BIO", encoder_options=dict(lstm_hidden=32, word_dim=16))
     Tagger.build(config, train_sentences=tm.toy_sentences(40)).save_pretrained(root / "model")
     return root / "model"
 
@@ -150,7 +150,7 @@ def test_cli_predict_quantize_flag(bert_model, tmp_path, capsys):
     assert code == 2 and "runs on the CPU only" in err and "Traceback" not in err
     code = main(["predict", str(source), "--model", str(bert_model), "--quantize", "int4"])
     err = capsys.readouterr().err
-    assert code == 2 and "invalid choice: 'int4'" in err
+    assert code == 2 and "unknown quantization 'int4'" in err
 
 
 def _help(capsys) -> str:

@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from mcrf.data.types import Sentence
+from mcrf.errors import ModelDirError
 from mcrf.models import Tagger, TaggerConfig
 from mcrf.models.card import model_card
 
 import tiny_models as tm
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
-SMALL_LSTM = dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16)
+SMALL_LSTM = dict(encoder_options=dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16))
 
 
 def trained(encoder, decoder, steps=15):
@@ -87,7 +88,7 @@ def test_hf_round_trip_without_the_original_encoder(tmp_path, decoder, no_unpick
         assert torch.equal(a, b), name
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert config["format"] == "mcrf-tagger" and config["labels"] == tm.TOY_LABELS
-    assert config["decoder"] == decoder and config["encoder_config"]["model_type"] == "bert"
+    assert config["decoder"] == decoder and config["encoder_state"]["encoder_config"]["model_type"] == "bert"
     assert config["mcrf_version"]
     assert (tmp_path / "model" / "tokenizer" / "tokenizer.json").is_file()
 
@@ -123,7 +124,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tagger directory"):
         Tagger.from_pretrained(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(ModelDirError, match="no config.json"):
         Tagger.from_pretrained(tmp_path / "empty")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text('{"model_type": "bert"}')
@@ -131,7 +132,7 @@ def test_load_errors(tmp_path):
         Tagger.from_pretrained(tmp_path / "other")
     trained("bilstm", "mcrf", steps=0).save_pretrained(tmp_path / "broken")
     (tmp_path / "broken" / "model.safetensors").unlink()
-    with pytest.raises(FileNotFoundError, match="lacks model.safetensors"):
+    with pytest.raises(ModelDirError, match="lacks model.safetensors"):
         Tagger.from_pretrained(tmp_path / "broken")
 
 

@@ -52,7 +52,7 @@ def _train(config: TrainConfig) -> Tuple[Dict[str, Any], int]:
         finished run still knows which steps its ``train_seconds`` covers.
     """
     from mcrf.training import checkpoint, train
-    from mcrf.training.report import write_json
+    from mcrf.files import write_json
 
     folder = Path(config.output_dir)
     metrics_path, start_path = folder / "metrics.json", folder / START_FILE
@@ -130,6 +130,7 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
         dicts, per-sentence test span counts; training time, steps and sentences/s.
     """
     from mcrf.models import Tagger
+    from mcrf.files import write_json
 
     metrics, start_step = _train(config)
     tagger = Tagger.from_pretrained(str(folder / "model"))

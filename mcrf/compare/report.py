@@ -205,8 +205,8 @@ def save_figure(fig: Any, path: Path) -> None:
 
 def write_results(folder: Path, results: Dict[str, Any]) -> None:
     """Write ``results.json``, ``results.md`` and ``results.png`` into ``folder`` (each atomically)."""
+    from mcrf.files import write_json
     from mcrf.outputs import write_text
-    from mcrf.training.report import write_json
 
     write_json(folder / "results.json", results)
     write_text(folder / "results.md", render_markdown(results))

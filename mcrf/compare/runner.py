@@ -20,8 +20,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mcrf import runfolder
 from mcrf.compare import cells, report
-from mcrf.compare.variants import DEFAULT_VARIANTS, objectives_of, parse_variants
+from mcrf.compare.variants import DEFAULT_VARIANTS, VARIANTS, objectives_of, parse_variants
 from mcrf.errors import ConfigError
+from mcrf.fields import option, validate
 from mcrf.training import TrainConfig
 
 __all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_CELL_FIELDS"]
@@ -38,36 +39,47 @@ PER_CELL_FIELDS = frozenset({"decoder", "postprocess", "seed", "output_dir", "re
                              "data_dir", "eval_batch_size", "num_workers", "cpu"})
 
 
+def _seeds(text: str) -> Tuple[int, ...]:
+    """``1,2,3`` -> ``(1, 2, 3)`` (command-line text of ``CompareConfig.seeds``)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"expected comma-separated integer seeds such as 1,2,3, got {text!r}") from None
+
+
+def _variants(name: str, value: Any) -> Tuple[str, ...]:
+    return parse_variants(value)
+
+
+def _resamples(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 100:
+        raise ConfigError(f"expected {name} to be an integer >= 100, got {value!r}")
+    return value
+
+
 @dataclass
 class CompareConfig:
-    """Defaults of ``mcrf compare`` (the CLI maps its own flags onto these fields).
+    """Defaults of ``mcrf compare`` (the CLI builds its own flags from these fields)."""
 
-    Attributes:
-        dataset: dataset name or path, as for ``mcrf train``.
-        seeds: training seeds; each trains every objective once.
-        variants: variants to report (``mcrf.compare.VARIANTS``); the objectives they need are trained.
-        output_dir: the comparison's folder (cells, results.md/json/png).
-        resamples: randomizations and bootstrap draws of the paired tests.
-        train: ``TrainConfig`` overrides shared by every cell (the flags of ``mcrf train``), on
-            top of ``TrainConfig.for_dataset(dataset)``.
-    """
-
-    dataset: str = "sample"
-    seeds: Tuple[int, ...] = (1, 2, 3)
-    variants: Tuple[str, ...] = DEFAULT_VARIANTS
-    output_dir: str = "runs/compare"
-    resamples: int = 10000
-    train: Dict[str, Any] = field(default_factory=dict)
+    dataset: str = option("sample", cli=False, help="dataset name or path, as for mcrf train")
+    seeds: Tuple[int, ...] = option((1, 2, 3), parse=_seeds, metavar="1,2,3", help=(
+        "training seeds, comma-separated; each trains every objective once"))
+    variants: Tuple[str, ...] = option(DEFAULT_VARIANTS, check=_variants, parse=str, metavar="VARIANTS", help=(
+        f"variants to report, comma-separated, from {', '.join(VARIANTS)}; the objectives they need are trained"))
+    output_dir: str = option("runs/compare", metavar="DIR", help=(
+        "the comparison's folder (cells, results.md/json/png)"))
+    resamples: int = option(10000, check=_resamples, help="randomizations and bootstrap draws of the paired tests")
+    train: Dict[str, Any] = option(default_factory=dict, cli=False, help=(
+        "TrainConfig values shared by every cell (the flags of mcrf train), on top of "
+        "TrainConfig.for_dataset(dataset)"))
 
     def __post_init__(self) -> None:
-        self.variants = parse_variants(self.variants)
+        validate(self)
         seeds = tuple(self.seeds)
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
                 or len(set(seeds)) != len(seeds):
             raise ConfigError(f"expected one or more distinct integer seeds, got {self.seeds!r}; e.g. --seeds 1,2,3")
         self.seeds = seeds
-        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or self.resamples < 100:
-            raise ConfigError(f"expected resamples to be an integer >= 100, got {self.resamples!r}")
         taken = sorted(set(self.train) & {"decoder", "postprocess", "seed", "output_dir", "resume"})
         if taken:
             raise ConfigError(f"compare sets {taken} itself (per cell); drop them from the training settings "
@@ -87,7 +99,7 @@ def _shared(config: TrainConfig) -> Dict[str, Any]:
 
 def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> None:
     """Write ``compare.json``, or check that the current settings match the saved ones."""
-    from mcrf.training.report import write_json
+    from mcrf.files import write_json
 
     settings = {"dataset": config.dataset, "train": _shared(base)}
     path = folder / SETTINGS_FILE

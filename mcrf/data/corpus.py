@@ -14,74 +14,61 @@ from typing import NamedTuple
 
 from mcrf import schemes
 from mcrf.data import hub
-from mcrf.data.readers import check_encoding, read_columns, read_jsonl, read_line_pairs
+from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import (REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, layout_note,
                                 missing_message)
 from mcrf.data.types import Corpus, Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
+from mcrf.fields import choice, codec, integer, number, option, scheme_name, text, validate
 
 logger = logging.getLogger(__name__)
 
 POLICIES = ("repair", "drop", "error")
-FORMATS = ("columns", "pairs", "jsonl")
+CORPUS_FORMATS = ("columns", "pairs", "jsonl")
 _DEFAULT_TARGET = {"IOB1": "BIO", "IOE1": "IOE2"}
 _SPLIT_ORDER = {"train": 0, "dev": 1, "test": 2}  # reports and checks go train, dev, test (then others)
 
-__all__ = ["POLICIES", "FORMATS", "LoadConfig", "RawSplits", "load_corpus", "read_splits"]
+__all__ = ["POLICIES", "CORPUS_FORMATS", "LoadConfig", "RawSplits", "load_corpus", "read_splits"]
 
 
 @dataclass
 class LoadConfig:
-    """Defaults of :func:`load_corpus` (the CLI maps its data flags onto these fields).
+    """How :func:`load_corpus` reads a dataset (the data flags of ``train``, ``evaluate`` and ``inspect``).
 
-    Attributes:
-        data_dir: folder holding the corpus files or a ``<name>/`` folder (``--data-dir``).
-        scheme: target scheme; ``None`` keeps the source scheme except IOB1 → BIO, IOE1 → IOE2.
-        source_scheme: scheme the files are written in; ``None`` detects it from the sequences.
-        policy: what to do with an illegal gold sequence: ``repair`` (conlleval semantics),
-            ``drop`` (leave the sentence out) or ``error`` (raise naming file:line).
-        format: ``columns``, ``pairs`` or ``jsonl``; ``None`` takes the registry's or guesses
-            from file names.
-        token_column: token column of column files (``None``: registry's, else 0).
-        tag_column: tag column of column files (``None``: the last column, for registered corpora
-            too, so a release with extra columns still reads its tags; ``Corpus.notes`` says so).
-        separator: column separator (``None``: runs of spaces/tabs).
-        encoding: file encoding (``None``: registry's, else UTF-8).
-        hub_tag_column: tag column of a hub dataset (``None``: ``ner_tags``/``tags``/...).
-        max_reported: how many illegal ``file:line`` locations the report keeps per split.
-        dev_fraction: when the dataset has no dev split (CoNLL-2000), move this last fraction
-            of train into a ``dev`` split (``None``: leave the splits as they are).
+    Each field carries its help text and its one validator (``mcrf.fields.option``).
     """
 
-    data_dir: str | None = None
-    scheme: str | None = None
-    source_scheme: str | None = None
-    policy: str = "repair"
-    format: str | None = None
-    token_column: int | None = None
-    tag_column: int | None = None
-    separator: str | None = None
-    encoding: str | None = None
-    hub_tag_column: str | None = None
-    max_reported: int = 5
-    dev_fraction: float | None = None
+    data_dir: str | None = option(None, check=text(optional=True), help=(
+        "folder holding the corpus files or a <name>/ folder of them (default: $MCRF_DATA_DIR, else the hub)"))
+    scheme: str | None = option(None, check=scheme_name(optional=True), help=(
+        "tag scheme to convert to (BIO, BIOES, ...); default: the corpus's own, IOB1 -> BIO, IOE1 -> IOE2"))
+    source_scheme: str | None = option(None, check=scheme_name(optional=True), help=(
+        "tag scheme the files are written in; default: detected from the tag sequences"))
+    policy: str = option("repair", check=choice(POLICIES), help=(
+        "what to do with an illegal gold tag sequence: repair it (conlleval semantics), drop the sentence, "
+        "or stop with an error naming file:line"))
+    format: str | None = option(None, check=choice(CORPUS_FORMATS, optional=True), cli=False, help=(
+        "file format: columns, pairs or jsonl; default: the registry's, else guessed from the file names"))
+    token_column: int | None = option(None, check=integer(optional=True), help=(
+        "token column of column files, 0-based, negative counts from the end (default: the registry's, else 0)"))
+    tag_column: int | None = option(None, check=integer(optional=True), help=(
+        "tag column of column files, 0-based, negative counts from the end (default: the last column, for "
+        "registered corpora too, so a release with extra columns still reads its tags)"))
+    separator: str | None = option(None, check=text(optional=True), help=(
+        "column separator (default: runs of spaces and tabs)"))
+    encoding: str | None = option(None, check=codec(optional=True), help=(
+        "corpus file encoding, any text encoding Python knows, utf-16/utf-32 included (default: the "
+        "registry's, else utf-8)"))
+    hub_tag_column: str | None = option(None, check=text(optional=True), cli=False, help=(
+        "tag column of a hub dataset (default: ner_tags, tags, ...)"))
+    max_reported: int = option(5, check=integer(0), cli=False, help=(
+        "how many illegal file:line locations the report keeps per split"))
+    dev_fraction: float = option(0.0, check=number(0, 1, high_open=True), help=(
+        "share of train (its last sentences) used as dev when the dataset has no dev split, e.g. CoNLL-2000; "
+        "0 never carves one"))
 
     def __post_init__(self) -> None:
-        if self.policy not in POLICIES:
-            raise ConfigError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}")
-        if self.format is not None and self.format not in FORMATS:
-            raise ConfigError(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
-        if self.dev_fraction is not None and not 0.0 < self.dev_fraction < 1.0:
-            raise ConfigError(f"expected dev_fraction strictly between 0 and 1, got {self.dev_fraction}")
-        if self.encoding is not None:
-            check_encoding(self.encoding)
-        try:
-            if self.scheme is not None:
-                self.scheme = schemes.canonical_scheme(self.scheme)
-            if self.source_scheme is not None:
-                self.source_scheme = schemes.canonical_scheme(self.source_scheme)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        validate(self)
 
 
 def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, **overrides) -> Corpus:
@@ -127,9 +114,9 @@ def _in_split_order(raw: dict[str, list[Sentence]]) -> list[tuple[str, list[Sent
     return sorted(raw.items(), key=lambda item: _SPLIT_ORDER.get(item[0], len(_SPLIT_ORDER)))
 
 
-def _carve_dev(raw: dict[str, list[Sentence]], origins: dict[str, str], fraction: float | None) -> int:
-    """Move the last ``fraction`` of train into a new dev split when there is none; returns its size."""
-    if fraction is None or "dev" in raw or not raw.get("train"):
+def _carve_dev(raw: dict[str, list[Sentence]], origins: dict[str, str], fraction: float) -> int:
+    """Move the last ``fraction`` of train into a new dev split when there is none (0: never); returns its size."""
+    if not fraction or "dev" in raw or not raw.get("train"):
         return 0
     count = max(1, round(len(raw["train"]) * fraction))
     if count >= len(raw["train"]):

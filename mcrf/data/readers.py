@@ -29,6 +29,7 @@ except ImportError:  # Python 3.10
 
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound, located
+from mcrf.fields import codec
 
 PathLike = str | Path
 LineSource = str | Path | Traversable | BinaryIO  # Traversable: package data (importlib.resources)
@@ -53,20 +54,12 @@ def check_encoding(encoding: str) -> str:
     """``encoding`` if Python can decode text with it, else a :class:`~mcrf.errors.ConfigError`.
 
     Any text encoding of Python's ``codecs`` works, UTF-16/UTF-32 included; byte-to-byte codecs
-    (``hex``, ``base64``, ``rot13``...) are refused.
+    (``hex``, ``base64``, ``rot13``...) are refused (the rule of ``mcrf.fields.codec``).
 
     >>> check_encoding("latin-1"), check_encoding("utf-16")
     ('latin-1', 'utf-16')
     """
-    try:
-        info = codecs.lookup(encoding)
-    except (LookupError, TypeError):
-        info = None
-    if info is None or not getattr(info, "_is_text_encoding", True):
-        raise ConfigError(
-            f"expected a text encoding, got {encoding!r}; pass one Python can decode text with, e.g. utf-8, "
-            f"utf-8-sig, latin-1, cp1252, utf-16, utf-32 (python -m encodings lists them)")
-    return encoding
+    return codec()("encoding", encoding)
 
 
 def _splits_on_newline_byte(encoding: str) -> bool:

@@ -6,6 +6,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from mcrf.models.config import TaggerConfig
+from mcrf.models.encoders import encoder_class
 
 __all__ = ["model_card", "flatten_metrics"]
 
@@ -47,7 +48,7 @@ def model_card(config: TaggerConfig, metrics: Optional[Dict[str, Any]] = None) -
     Returns:
         The README.md text.
     """
-    encoder = "BiLSTM with character CNN (trained from scratch)" if config.is_bilstm else f"`{config.encoder}`"
+    encoder = encoder_class(config.encoder).describe(config.encoder)
     decoder = _DECODER_TEXT[config.decoder].format(post=config.postprocess)
     types = sorted({label.split("-", 1)[1] for label in config.labels if "-" in label})
     lines = [

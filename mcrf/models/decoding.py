@@ -2,7 +2,7 @@
 
 ``crf`` and ``softmax`` decoders can output tag sequences that violate the scheme
 (an ``I-PER`` after ``O``). As in the paper they are then fixed by one of two
-policies (``mcrf.schemes``): ``retain`` (conlleval semantics: the orphan starts an
+rules (``mcrf.schemes``): ``retain`` (conlleval semantics: the orphan starts an
 entity) or ``discard`` (the orphan segment becomes ``O``). ``Decoded.raw_illegal``
 records whether the decoder's own output was illegal BEFORE that fix — the
 illegal path rate of the paper. The masked decoders never produce illegal output.
@@ -29,9 +29,11 @@ from typing import List, Mapping, Sequence, Tuple
 
 from torch import Tensor
 
+from mcrf.data.types import Sentence
+from mcrf.errors import ConfigError
 from mcrf.models.config import POSTPROCESS
 
-__all__ = ["Decoded", "postprocess", "make_decoded"]
+__all__ = ["Decoded", "Prediction", "postprocess", "make_decoded"]
 
 SpanWithConfidence = Tuple[str, int, int, float]
 
@@ -55,28 +57,36 @@ class Decoded:
     spans: List[SpanWithConfidence] = field(default_factory=list)
 
 
-def postprocess(tags: Sequence[str], scheme: str, policy: str) -> Tuple[List[str], bool]:
+@dataclass(frozen=True)
+class Prediction:
+    """One input sentence and its prediction (what ``mcrf.predict`` yields and ``mcrf.formats`` writes)."""
+
+    sentence: Sentence
+    decoded: Decoded
+
+
+def postprocess(tags: Sequence[str], scheme: str, rule: str) -> Tuple[List[str], bool]:
     """Make a predicted tag sequence legal.
 
     Args:
         tags: predicted tags of one sentence.
         scheme: canonical scheme name.
-        policy: ``"retain"`` (``mcrf.schemes.repair``) or ``"discard"`` (``mcrf.schemes.discard``).
+        rule: ``"retain"`` (``mcrf.schemes.repair``) or ``"discard"`` (``mcrf.schemes.discard``).
 
     Returns:
         ``(legal_tags, was_illegal)``; a legal input is returned unchanged.
 
     Raises:
-        ValueError: for an unknown policy.
+        ConfigError: for an unknown rule.
     """
     from mcrf import schemes
 
-    if policy not in POSTPROCESS:
-        raise ValueError(f"expected postprocess policy in {POSTPROCESS}, got {policy!r}")
+    if rule not in POSTPROCESS:
+        raise ConfigError(f"expected postprocess rule in {POSTPROCESS}, got {rule!r}")
     tags = list(tags)
     if schemes.is_legal(tags, scheme):
         return tags, False
-    fixed = schemes.repair(tags, scheme) if policy == "retain" else schemes.discard(tags, scheme)
+    fixed = schemes.repair(tags, scheme) if rule == "retain" else schemes.discard(tags, scheme)
     return list(fixed), True
 
 
@@ -85,7 +95,7 @@ def make_decoded(
     probabilities: Tensor,
     label_index: Mapping[str, int],
     scheme: str,
-    policy: str,
+    rule: str,
 ) -> Decoded:
     """Assemble a ``Decoded`` from raw decoder tags and per-word tag probabilities.
 
@@ -94,17 +104,17 @@ def make_decoded(
         probabilities: posterior probabilities, shape (n, K) (CRF marginals or softmax).
         label_index: tag string to its column in ``probabilities``.
         scheme: canonical scheme name.
-        policy: post-processing policy for illegal output (see ``postprocess``).
+        rule: post-processing rule for illegal output (``TaggerConfig.postprocess``, see ``postprocess``).
 
     Returns:
         Final tags, raw-illegal flag, token confidences and spans with confidence.
     """
     from mcrf.schemes import get_spans
 
-    tags, illegal = postprocess(raw_tags, scheme, policy)
+    tags, illegal = postprocess(raw_tags, scheme, rule)
     rows = probabilities.detach().float().cpu()  # shape: (n, K)
     # retain: a repaired word is scored by the tag the decoder chose (see the module docstring)
-    scored = raw_tags if policy == "retain" else tags
+    scored = raw_tags if rule == "retain" else tags
     confidence = [float(rows[t, label_index[tag]]) for t, tag in enumerate(scored)]
     spans = [
         (span.label, span.start, span.end, min(confidence[span.start : span.end]))

@@ -1,75 +1,56 @@
 """Saving and loading taggers: a self-contained directory, written atomically, loaded without pickle.
 
-Layout of a saved tagger directory::
+Layout of a saved tagger directory (format 2)::
 
-    config.json          TaggerConfig fields + "format" + "encoder_config" (HF config dict or null)
+    config.json          TaggerConfig fields + "format", "format_version" and "encoder_state"
+                         (what the encoder's ``save`` returned, e.g. the HF config dict)
     model.safetensors    all weights (encoder, head, crf)
-    tokenizer/           HF tokenizer files (HF encoders)
-    vocab.json           word/char vocabularies (BiLSTM)
+    <encoder files>      written by the encoder: tokenizer/ (Hugging Face), vocab.json (BiLSTM)
     README.md            model card with the evaluation results passed to save
     metrics.json         the same results as JSON (when given)
 
-The HF encoder is rebuilt from ``encoder_config`` (no download of the original encoder) and the
-weights are read with safetensors, which never unpickles.
+The encoder is rebuilt by its own ``load`` (no download of the original Hugging Face encoder)
+and the weights are read with safetensors, which never unpickles. Format 1 directories (mcrf
+before the encoder interface) load too.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Type, Union
 
 import torch
 
+from mcrf.errors import ConfigError, InputNotFound, ModelDirError
+from mcrf.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
-from mcrf.outputs import TEMP_SUFFIX, apply_umask, clean_temporaries, temporary_prefix
+from mcrf.models.encoders import ENCODERS, encoder_class
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mcrf.models.tagger import Tagger
-
-__all__ = ["save_tagger", "load_tagger", "FORMAT", "MODEL_FILES"]
+__all__ = ["save_model_dir", "load_model_dir", "FORMAT", "FORMAT_VERSION", "MODEL_FILES"]
 
 FORMAT = "mcrf-tagger"
-FORMAT_VERSION = 1
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "tokenizer", "vocab.json", "README.md", "metrics.json"})
+FORMAT_VERSION = 2
+MODEL_FILES = frozenset({"config.json", "model.safetensors", "README.md", "metrics.json"}
+                        | {name for cls in ENCODERS for name in cls.files})
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-def _plain(value: Any) -> Any:
-    """JSON fallback for numpy/torch scalars (``.item()``); anything else is an error."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON; pass metrics as numbers, strings, lists, dicts")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False, default=_plain)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def save_tagger(tagger: "Tagger", directory: Union[str, Path], metrics: Optional[Dict[str, Any]] = None) -> None:
+def save_model_dir(tagger: Any, directory: Union[str, Path], metrics: Optional[Dict[str, Any]] = None) -> None:
     """Save ``tagger`` into ``directory`` so that an interruption never leaves a broken model.
 
-    Everything is written into a temporary sibling directory first, which then replaces
-    ``directory`` by renames (the old copy is removed only after the new one is in place).
+    Everything is written into a staging sibling first, which then replaces ``directory`` by
+    renames (``mcrf.files.atomic_directory``).
 
     Args:
-        tagger: the tagger to save.
+        tagger: the ``mcrf.models.Tagger`` to save.
         directory: target directory; it must not exist or hold only files of a saved tagger.
         metrics: evaluation results for the model card (and ``metrics.json``), e.g.
             ``{"dev": {"f1": 0.91}, "test": {"f1": 0.88}}``.
 
     Raises:
-        ValueError: when ``directory`` holds other files (they would be lost) or is a file.
+        ModelDirError: ``directory`` holds other files (they would be lost) or is a file.
     """
     from safetensors.torch import save_model
 
@@ -78,41 +59,21 @@ def save_tagger(tagger: "Tagger", directory: Union[str, Path], metrics: Optional
     target = Path(directory)
     if target.exists():
         if not target.is_dir():
-            raise ValueError(f"cannot save a tagger to {target}: it is a file; pass a directory path")
+            raise ModelDirError(f"cannot save a tagger to {target}: it is a file; pass a directory path")
         foreign = sorted(p.name for p in target.iterdir() if p.name not in MODEL_FILES)
         if foreign:
-            raise ValueError(
+            raise ModelDirError(
                 f"{target} holds files that are not part of a saved tagger ({foreign[:5]}); saving replaces the "
                 f"whole directory, so save the tagger into its own directory (e.g. {target / 'model'})"
             )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    clean_temporaries(target.parent)  # left by a save that was killed
-    staging = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMP_SUFFIX, dir=target.parent))
-    try:
-        config = tagger.config.to_dict()
-        encoder_config = None if tagger.config.is_bilstm else tagger.encoder.config.to_dict()
-        _write_json(staging / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION, **config,
-                                              "encoder_config": encoder_config})
-        if tagger.config.is_bilstm:
-            _write_json(staging / "vocab.json", tagger.encoder.vocab.to_dict())
-        else:
-            tagger.tokenizer.save_pretrained(str(staging / "tokenizer"))
+    with atomic_directory(target) as staging:
+        encoder_state = tagger.encoder.save(staging)
+        write_json(staging / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                             **tagger.config.to_dict(), "encoder_state": encoder_state})
         save_model(tagger, str(staging / "model.safetensors"), metadata={"format": "pt", "mcrf": FORMAT})
         if metrics is not None:
-            _write_json(staging / "metrics.json", metrics)
+            write_json(staging / "metrics.json", metrics)
         (staging / "README.md").write_text(model_card(tagger.config, metrics), encoding="utf-8")
-        apply_umask(staging)  # readable by others as the umask says (mkdtemp and safetensors make 0700/0600)
-        if target.exists():
-            retired = Path(tempfile.mkdtemp(prefix=temporary_prefix(target.name), suffix=TEMP_SUFFIX,
-                                            dir=target.parent))
-            os.replace(target, retired / "model")
-            os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _resolve(dir_or_hub_id: Union[str, Path]) -> Path:
@@ -122,66 +83,90 @@ def _resolve(dir_or_hub_id: Union[str, Path]) -> Path:
         return path
     name = str(dir_or_hub_id)
     if not _HUB_ID.match(name):
-        raise FileNotFoundError(f"no tagger directory at {name}; expected a directory written by "
-                                "Tagger.save_pretrained or a hub id like 'user/model'")
+        raise InputNotFound(f"no tagger directory at {name}; expected a directory written by "
+                            "Tagger.save_pretrained or a hub id like 'user/model'")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(name))
-    except Exception as error:  # the hub raises many error types (offline, 404, auth)
-        raise FileNotFoundError(
+    except Exception as error:  # noqa: BLE001 - the hub raises many error types (offline, 404, auth)
+        raise InputNotFound(
             f"{name!r} is neither a local directory nor a downloadable hub repository ({type(error).__name__}: "
             f"{error}); pass the path of a directory written by Tagger.save_pretrained"
         ) from error
 
 
-def load_tagger(cls: Type["Tagger"], dir_or_hub_id: Union[str, Path],
-                device: Union[str, torch.device, None] = None) -> "Tagger":
+def _read_config(path: Path) -> Dict[str, Any]:
+    """``config.json`` of a model directory, checked to be an mcrf tagger config of a known format."""
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ModelDirError(f"{path} has no config.json; expected a directory written by Tagger.save_pretrained")
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelDirError(f"{config_path} is not valid JSON ({error}); save the model again") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ModelDirError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
+                            "pass a directory written by Tagger.save_pretrained")
+    version = data.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelDirError(f"{config_path} has format_version {version!r}, newer than this mcrf reads "
+                            f"({FORMAT_VERSION}); upgrade mcrf")
+    return data
+
+
+def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
+                   device: Union[str, torch.device, None] = None) -> Any:
     """Rebuild a tagger from a saved directory (or hub id) and load its weights with safetensors.
 
     Args:
-        cls: the ``Tagger`` class.
-        dir_or_hub_id: a directory written by ``save_tagger`` or a hub repository id.
+        cls: the ``mcrf.models.Tagger`` class (passed in: this module is below the tagger's).
+        dir_or_hub_id: a directory written by ``save_model_dir`` or a hub repository id.
         device: where to put the model (default CPU).
 
     Returns:
         The tagger in eval mode.
 
     Raises:
-        FileNotFoundError: when the directory or one of its files is missing.
-        ValueError: when ``config.json`` is not an mcrf tagger config.
+        InputNotFound: no such directory (nor a downloadable hub repository).
+        ModelDirError: the directory is incomplete, corrupt or not an mcrf tagger.
     """
-    from safetensors.torch import load_model
-
-    from mcrf.models.bilstm import BiLSTMVocab
-    from mcrf.models.tagger import _bilstm_encoder
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
 
     path = _resolve(dir_or_hub_id)
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{path} has no config.json; expected a directory written by Tagger.save_pretrained")
-    data = json.loads(config_path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
-                         "pass a directory written by Tagger.save_pretrained")
-    if data.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(f"{config_path} has format_version {data['format_version']}, newer than this mcrf "
-                         f"reads ({FORMAT_VERSION}); upgrade mcrf")
-    encoder_config = data.pop("encoder_config", None)
-    for key in ("format", "format_version"):
-        data.pop(key, None)
-    config = TaggerConfig.from_dict(data)
-    for name in ("model.safetensors",) + (("vocab.json",) if config.is_bilstm else ("tokenizer",)):
-        if not (path / name).exists():
-            raise FileNotFoundError(f"{path} lacks {name}; the tagger directory is incomplete, save it again")
-    if config.is_bilstm:
-        vocab = BiLSTMVocab.from_dict(json.loads((path / "vocab.json").read_text(encoding="utf-8")))
-        tagger = cls(config, _bilstm_encoder(config, vocab))
+    data = _read_config(path)
+    version = data.pop("format_version", 1)
+    data.pop("format")
+    name = data.get("encoder")
+    if not isinstance(name, str) or not name:
+        raise ModelDirError(f"{path / 'config.json'} names no encoder; save the model again")
+    kind = encoder_class(name)
+    if version < FORMAT_VERSION:
+        data, encoder_state = kind.upgrade_config(data, version)
     else:
-        from mcrf.models.hf_encoder import encoder_from_config, load_tokenizer
-
-        if not isinstance(encoder_config, dict):
-            raise ValueError(f"{config_path} has no encoder_config for HF encoder {config.encoder!r}; save it again")
-        tagger = cls(config, encoder_from_config(encoder_config), load_tokenizer(str(path / "tokenizer")))
-    load_model(tagger, str(path / "model.safetensors"), strict=True)
+        encoder_state = data.pop("encoder_state", None)
+    if not isinstance(encoder_state, dict):
+        raise ModelDirError(f"{path / 'config.json'} has no encoder_state object; save the model again")
+    try:
+        config = TaggerConfig.from_dict(data)
+    except ConfigError as error:  # the saved settings are invalid
+        raise ModelDirError(f"{path / 'config.json'} is not a valid tagger config: {error}; save the model "
+                            "again") from None
+    for name in ("model.safetensors",) + kind.files:
+        if not (path / name).exists():
+            raise ModelDirError(f"{path} lacks {name}; the tagger directory is incomplete, save it again")
+    tagger = cls(config, kind.load(config, path, encoder_state))
+    weights = path / "model.safetensors"
+    try:
+        if version >= FORMAT_VERSION:
+            load_model(tagger, str(weights), strict=True)  # handles tensors shared inside the encoder
+        else:
+            tagger.load_state_dict(kind.upgrade_state_dict(load_file(str(weights)), version), strict=True)
+    except (SafetensorError, OSError) as error:
+        raise ModelDirError(f"cannot read {weights} ({error}); the file is damaged, save the model again") from None
+    except RuntimeError as error:  # missing/unexpected weights or shape mismatches (strict loading)
+        raise ModelDirError(f"{weights} does not fit its config.json ({str(error)[:300]}); "
+                            "save the model again") from None
     return tagger.to(device if device is not None else "cpu").eval()
+

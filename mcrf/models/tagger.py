@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -11,12 +10,11 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mcrf.crf import MaskedCRF
-from mcrf.errors import ConfigError
-from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.data.types import Sentence
-from mcrf.models.bilstm import BiLSTMEncoder, BiLSTMVocab, bilstm_inputs
+from mcrf.errors import ConfigError, DataError
 from mcrf.models.config import TaggerConfig
 from mcrf.models.decoding import Decoded, make_decoded
+from mcrf.models.encoders import Encoder, encoder_class
 
 __all__ = ["Tagger", "Collator"]
 
@@ -28,7 +26,7 @@ class Collator:
 
     Always present: ``tags`` (B, W) long (label index; ``-100`` at padding and for sentences
     without tags) and ``word_mask`` (B, W) bool. The encoder-specific keys come from
-    ``featurize`` (``SubwordAligner`` for HF encoders, ``bilstm_inputs`` for the BiLSTM).
+    ``featurize`` (the encoder's ``featurizer()``).
 
     Args:
         featurize: maps the words of each sentence to the encoder's input tensors.
@@ -60,7 +58,7 @@ class Collator:
                     index = self.label_index.get(tag)
                     if index is None:
                         where = f" at {sentence.source}" if sentence.source else ""
-                        raise ValueError(
+                        raise DataError(
                             f"tag {tag!r}{where} is not one of the tagger's labels {self.labels}; build the "
                             "tagger with the corpus label set (Corpus.labels) that covers every split"
                         )
@@ -70,41 +68,30 @@ class Collator:
 
 
 class Tagger(nn.Module):
-    """Sequence tagger: encoder -> first-sub-word vectors -> dropout -> ``head`` -> ``crf``/softmax.
+    """Sequence tagger: encoder word vectors -> dropout -> ``head`` -> ``crf``/softmax.
 
     Attributes:
-        config: the architecture (labels, scheme, decoder, ...).
-        encoder: an HF ``AutoModel`` (pooler removed) or a ``BiLSTMEncoder``.
-        tokenizer: the HF fast tokenizer, or ``None`` for the BiLSTM.
+        config: the architecture (labels, scheme, decoder, encoder options, ...), completed by the
+            encoder (e.g. the sub-word window of a Hugging Face encoder).
+        encoder: an ``mcrf.models.encoders.Encoder``.
         head: ``nn.Linear`` from the encoder's hidden size to ``len(labels)``.
         crf: ``MaskedCRF`` in mode ``config.decoder``, or ``None`` for ``decoder="softmax"``.
 
     Args:
         config: tagger config.
-        encoder: the encoder module (built by ``build`` or ``from_pretrained``).
-        tokenizer: the fast tokenizer for HF encoders.
+        encoder: the encoder (built by ``build`` or ``from_pretrained``).
     """
 
-    def __init__(self, config: TaggerConfig, encoder: nn.Module, tokenizer: Any = None) -> None:
+    def __init__(self, config: TaggerConfig, encoder: Encoder) -> None:
         super().__init__()
-        self.config = config
+        expected = encoder_class(config.encoder)
+        if not isinstance(encoder, expected):
+            raise TypeError(f"config.encoder={config.encoder!r} needs a {expected.__name__}, "
+                            f"got {type(encoder).__name__}")
+        self.config = encoder.complete(config)
         self.encoder = encoder
-        self.tokenizer = tokenizer
-        if config.is_bilstm:
-            if not isinstance(encoder, BiLSTMEncoder):
-                raise TypeError(f"config.encoder='bilstm' needs a BiLSTMEncoder, got {type(encoder).__name__}")
-            hidden = encoder.output_size
-            self._aligner = None
-        else:
-            if tokenizer is None:
-                raise ValueError(f"the HF encoder {config.encoder!r} needs its tokenizer; use Tagger.build")
-            from mcrf.models.hf_encoder import check_window
-
-            check_window(encoder, tokenizer, config.max_length)
-            hidden = encoder.config.hidden_size
-            self._aligner = SubwordAligner(tokenizer, config.max_length, config.stride)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(hidden, len(config.labels))
+        self.head = nn.Linear(encoder.hidden_size, len(config.labels))
         self.crf: Optional[MaskedCRF] = None
         if config.decoder != "softmax":
             self.crf = MaskedCRF(len(config.labels), batch_first=True, labels=config.labels,
@@ -113,37 +100,22 @@ class Tagger(nn.Module):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, config: TaggerConfig, train_sentences: Optional[Sequence[Sentence]] = None,
-              vocab: Optional[BiLSTMVocab] = None) -> "Tagger":
-        """Create a fresh tagger: pretrained HF weights, or a BiLSTM with a vocabulary from ``train_sentences``.
+    def build(cls, config: TaggerConfig, train_sentences: Optional[Sequence[Sentence]] = None) -> "Tagger":
+        """Create a fresh tagger: the encoder's pretrained weights, or a vocabulary from ``train_sentences``.
 
         Args:
             config: the architecture.
-            train_sentences: BiLSTM only: the sentences its vocabulary is built from.
-            vocab: BiLSTM only: a saved vocabulary to use instead (resuming a run).
+            train_sentences: the training sentences (encoders with a vocabulary build it from them).
 
         Raises:
-            ValueError: for a BiLSTM without training sentences or vocabulary.
+            ConfigError: the encoder cannot be built as configured (no training sentences for a
+                vocabulary, a window beyond its limit, an unknown option, ...).
         """
-        if config.is_bilstm:
-            if vocab is not None:
-                return cls(config, _bilstm_encoder(config, vocab))
-            if not train_sentences:
-                raise ValueError("the BiLSTM encoder builds its vocabulary from training sentences; "
-                                 "pass train_sentences=corpus.splits['train']")
-            vocab = BiLSTMVocab.build([s.tokens for s in train_sentences], config.min_word_count, config.lowercase)
-            return cls(config, _bilstm_encoder(config, vocab))
-        from mcrf.models.hf_encoder import load_encoder, load_tokenizer
-
-        return cls(config, load_encoder(config.encoder), load_tokenizer(config.encoder))
+        return cls(config, encoder_class(config.encoder).create(config, train_sentences))
 
     def collator(self, with_tags: bool = True) -> Collator:
         """A picklable ``collate_fn`` for this tagger (see ``Collator``)."""
-        if self._aligner is not None:
-            featurize: Callable = self._aligner
-        else:
-            featurize = functools.partial(_bilstm_featurize, self.encoder.vocab, self.config.max_word_chars)
-        return Collator(featurize, self.config.labels, with_tags=with_tags)
+        return Collator(self.encoder.featurizer(), self.config.labels, with_tags=with_tags)
 
     # ------------------------------------------------------------------ scores
     def emissions(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -158,13 +130,7 @@ class Tagger(nn.Module):
         mask = batch["word_mask"]  # shape: (B, W)
         if mask.shape[1] == 0:
             return torch.zeros(*mask.shape, len(self.config.labels), device=mask.device)  # shape: (B, 0, K)
-        if self._aligner is None:
-            states = self.encoder(batch["word_ids"], batch["char_ids"], mask)  # shape: (B, W, H)
-        else:
-            from mcrf.models.hf_encoder import encode_windows
-
-            windows = encode_windows(self.encoder, batch)  # shape: (N, S, H)
-            states = gather_words(windows, batch["word_window"], batch["word_position"])  # shape: (B, W, H)
+        states = self.encoder(batch)  # shape: (B, W, H)
         return self.head(self.dropout(states)).float()  # shape: (B, W, K)
 
     def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
@@ -176,7 +142,7 @@ class Tagger(nn.Module):
         emissions = self.emissions(batch)  # shape: (B, W, K)
         mask, tags = batch["word_mask"], batch["tags"]  # shape: (B, W)
         if bool((tags[mask] < 0).any()):
-            raise ValueError("forward() computes the training loss and needs a gold tag for every word; the "
+            raise DataError("forward() computes the training loss and needs a gold tag for every word; the "
                              "batch has sentences without tags. Use decode()/predict() for unlabelled text")
         if not bool(mask.any()):
             return emissions.sum() * 0.0
@@ -220,7 +186,7 @@ class Tagger(nn.Module):
             ValueError: for ``batch_size < 1``.
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"expected a positive integer batch_size, got {batch_size!r}")
+            raise ConfigError(f"expected a positive integer batch_size, got {batch_size!r}")
         for sentence in sentences:
             if not isinstance(sentence, Sentence):
                 raise TypeError(f"expected mcrf.data.types.Sentence objects, got {type(sentence).__name__}; "
@@ -248,25 +214,25 @@ class Tagger(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: Union[str, Path], metrics: Optional[Dict[str, Any]] = None) -> None:
-        """Write config.json, model.safetensors, tokenizer or vocab files and README.md atomically.
+        """Write config.json, model.safetensors, the encoder's files and README.md atomically.
 
-        See ``mcrf.models.io.save_tagger``.
+        See ``mcrf.models.io.save_model_dir``.
 
         Raises:
             ConfigError: the tagger was loaded with ``quantize`` (int8 weights are not saved).
         """
-        from mcrf.models.io import save_tagger
+        from mcrf.models.io import save_model_dir
         from mcrf.models.quantize import is_quantized
 
         if is_quantized(self):
             raise ConfigError("this tagger was quantized when loaded and its int8 weights cannot be saved; save the "
                               "float32 model (load it without quantize) and quantize it when loading for prediction")
-        save_tagger(self, directory, metrics)
+        save_model_dir(self, directory, metrics)
 
     @classmethod
     def from_pretrained(cls, dir_or_hub_id: Union[str, Path], device: Union[str, torch.device, None] = None,
                         quantize: Optional[str] = None) -> "Tagger":
-        """Load a saved tagger (safetensors only, no unpickling); see ``mcrf.models.io.load_tagger``.
+        """Load a saved tagger (safetensors only, no unpickling); see ``mcrf.models.io.load_model_dir``.
 
         Args:
             dir_or_hub_id: a directory written by ``save_pretrained`` or a hub id.
@@ -277,23 +243,11 @@ class Tagger(nn.Module):
         Raises:
             ConfigError: an unknown ``quantize`` or one the device cannot run (checked before loading).
         """
-        from mcrf.models.io import load_tagger
+        from mcrf.models.io import load_model_dir
         from mcrf.models.quantize import check_quantization, quantize_module
 
         check_quantization(quantize, device)
-        tagger = load_tagger(cls, dir_or_hub_id, device)
+        tagger = load_model_dir(cls, dir_or_hub_id, device)
         if quantize is not None:
             quantize_module(tagger.encoder, quantize)
         return tagger
-
-
-def _bilstm_encoder(config: TaggerConfig, vocab: BiLSTMVocab) -> BiLSTMEncoder:
-    """The BiLSTM encoder described by ``config`` over ``vocab``."""
-    return BiLSTMEncoder(vocab, config.word_dim, config.char_dim, config.char_filters, config.char_kernel,
-                         config.lstm_hidden, config.lstm_layers, config.dropout, config.word_dropout)
-
-
-def _bilstm_featurize(vocab: BiLSTMVocab, max_word_chars: int, sentences: Sequence[Sequence[str]]
-                      ) -> Dict[str, Tensor]:
-    """Module-level (picklable) adapter for ``bilstm_inputs``."""
-    return bilstm_inputs(vocab, sentences, max_word_chars)

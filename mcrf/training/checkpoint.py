@@ -6,52 +6,30 @@ Layout of ``output_dir``::
     best/            Tagger.save_pretrained(...) of the best dev F1 so far
     model/           the final model (the best one, with dev and test metrics in its card)
 
-Every directory is first written under a temporary name (``<name>.tmp``) and then renamed into
-place; the previous version is moved to ``<name>.old`` for the instant between the two renames
-and deleted afterwards. A run killed at any point therefore leaves either the old or the new
+Every directory is first written under a temporary name and then renamed into place
+(``mcrf.files.replace_dir``); the previous version is moved to ``<name>.old`` for the instant
+between the two renames and deleted afterwards. A run killed at any point therefore leaves either the old or the new
 complete directory, never a half-written one (``find_checkpoint`` falls back to ``.old``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
+from mcrf.files import replace_dir, write_json
 from mcrf.outputs import apply_umask
 
-logger = logging.getLogger(__name__)
 
-__all__ = ["replace_dir", "save_last", "read_last", "restore_last", "find_checkpoint", "save_tagger", "TRAINER_STATE"]
+__all__ = ["save_last", "read_last", "restore_last", "find_checkpoint", "TRAINER_STATE", "ENCODER_DIR"]
 
 TRAINER_STATE = "trainer_state.json"
+#: Folder of ``last/`` holding the encoder's own files (``Encoder.save``), to rebuild it on resume.
+ENCODER_DIR = "encoder"
 PathLike = Union[str, os.PathLike]
-
-
-def replace_dir(tmp: PathLike, final: PathLike) -> None:
-    """Atomically move the complete directory ``tmp`` to ``final`` (replacing any old one).
-
-    Both must be on the same filesystem. Single-process: call on the main process only. A kill
-    at any point leaves a complete ``final`` or ``<final>.old`` (``find_checkpoint`` takes either):
-    ``old`` is only deleted while a complete ``final`` exists.
-    """
-    tmp, final = Path(tmp), Path(final)
-    old = final.with_name(final.name + ".old")
-    if not final.exists():
-        # A kill between the two renames of an earlier swap left the only complete copy in
-        # ``old``: put the new one in place first, then drop ``old``.
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
-        return
-    if old.exists():  # stale: ``final`` is complete
-        shutil.rmtree(old)
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old)
 
 
 def find_checkpoint(output_dir: PathLike, name: str = "last") -> Optional[Path]:
@@ -62,7 +40,7 @@ def find_checkpoint(output_dir: PathLike, name: str = "last") -> Optional[Path]:
     return None
 
 
-def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, Any]) -> Path:
+def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, Any], encoder: Any) -> Path:
     """Save the full training state to ``output_dir/last`` atomically. Call on every process.
 
     Uses ``accelerator.save_state`` (model weights as safetensors, optimizer, registered objects
@@ -73,6 +51,8 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
         accelerator: the run's ``accelerate.Accelerator``.
         output_dir: the run directory.
         trainer_state: JSON-serialisable counters (step, epoch, batches done, best F1, ...).
+        encoder: the tagger's ``Encoder``; its files go to ``last/encoder`` and what its ``save``
+            returns to ``trainer_state["encoder_state"]``.
 
     Returns:
         The path of ``last``.
@@ -85,7 +65,9 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+        (tmp / ENCODER_DIR).mkdir()
+        encoder_state = encoder.save(tmp / ENCODER_DIR)
+        write_json(tmp / TRAINER_STATE, {**trainer_state, "encoder_state": encoder_state})
         apply_umask(tmp)  # Accelerate's safetensors files are 0600: follow the umask like a saved model
         replace_dir(tmp, final)
     accelerator.wait_for_everyone()
@@ -120,20 +102,3 @@ def _last_dir(output_dir: PathLike) -> Path:
             "start a fresh run without resume (or point output_dir at the interrupted run)"
         )
     return path
-
-
-def save_tagger(
-    save: Callable[[Path], None], output_dir: PathLike, name: str
-) -> Path:
-    """Write a model directory atomically: ``save(tmp_dir)`` then rename to ``output_dir/name``.
-
-    Main process only. ``save`` is e.g. ``lambda d: tagger.save_pretrained(d, metrics)``.
-    """
-    output_dir = Path(output_dir)
-    tmp, final = output_dir / f"{name}.tmp", output_dir / name
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save(tmp)
-    replace_dir(tmp, final)
-    logger.debug("wrote %s", final)
-    return final

@@ -22,10 +22,11 @@ import torch
 
 from mcrf import runfolder
 from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
-from mcrf.errors import InputNotFound, TrainingDiverged
+from mcrf.errors import ConfigError, DataError, InputNotFound, TrainingDiverged
+from mcrf.files import write_json
 from mcrf.outputs import clean_temporaries
 from mcrf.training import checkpoint, report
-from mcrf.training.config import DEFAULT_DEV_FRACTION, TrainConfig
+from mcrf.training.config import TrainConfig
 from mcrf.training.resume import check_resumable, restore_tagger
 from mcrf.training.optim import build_optimizer, linear_schedule
 
@@ -74,7 +75,7 @@ def _select_splits(corpus: Any, config: TrainConfig):
     splits = corpus.splits
     for name in ("train", "dev"):
         if not splits.get(name):
-            raise ValueError(
+            raise DataError(
                 f"expected a non-empty '{name}' split in dataset {config.dataset!r}, got splits "
                 f"{sorted(k for k, v in splits.items() if v)}; provide {name} data (dev is needed to pick "
                 "the best checkpoint)"
@@ -83,17 +84,6 @@ def _select_splits(corpus: Any, config: TrainConfig):
     dev = list(splits["dev"])[: config.max_eval_sentences]
     test = list(splits.get("test") or [])[: config.max_eval_sentences]
     return train, dev, test
-
-
-def _tagger_config(config: TrainConfig, corpus: Any):
-    from mcrf.models import TaggerConfig
-
-    values = dict(encoder=config.encoder, labels=list(corpus.labels), scheme=corpus.scheme,
-                  decoder=config.decoder, postprocess=config.postprocess,
-                  max_length=config.max_length, stride=config.stride)
-    if config.dropout is not None:
-        values["dropout"] = config.dropout
-    return TaggerConfig(**values)
 
 
 def _check_output_dir(config: TrainConfig, output_dir: Path) -> None:
@@ -178,7 +168,7 @@ def _accelerator(config: TrainConfig):
                               log_with=None)
     if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
         # Accelerate would silently train in float32 here
-        raise ValueError("mixed_precision='fp16' needs a GPU, got the CPU; use 'bf16' or 'no' on CPU")
+        raise ConfigError("mixed_precision='fp16' needs a GPU, got the CPU; use 'bf16' or 'no' on CPU")
     return accelerator
 
 
@@ -202,10 +192,10 @@ class _Run:
             check_resumable(self.saved, config, self.output_dir)
         corpus = load_corpus(config.dataset, config=config.load_config())
         carved = corpus.report.get("dev", {}).get("carved_from_train")
-        if carved and config.dev_fraction is None:
+        if carved:
             logger.info("dataset %s has no dev split: using the last %d training sentences (dev_fraction "
-                        "%.2f, the default) as dev; set dev_fraction (--dev-fraction) to change it",
-                        config.dataset, carved, DEFAULT_DEV_FRACTION)
+                        "%.2f, %s) as dev; set dev_fraction (--dev-fraction) to change it",
+                        config.dataset, carved, config.dev_fraction, config.sources.get("dev_fraction"))
         self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
         if accelerator.is_main_process:
             _warn_about_labels(self.train_set, {"dev": self.dev_set, "test": self.test_set}, config.dataset)
@@ -214,7 +204,7 @@ class _Run:
         if self.saved is not None:
             tagger = restore_tagger(self.saved, corpus, self.output_dir)
         else:
-            tagger = Tagger.build(_tagger_config(config, corpus), self.train_set)
+            tagger = Tagger.build(config.tagger_config(corpus.labels, corpus.scheme), self.train_set)
         self.sampler = LengthBucketSampler(sentence_lengths(self.train_set), config.batch_size,
                                            shuffle=True, bucket=config.bucket, seed=config.seed)
         loader = torch.utils.data.DataLoader(
@@ -256,7 +246,13 @@ class _Run:
         if self.data_notes:
             extra["data"] = "; ".join(self.data_notes)
         width = max(len(k) for k in extra)
-        return self.config.header() + "\n" + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in extra.items())
+        return (self.config.header(self.decided()) + "\n"
+                + "\n".join(f"  {k.ljust(width)}  {v}" for k, v in extra.items()))
+
+    def decided(self) -> Dict[str, Any]:
+        """The settings the built model decided (its sub-word window), for the header and the records."""
+        model = self.tagger.config
+        return {"max_length": model.max_length, "stride": model.stride}
 
     def evaluate(self, sentences: List[Any], tagger: Any = None):
         """Whole-split evaluation sharded over the processes (``self.tagger`` unless given)."""
@@ -284,9 +280,8 @@ class _Run:
     def save_last(self) -> None:
         checkpoint.save_last(self.accelerator, self.output_dir, {
             "state": asdict(self.state), "tagger": self.tagger.config.to_dict(),
-            "vocab": self.tagger.encoder.vocab.to_dict() if self.tagger.config.is_bilstm else None,
             "train_config": self.config.to_dict(),
-        })
+        }, self.tagger.encoder)
 
     def eval_and_checkpoint(self, train_loss: Optional[float]) -> None:
         """Dev evaluation, best-model keeping, early-stopping bookkeeping, ``last/`` checkpoint."""
@@ -309,7 +304,7 @@ class _Run:
             if improved:
                 tagger = self.tagger
                 metrics = {"dev": result.to_dict(), "step": state.global_step}
-                checkpoint.save_tagger(lambda d: tagger.save_pretrained(d, metrics), self.output_dir, "best")
+                tagger.save_pretrained(self.output_dir / "best", metrics)
             report.append_log(self.log_path, {
                 "event": "eval", "step": state.global_step,
                 "epoch": state.global_step / self.steps_per_epoch, "train_loss": train_loss,
@@ -423,15 +418,16 @@ def _finish(run: _Run, seconds: float) -> TrainResult:
         "best_step": state.best_step, "global_step": state.global_step,
         "stopped_early": state.stopped_early, "train_seconds": seconds,
         "processes": acc.num_processes, "config": run.config.to_dict(),
+        "sources": {name: item["source"] for name, item in run.config.settings().items()},
     }
     model_dir = run.output_dir / "model"
     if acc.is_main_process:
         card = report.card_metrics(metrics)
-        checkpoint.save_tagger(lambda d: best.save_pretrained(d, card), run.output_dir, "model")
+        best.save_pretrained(model_dir, card)
         for stale in ("best", "best.old"):
             if (run.output_dir / stale).exists():
                 shutil.rmtree(run.output_dir / stale)
-        report.write_json(run.output_dir / "metrics.json", metrics)
+        write_json(run.output_dir / "metrics.json", metrics, sort_keys=True)
         report.plot_curves(report.read_log(run.log_path), run.output_dir / "training_curves.png")
     acc.wait_for_everyone()
     return TrainResult(output_dir=str(run.output_dir), model_dir=str(model_dir), metrics=metrics,
@@ -476,6 +472,9 @@ def train(config: TrainConfig) -> TrainResult:
         if config.resume:
             run.resume()
         logger.info("%s", run.header())
+        if accelerator.is_main_process:
+            report.append_log(run.log_path, {"event": "settings", "step": run.state.global_step,
+                                             "settings": run.config.settings(run.decided())})
         started = time.perf_counter()
         _fit(run)
         return _finish(run, time.perf_counter() - started)

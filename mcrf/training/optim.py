@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["param_groups", "build_optimizer", "linear_schedule", "encoder_depth"]
+from mcrf.errors import ConfigError
+from mcrf.fields import number, option
+
+__all__ = ["OptimConfig", "param_groups", "build_optimizer", "linear_schedule", "encoder_depth"]
+
+_RECOMMENDED = "default: the encoder's recommendation"
+
+
+@dataclass
+class OptimConfig:
+    """The optimisation settings of a run. ``None`` means the encoder's recommendation
+    (``Encoder.recommended``), filled in by ``TrainConfig``."""
+
+    lr: Optional[float] = option(None, check=number(0, 1, low_open=True, optional=True), help=(
+        f"peak learning rate of the encoder (its top layer) ({_RECOMMENDED})"))
+    head_lr: Optional[float] = option(None, check=number(0, 1, low_open=True, optional=True), help=(
+        f"peak learning rate of the tag-score layer and the CRF ({_RECOMMENDED})"))
+    layer_decay: Optional[float] = option(None, check=number(0, 1, low_open=True, optional=True), help=(
+        "layer-wise learning-rate decay: encoder layer N of L (0-based) trains at lr * layer_decay ** (L-1-N), "
+        f"the embeddings at lr * layer_decay ** L; 1 disables it ({_RECOMMENDED})"))
+    weight_decay: Optional[float] = option(None, check=number(0, 1, optional=True), help=(
+        f"AdamW weight decay, never on biases, norms or CRF scores ({_RECOMMENDED})"))
+    warmup_ratio: Optional[float] = option(None, check=number(0, 1, high_open=True, optional=True), help=(
+        f"share of the steps with linear warmup, then linear decay to 0 ({_RECOMMENDED})"))
+    max_grad_norm: Optional[float] = option(None, check=number(0, optional=True), help=(
+        f"gradient clipping norm, 0 disables clipping ({_RECOMMENDED})"))
 
 # ``encoder.encoder.layer.3.``, ``encoder.transformer.layer.3.`` (DistilBERT), ``encoder.layers.3.``
 _LAYER = re.compile(r"^encoder\..*?\blayers?\.(\d+)\.")
@@ -85,7 +111,7 @@ def build_optimizer(
     """``torch.optim.AdamW`` over ``param_groups`` (see there for the learning rates)."""
     groups = param_groups(model, lr=lr, head_lr=head_lr, layer_decay=layer_decay, weight_decay=weight_decay)
     if not groups:
-        raise ValueError("expected a model with trainable parameters, got none (all frozen?)")
+        raise ConfigError("expected a model with trainable parameters, got none (all frozen?)")
     return torch.optim.AdamW(groups, lr=lr)
 
 

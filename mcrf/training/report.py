@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Union
 
 from mcrf.outputs import open_output, write_text
 
-__all__ = ["append_log", "read_log", "truncate_log", "write_json", "plot_curves", "card_metrics"]
+__all__ = ["append_log", "read_log", "truncate_log", "plot_curves", "card_metrics"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -52,11 +52,6 @@ def truncate_log(path: PathLike, max_step: int) -> List[Dict[str, Any]]:
     kept = [r for r in read_log(path) if int(r.get("step", 0)) <= max_step]
     write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     return kept
-
-
-def write_json(path: PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically (``mcrf.outputs``: temporary, fsync, rename)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def plot_curves(records: List[Dict[str, Any]], path: PathLike) -> None:

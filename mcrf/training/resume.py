@@ -1,6 +1,6 @@
 """Resuming a run: check the settings against the ``last/`` checkpoint, rebuild its tagger.
 
-Both happen before ``accelerator.load_state``, so a changed setting is a clear ``ValueError``
+Both happen before ``accelerator.load_state``, so a changed setting is a clear ``ConfigError``
 naming the fields instead of a tensor size mismatch deep inside the restore, and the tagger
 (BiLSTM vocabulary included) is the checkpoint's, not one rebuilt from the current data.
 """
@@ -11,6 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List
 
+from mcrf.errors import ConfigError
 from mcrf.training.config import TrainConfig
 
 __all__ = ["RESUMABLE_CHANGES", "check_resumable", "restore_tagger"]
@@ -41,11 +42,11 @@ def check_resumable(saved: Dict[str, Any], config: TrainConfig, output_dir: Path
         output_dir: the run directory (for the message).
 
     Raises:
-        ValueError: naming each differing field (checkpoint value vs now) and the fix.
+        ConfigError: naming each differing field (checkpoint value vs now) and the fix.
     """
     then = saved.get("train_config")
     if not isinstance(then, dict):
-        raise ValueError(f"cannot resume {output_dir}: its last/trainer_state.json has no train_config "
+        raise ConfigError(f"cannot resume {output_dir}: its last/trainer_state.json has no train_config "
                          f"(written by an older mcrf); {_FIX}")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields an older mcrf lacked
     now = config.to_dict()
@@ -57,33 +58,34 @@ def check_resumable(saved: Dict[str, Any], config: TrainConfig, output_dir: Path
         if old != new:
             differ.append(f"{name}: {_short(old)} (checkpoint) != {_short(new)} (now)")
     if differ:
-        raise ValueError(f"cannot resume {output_dir}: settings differ from the checkpoint's: "
+        raise ConfigError(f"cannot resume {output_dir}: settings differ from the checkpoint's: "
                          f"{'; '.join(differ)}; {_FIX}")
 
 
 def restore_tagger(saved: Dict[str, Any], corpus: Any, output_dir: Path):
     """A fresh ``Tagger`` shaped like the checkpoint's (weights come later from ``load_state``).
 
-    The tagger config and the BiLSTM vocabulary are the saved ones, so the restored weights fit
-    whatever the current training data holds.
+    The tagger config and the encoder's files (e.g. the BiLSTM vocabulary, in ``last/encoder``)
+    are the saved ones, so the restored weights fit whatever the current training data holds.
 
     Raises:
-        ValueError: the corpus's labels or scheme differ from the checkpoint's, or a BiLSTM
-            checkpoint lacks its vocabulary (written by an older mcrf).
+        ConfigError: the corpus's labels or scheme differ from the checkpoint's, or the checkpoint
+            lacks its encoder files (written by an older mcrf).
     """
     from mcrf.models import Tagger, TaggerConfig
-    from mcrf.models.bilstm import BiLSTMVocab
+    from mcrf.models.encoders import encoder_class
+    from mcrf.training.checkpoint import ENCODER_DIR, find_checkpoint
 
     config = TaggerConfig.from_dict(saved["tagger"])
     differ = [f"{name}: {_short(old)} (checkpoint) != {_short(new)} (now)"
               for name, old, new in (("labels", config.labels, list(corpus.labels)),
                                      ("scheme", config.scheme, corpus.scheme)) if old != new]
     if differ:
-        raise ValueError(f"cannot resume {output_dir}: the corpus differs from the checkpoint's: "
-                         f"{'; '.join(differ)}; {_FIX}")
-    if not config.is_bilstm:
-        return Tagger.build(config)
-    if not saved.get("vocab"):
-        raise ValueError(f"cannot resume {output_dir}: its checkpoint lacks the BiLSTM vocabulary (written by "
-                         f"an older mcrf); drop --resume and pass --overwrite to start a fresh run")
-    return Tagger.build(config, vocab=BiLSTMVocab.from_dict(saved["vocab"]))
+        raise ConfigError(f"cannot resume {output_dir}: the corpus differs from the checkpoint's: "
+                          f"{'; '.join(differ)}; {_FIX}")
+    last = find_checkpoint(output_dir, "last")
+    if "encoder_state" not in saved or last is None or not (last / ENCODER_DIR).is_dir():
+        raise ConfigError(f"cannot resume {output_dir}: its checkpoint lacks the encoder's files (written by "
+                          f"an older mcrf); drop --resume and pass --overwrite to start a fresh run")
+    kind = encoder_class(config.encoder)
+    return Tagger(config, kind.load(config, last / ENCODER_DIR, saved["encoder_state"]))

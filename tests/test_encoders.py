@@ -1,0 +1,298 @@
+"""The Encoder interface: every kind behind one registry, the window and defaults it decides, a new kind in one class."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from mcrf.errors import ConfigError
+from mcrf.fields import integer, option
+from mcrf.models import Tagger, TaggerConfig
+from mcrf.models import encoders as registry
+from mcrf.models.encoders import Encoder, encoder_class
+from mcrf.models.encoders.bilstm import BiLSTMEncoder
+from mcrf.models.encoders.frozen import FrozenStackEncoder
+from mcrf.models.encoders.hf import HFEncoder
+from mcrf.training import TrainConfig, train
+from mcrf.training.optim import OptimConfig, build_optimizer
+
+import tiny_models as tm
+from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"bilstm": dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16), "hf": {},
+         "frozen": dict(lstm_hidden=16)}
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return tm.make_bert_dir(tmp_path_factory.mktemp("bert") / "bert")
+
+
+def encoder_name(kind: str, bert: Path) -> str:
+    return {"bilstm": "bilstm", "hf": str(bert), "frozen": f"frozen:{bert}"}[kind]
+
+
+def trained(kind: str, bert: Path, steps: int = 5) -> Tagger:
+    torch.manual_seed(0)
+    data = tm.toy_sentences(20)
+    tagger = Tagger.build(TaggerConfig(encoder=encoder_name(kind, bert), labels=tm.TOY_LABELS,
+                                       encoder_options=SMALL[kind]), data)
+    optimizer = torch.optim.Adam([p for p in tagger.parameters() if p.requires_grad], lr=0.01)
+    batch = tagger.collator()(data)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        tagger(batch).backward()
+        optimizer.step()
+    return tagger.eval()
+
+
+def test_the_registry_picks_the_kind_from_the_name():
+    assert encoder_class("bilstm") is BiLSTMEncoder
+    assert encoder_class("frozen:bert-base-cased") is FrozenStackEncoder
+    assert encoder_class("bert-base-cased") is HFEncoder and encoder_class("./my/model") is HFEncoder
+    assert registry.ENCODERS[-1] is HFEncoder  # the catch-all comes last
+
+
+@pytest.mark.parametrize("kind", ["bilstm", "hf", "frozen"])
+def test_every_encoder_trains_saves_and_loads_through_the_interface(kind, bert, tmp_path):
+    tagger = trained(kind, bert)
+    data = tm.toy_sentences(6, seed=3)
+    before = tagger.predict(data)
+    tagger.save_pretrained(tmp_path / "model")
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["format_version"] == 2 and config["encoder"] == encoder_name(kind, bert)
+    assert set(type(tagger.encoder).files) <= {p.name for p in (tmp_path / "model").iterdir()}
+    loaded = Tagger.from_pretrained(tmp_path / "model")
+    assert type(loaded.encoder) is type(tagger.encoder) and loaded.config == tagger.config
+    for a, b in zip(before, loaded.predict(data)):
+        assert a.tags == b.tags and torch.allclose(torch.tensor(a.token_confidence), torch.tensor(b.token_confidence))
+
+
+def test_the_frozen_stack_trains_only_its_bilstm(bert):
+    torch.manual_seed(0)
+    data = tm.toy_sentences(16)
+    tagger = Tagger.build(TaggerConfig(encoder=f"frozen:{bert}", labels=tm.TOY_LABELS,
+                                       encoder_options={"lstm_hidden": 8}))
+    base = {k: v.clone() for k, v in tagger.encoder.base.state_dict().items()}
+    lstm = tagger.encoder.lstm.weight_ih_l0.detach().clone()
+    optimizer = build_optimizer(tagger, lr=1e-2, head_lr=1e-2)
+    assert all(not name.startswith("encoder.base.") for group in optimizer.param_groups for name in [group["name"]])
+    tagger.train()
+    assert tagger.encoder.training and not tagger.encoder.base.training  # no dropout in the frozen features
+    batch = tagger.collator()(data)
+    for _ in range(3):
+        optimizer.zero_grad()
+        tagger(batch).backward()
+        optimizer.step()
+    assert all(torch.equal(base[k], v) for k, v in tagger.encoder.base.state_dict().items())
+    assert not torch.equal(lstm, tagger.encoder.lstm.weight_ih_l0)
+    assert tagger.config.encoder_options == {"lstm_hidden": 8, "lstm_layers": 1}
+
+
+def test_the_window_comes_from_the_encoder(tmp_path):
+    small = tm.make_bert_dir(tmp_path / "small", max_positions=64)
+    tagger = Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS))
+    assert (tagger.config.max_length, tagger.config.stride) == (64, 16)
+    long = tm.toy_sentences(1)[0].__class__(tokens=("john",) * 150)  # 152 sub-words: three windows
+    assert len(tagger.predict([long])[0].tags) == 150
+    with pytest.raises(ConfigError, match=r"max_length=65 exceeds .* 64 sub-words \(max_position_embeddings=64\)"):
+        Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS, max_length=65))
+    with pytest.raises(ConfigError, match="unknown option"):
+        Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, encoder_options={"hidden": 3}),
+                     tm.toy_sentences(2))
+
+
+# ---------------------------------------------------------------------------- layered defaults
+
+
+def test_defaults_come_in_layers_with_their_source():
+    plain = TrainConfig(encoder="bilstm")  # the issue's case: no lr flag must not mean the BERT lr
+    assert (plain.lr, plain.head_lr, plain.epochs) == (3e-3, 3e-3, 10)
+    assert plain.sources["lr"] == "encoder" and plain.sources["batch_size"] == "default"
+    sample = TrainConfig.for_dataset("sample", lr=1e-2)
+    assert sample.sources["encoder"] == "dataset" and sample.sources["epochs"] == "dataset"
+    assert (sample.lr, sample.sources["lr"]) == (1e-2, "flag")
+    assert (sample.head_lr, sample.sources["head_lr"]) == (3e-3, "encoder")
+    assert sample.sources["dataset"] == "flag" and sample.sources["max_length"] == "encoder"
+    bert = dataclasses.replace(sample, encoder="bert-base-cased")  # encoder-sourced values follow the encoder
+    assert (bert.head_lr, bert.layer_decay, bert.lr) == (1e-3, 0.9, 1e-2)
+    assert bert.sources["encoder"] == "flag"
+    frozen = TrainConfig.for_dataset("conll2003", encoder="frozen:some/model")
+    assert frozen.lr == FrozenStackEncoder.recommended()["lr"] and frozen.sources["lr"] == "encoder"
+
+
+def test_train_config_is_flattened_from_its_groups_without_restating_them():
+    from mcrf.data import LoadConfig
+
+    groups = {**{f.name: f for f in dataclasses.fields(LoadConfig)},
+              **{f.name: f for f in dataclasses.fields(TaggerConfig) if f.name != "scheme"},
+              **{f.name: f for f in dataclasses.fields(OptimConfig)}}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    shared = sorted(set(groups) & set(fields))
+    assert "lr" in shared and "encoder" in shared and "policy" in shared and "dev_fraction" in shared
+    for name in shared:  # one validator and one help text per field, wherever it appears
+        assert fields[name].metadata["check"] is groups[name].metadata["check"], name
+        assert fields[name].metadata["help"] == groups[name].metadata["help"], name
+    for field in fields.values():
+        assert field.name == "sources" or field.metadata.get("help"), field.name
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, 0.0, -1e-3, 2.0, "1e-3", True])
+def test_non_finite_or_out_of_range_head_lr_is_refused_by_its_validator(value):
+    with pytest.raises(ConfigError, match="expected a finite number 0 < head_lr <= 1"):
+        TrainConfig(head_lr=value)
+    with pytest.raises(ConfigError, match="head_lr"):
+        TrainConfig.for_dataset("sample", head_lr=value)
+
+
+def test_cli_flags_are_generated_from_the_fields(capsys):
+    from mcrf.cli import main
+
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--head-lr" in out and "layer-wise learning-rate decay" in out and "--no-bucket" in out
+    assert "encoder's recommendation" in out and "sample preset: encoder=bilstm" in out
+
+
+# ---------------------------------------------------------------------------- training with the interface
+
+
+def _toy_corpus(tmp_path: Path) -> str:
+    from test_training import write_toy_corpus
+
+    return str(write_toy_corpus(tmp_path / "corpus"))
+
+
+def test_a_bert_with_64_positions_trains_with_no_max_length_and_the_header_shows_sources(tmp_path, caplog):
+    small = tm.make_bert_dir(tmp_path / "small", max_positions=64)
+    config = TrainConfig.for_dataset(_toy_corpus(tmp_path), encoder=str(small), output_dir=str(tmp_path / "run"),
+                                     epochs=1, batch_size=8)
+    with caplog.at_level(logging.INFO, logger="mcrf"):
+        result = train(config)
+    header = caplog.text
+    assert re.search(r"max_length +64 +\(encoder\)", header) and re.search(r"stride +16 +\(encoder\)", header)
+    assert re.search(r"lr +5e-05 +\(encoder\)", header) and re.search(r"epochs +1 +\(flag\)", header)
+    assert re.search(r"batch_size +8 +\(flag\)", header) and re.search(r"seed +42 +\(default\)", header)
+    assert Tagger.from_pretrained(result.model_dir).config.max_length == 64
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["sources"]["lr"] == "encoder" and metrics["sources"]["epochs"] == "flag"
+    first = json.loads((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["event"] == "settings"
+    assert first["settings"]["max_length"] == {"value": 64, "source": "encoder"}
+    assert first["settings"]["head_lr"] == {"value": 1e-3, "source": "encoder"}
+
+
+@dataclass
+class CharBagOptions:
+    dim: int = option(8, check=integer(1), help="embedding size")
+
+
+class CharBagEncoder(Encoder):
+    """A toy fourth kind, defined outside mcrf: each word is the mean of its characters' embeddings."""
+
+    kind = "charbag"
+    Options = CharBagOptions
+
+    def __init__(self, options: CharBagOptions) -> None:
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(256, options.dim)
+        self.dim = options.dim
+
+    @classmethod
+    def accepts(cls, name):
+        return name == "charbag"
+
+    @classmethod
+    def recommended(cls):
+        return {"lr": 1e-2, "head_lr": 1e-2, "layer_decay": 1.0, "weight_decay": 0.0, "warmup_ratio": 0.0,
+                "max_grad_norm": 1.0, "epochs": 2}
+
+    @classmethod
+    def create(cls, config, train_sentences=None):
+        return cls(cls.options(config))
+
+    @classmethod
+    def load(cls, config, directory, saved):
+        return cls(cls.options(config))
+
+    @property
+    def hidden_size(self):
+        return self.dim
+
+    def featurizer(self):
+        return featurize_chars
+
+    def forward(self, batch):
+        codes, mask = batch["codes"], batch["word_mask"]  # shape: (B, W, C), (B, W)
+        flat = self.embedding(codes.flatten(0, 1))  # shape: (B*W, D)
+        return flat.view(*mask.shape, -1)  # shape: (B, W, D)
+
+
+def featurize_chars(sentences):
+    width = max((len(s) for s in sentences), default=0)
+    codes = torch.zeros(len(sentences), width, 8, dtype=torch.long)
+    mask = torch.zeros(len(sentences), width, dtype=torch.bool)
+    for b, words in enumerate(sentences):
+        for t, word in enumerate(words):
+            codes[b, t, : len(word[:8])] = torch.tensor([min(ord(c), 255) for c in word[:8]])
+        mask[b, : len(words)] = True
+    return {"codes": codes, "word_mask": mask}
+
+
+def test_a_new_encoder_is_one_class_and_one_registry_entry(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "ENCODERS", (CharBagEncoder,) + registry.ENCODERS)
+    config = TrainConfig.for_dataset(_toy_corpus(tmp_path), encoder="charbag", output_dir=str(tmp_path / "run"),
+                                     batch_size=8, max_steps=3)
+    assert config.lr == 1e-2 and config.sources["lr"] == "encoder" and config.epochs == 2
+    result = train(config)
+    tagger = Tagger.from_pretrained(result.model_dir)
+    assert isinstance(tagger.encoder, CharBagEncoder) and "`charbag`" in (Path(result.model_dir) / "README.md").read_text()
+    resumed = train(dataclasses.replace(config, resume=True, max_steps=6))
+    assert resumed.global_step == 6
+
+
+def test_no_encoder_kind_branches_outside_the_encoders():
+    pattern = re.compile(r"is_bilstm|_aligner\b|isinstance\([^)]*(BiLSTM|HFEncoder|Frozen)|== \"bilstm\"|"
+                         r"encoder_config|\.vocab\b")
+    offenders = []
+    for path in (ROOT / "mcrf").rglob("*.py"):
+        if "encoders" in path.relative_to(ROOT / "mcrf").parts:
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if pattern.search(line) and "format 1" not in line and "format-1" not in line:
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+
+
+def test_format_1_models_still_load(bert, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    for kind in ("bilstm", "hf"):
+        tagger = trained(kind, bert, steps=2)
+        data = tm.toy_sentences(4, seed=5)
+        before = [p.tags for p in tagger.predict(data)]
+        directory = tmp_path / kind
+        tagger.save_pretrained(directory)
+        config = json.loads((directory / "config.json").read_text())
+        state = config.pop("encoder_state")
+        options = config.pop("encoder_options")
+        old = {**config, "format_version": 1, "encoder_config": state.get("encoder_config")}
+        if kind == "bilstm":
+            old.update(options)  # format 1 kept the BiLSTM sizes as top-level keys
+            old.update(max_length=512, stride=128)
+        (directory / "config.json").write_text(json.dumps(old))
+        if kind == "hf":  # format 1 held the AutoModel itself as `encoder`
+            weights = load_file(str(directory / "model.safetensors"))
+            save_file({k.replace("encoder.model.", "encoder.", 1): v for k, v in weights.items()},
+                      str(directory / "model.safetensors"))
+        assert [p.tags for p in Tagger.from_pretrained(directory).predict(data)] == before
