@@ -13,11 +13,12 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mcrf import crf_checks, crf_ops
+from mcrf import crf_checks, crf_ops, crf_scan
 from mcrf.crf_ops import FORBIDDEN_SCORE
 from mcrf.viterbi import viterbi_kbest
 
 MODES = ("mcrf", "mcrf-decoding", "crf")
+ALGORITHMS = ("auto", "scan", "sequential")
 REDUCTIONS = ("none", "sum", "mean", "token_mean")
 
 
@@ -48,6 +49,9 @@ class MaskedCRF(nn.Module):
             device synchronisation on a GPU). ``False``: no host reads beyond what a result
             itself needs (``decode`` returns lists: one); use it once the data layer has
             checked the data. Shapes and dtypes are checked either way (they cost nothing).
+        algorithm: ``"sequential"`` (one step per position), ``"scan"`` (log-depth parallel
+            scan, :mod:`mcrf.crf_scan`) or ``"auto"``: per call, the faster one for the
+            shape by a measured rule (``crf_scan.use_scan``). Both give the same results.
 
     Example:
         >>> crf = MaskedCRF(3, batch_first=True, labels=["O", "B-PER", "I-PER"], scheme="BIO")
@@ -69,17 +73,21 @@ class MaskedCRF(nn.Module):
         allowed_transitions: Optional[Tensor] = None,
         allowed_end: Optional[Tensor] = None,
         validate: bool = True,
+        algorithm: str = "auto",
     ) -> None:
         if not isinstance(num_tags, int) or isinstance(num_tags, bool) or num_tags <= 0:
             # pytorch-crf's message first (code may match it), then ours
             raise ValueError(f"invalid number of tags: {num_tags}; expected a positive int, got {num_tags!r}")
         if mode not in MODES:
             raise ValueError(f"invalid mode: expected one of {MODES}, got {mode!r}")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"invalid algorithm: expected one of {ALGORITHMS}, got {algorithm!r}")
         super().__init__()
         self.num_tags = num_tags
         self.batch_first = batch_first
         self.mode = mode
         self.validate = bool(validate)
+        self.algorithm = algorithm
         self.labels = list(labels) if labels is not None else None
         self.scheme = None
         self.start_transitions = nn.Parameter(torch.empty(num_tags))
@@ -176,6 +184,12 @@ class MaskedCRF(nn.Module):
     def _prepare(self, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor]):
         return crf_checks.prepare(self, emissions, tags, mask, self._checking())
 
+    def _scan(self, packed: Tensor, decode: bool) -> bool:
+        """Whether the log-depth scan runs for these packed ``(B, L, K)`` emissions."""
+        if self.algorithm != "auto":
+            return self.algorithm == "scan"
+        return crf_scan.use_scan(packed.shape[0], packed.shape[1], packed.shape[2], decode)
+
     def _checking(self) -> bool:
         """Whether data-dependent checks (host reads) run: ``validate`` and not tracing."""
         return self.validate and not _tracing()
@@ -246,7 +260,7 @@ class MaskedCRF(nn.Module):
         if self.mode == "mcrf" and checking:
             crf_checks.check_gold(self, packed_tags, lengths, order, chain)
         gold = crf_ops.path_score(packed, packed_tags, lengths, chain)
-        log_z = crf_ops.log_partition(packed, lengths, chain, sync_free=not checking)
+        log_z = crf_ops.log_partition(packed, lengths, chain, sync_free=not checking, scan=self._scan(packed, False))
         llh = gold - log_z  # shape: (B,)
         if self.mode == "mcrf" and not checking:
             illegal = crf_ops.first_violation(packed_tags, lengths, chain).any(dim=1)  # shape: (B,)
@@ -270,7 +284,8 @@ class MaskedCRF(nn.Module):
             return order.new_zeros((batch, k, 0)), scores, order.new_zeros(batch), order, mask
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask)
-            paths, scores = viterbi_kbest(packed, lengths, self._chain(train=False, dtype=packed.dtype), k=k)  # shape: (B, k, L), (B, k)
+            chain = self._chain(train=False, dtype=packed.dtype)
+            paths, scores = viterbi_kbest(packed, lengths, chain, k=k, scan=self._scan(packed, True))  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask
 
     @torch.no_grad()
@@ -334,7 +349,9 @@ class MaskedCRF(nn.Module):
             with torch.autocast(device_type=emissions.device.type, enabled=False):
                 packed, lengths, order, _ = self._packed(emissions, mask)
                 chain = self._chain(train=False, dtype=packed.dtype)
-                marg = crf_ops.marginals(packed, lengths, chain, sync_free=not self._checking())
+                marg = crf_ops.marginals(
+                    packed, lengths, chain, sync_free=not self._checking(), scan=self._scan(packed, False)
+                )
             out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
         if not self.batch_first:
             out = out.transpose(0, 1)

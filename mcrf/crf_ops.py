@@ -27,6 +27,8 @@ from typing import NamedTuple, Tuple
 import torch
 from torch import Tensor
 
+from mcrf import crf_scan
+
 #: The score the layer reports for a forbidden transition (see ``MaskedCRF.masked_transitions``).
 #: A finite constant: the likelihood itself never adds it (forbidden transitions are exact
 #: zeros in exp space), so no ``-inf`` arithmetic can produce NaN gradients.
@@ -273,7 +275,9 @@ def log_partition_exact(emissions: Tensor, lengths: Tensor, chain: Chain) -> Ten
     return torch.where(lengths > 0, log_z, torch.zeros_like(log_z))
 
 
-def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False) -> Tensor:
+def log_partition(
+    emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False, scan: bool = False
+) -> Tensor:
     """log Z over legal paths of packed sequences, ``(B,)``; 0 for empty sequences.
 
     Differentiable with respect to ``emissions``, ``start``, ``trans`` and ``end``. The fast
@@ -286,8 +290,12 @@ def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: b
             recursion runs for every row and ``torch.where`` keeps it for the flagged rows
             (more arithmetic, no device->host synchronisation; what tracing uses too).
             Otherwise one host read of the flags and the exact recursion for those rows only.
+        scan: run the log-depth tree (:mod:`mcrf.crf_scan`) instead of the sequential scan.
     """
-    log_z, risky = _LogPartition.apply(emissions, lengths, *chain)
+    if scan:
+        log_z, risky = crf_scan.log_partition_scan(emissions, lengths, chain)
+    else:
+        log_z, risky = _LogPartition.apply(emissions, lengths, *chain)
     if sync_free or tracing():
         return torch.where(risky, log_partition_exact(emissions, lengths, chain), log_z)
     if bool(risky.any()):
@@ -297,26 +305,32 @@ def log_partition(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: b
     return log_z
 
 
-def marginals(emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False) -> Tensor:
+def marginals(
+    emissions: Tensor, lengths: Tensor, chain: Chain, sync_free: bool = False, scan: bool = False
+) -> Tensor:
     """Posterior tag probabilities of packed sequences over legal paths, ``(B, L, K)``
-    (0 past each length), by forward-backward. Rows outside the fast scan's range are
-    recomputed with an exact log-space forward-backward (no autograd: works under
-    ``torch.inference_mode``); ``sync_free`` as in :func:`log_partition`."""
-    alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, chain)
+    (0 past each length), by forward-backward (or, with ``scan``, as the gradient of the
+    log-depth log Z). Rows outside the fast path's range are recomputed with an exact
+    log-space forward-backward (no autograd: works under ``torch.inference_mode``);
+    ``sync_free`` as in :func:`log_partition`."""
+    if scan:
+        marg, risky = crf_scan.marginals_scan(emissions, lengths, chain)
+    else:
+        alphas, beta_e, log_z, risky = _both_scans(emissions, lengths, chain)
+        marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
     if sync_free or tracing():
-        exact = _both_scans_exact(emissions, lengths, chain)
-        alphas, beta_e = (torch.where(risky.view(-1, 1, 1), y, x) for x, y in zip((alphas, beta_e), exact))
-        log_z = torch.where(risky, exact[2], log_z)
+        marg = torch.where(risky.view(-1, 1, 1), _marginals_exact(emissions, lengths, chain), marg)
     elif bool(risky.any()):
         rows = risky.nonzero().squeeze(1)
-        exact = _both_scans_exact(emissions[rows], lengths[rows], chain)
-        alphas, beta_e, log_z = (
-            x.index_put((rows,), y) for x, y in zip((alphas, beta_e, log_z), exact)
-        )
-    marg = torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
+        marg = marg.index_put((rows,), _marginals_exact(emissions[rows], lengths[rows], chain))
     # float32 rounding at large score magnitudes can overshoot 1 by ~1e-4: probabilities stay in [0, 1]
-    marg = marg.clamp(max=1.0)
+    marg = marg.clamp(min=0.0, max=1.0)
     return torch.where(valid_positions(lengths, emissions.shape[1]).unsqueeze(2), marg, 0.0)
+
+
+def _marginals_exact(emissions: Tensor, lengths: Tensor, chain: Chain) -> Tensor:
+    alphas, beta_e, log_z = _both_scans_exact(emissions, lengths, chain)
+    return torch.exp(alphas + beta_e - emissions - log_z.view(-1, 1, 1))  # shape: (B, L, K)
 
 
 def _both_scans_exact(emissions: Tensor, lengths: Tensor, chain: Chain):

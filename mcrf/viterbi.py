@@ -14,10 +14,14 @@ import torch
 from torch import Tensor
 
 from mcrf.crf_ops import Chain
+from mcrf.crf_scan import viterbi_scan
 
 
-def viterbi_kbest(emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1) -> Tuple[Tensor, Tensor]:
-    """The ``k`` best legal paths of packed sequences.
+def viterbi_kbest(
+    emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1, scan: bool = False
+) -> Tuple[Tensor, Tensor]:
+    """The ``k`` best legal paths of packed sequences (``scan``: the 1-best by the log-depth
+    :func:`mcrf.crf_scan.viterbi_scan`, same paths as the sequential recursion).
 
     Forbidden transitions are never candidates (they are ``-inf`` in this max-product
     recursion, which has no gradient), so a returned finite-score path is legal whatever
@@ -32,7 +36,9 @@ def viterbi_kbest(emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1) 
     trans_m = torch.where(chain.allowed_trans, chain.trans, neg_inf)  # shape: (K_from, K_to)
     start_m = torch.where(chain.allowed_start, chain.start, neg_inf)  # shape: (K,)
     end_m = torch.where(chain.allowed_end, chain.end, neg_inf)  # shape: (K,)
-    if k == 1:
+    if k == 1 and scan:
+        paths, score = viterbi_scan(emissions, lengths, start_m, trans_m, end_m)
+    elif k == 1:
         paths, score = _viterbi_best(emissions, lengths, start_m, trans_m, end_m)
     else:
         paths, score = _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k)

@@ -18,6 +18,13 @@ SCHEMES = ["BIO", "IOB1", "BIOES", "BILOU", "IOE2", "BMES"]
 MODES = ["mcrf", "mcrf-decoding", "crf"]
 
 
+@pytest.fixture(autouse=True, params=["scan", "sequential"])
+def algorithm(request, monkeypatch):
+    """Every test here runs with both algorithms (the layer's default ``"auto"`` is overridden)."""
+    monkeypatch.setitem(MaskedCRF.__init__.__kwdefaults__, "algorithm", request.param)
+    return request.param
+
+
 def make_crf(scheme: str, mode: str, seed: int = 0, types=("PER",)) -> MaskedCRF:
     torch.manual_seed(seed)
     labels = scheme_labels(types, scheme)

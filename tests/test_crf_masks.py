@@ -17,6 +17,13 @@ MASKS = {
 }
 
 
+@pytest.fixture(autouse=True, params=["scan", "sequential"])
+def algorithm(request, monkeypatch):
+    """Every test here runs with both algorithms (the layer's default ``"auto"`` is overridden)."""
+    monkeypatch.setitem(MaskedCRF.__init__.__kwdefaults__, "algorithm", request.param)
+    return request.param
+
+
 @pytest.fixture
 def crf() -> MaskedCRF:
     torch.manual_seed(0)

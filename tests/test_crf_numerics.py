@@ -6,11 +6,18 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcrf import MaskedCRF
 from mcrf.schemes import is_legal, scheme_labels
+
+
+@pytest.fixture(autouse=True, params=["scan", "sequential"])
+def algorithm(request, monkeypatch):
+    """Every test here runs with both algorithms (the layer's default ``"auto"`` is overridden)."""
+    monkeypatch.setitem(MaskedCRF.__init__.__kwdefaults__, "algorithm", request.param)
+    return request.param
 
 
 def _crf(scheme: str, types=("PER", "LOC"), mode="mcrf", batch_first=True) -> MaskedCRF:
@@ -18,7 +25,7 @@ def _crf(scheme: str, types=("PER", "LOC"), mode="mcrf", batch_first=True) -> Ma
     return MaskedCRF(len(labels), batch_first=batch_first, labels=labels, scheme=scheme, mode=mode)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     scheme=st.sampled_from(["BIO", "IOB1", "BIOES", "BILOU", "IOE1", "IOE2"]),
     seed=st.integers(0, 2**31 - 1),
@@ -156,7 +163,7 @@ def test_torch_export_captures_viterbi():
 
 
 @pytest.mark.parametrize("scale", [1.0, 200.0])
-def test_fast_partition_equals_exact_recursion_at_any_scale(scale):
+def test_fast_partition_equals_exact_recursion_at_any_scale(scale, algorithm):
     """Rows whose scores exceed the exp-space range are recomputed exactly, never NaN."""
     from mcrf import crf_ops
 
@@ -166,14 +173,18 @@ def test_fast_partition_equals_exact_recursion_at_any_scale(scale):
     lengths = torch.tensor([9, 4, 1, 0])
     chain = crf_ops.Chain(crf.start_transitions, crf.transitions, crf.end_transitions,
                           crf.allowed_start, crf.allowed_transitions, crf.allowed_end)
-    fast = crf_ops.log_partition(emissions, lengths, chain)
+    scan = algorithm == "scan"
+    fast = crf_ops.log_partition(emissions, lengths, chain, scan=scan)
     exact = crf_ops.log_partition_exact(emissions, lengths, chain)
     torch.testing.assert_close(fast, exact, atol=1e-3 * scale, rtol=1e-5)
     (g_fast,) = torch.autograd.grad(fast.sum(), emissions)
     (g_exact,) = torch.autograd.grad(exact.sum(), emissions)
     torch.testing.assert_close(g_fast, g_exact, atol=1e-4, rtol=1e-3)
-    marg = crf_ops.marginals(emissions.detach(), lengths, chain)
+    marg = crf_ops.marginals(emissions.detach(), lengths, chain, scan=scan)
     torch.testing.assert_close(marg, g_exact, atol=1e-4, rtol=1e-3)
+    for sync_free in (True, False):  # the fallback selected by torch.where gives the same numbers
+        torch.testing.assert_close(crf_ops.log_partition(emissions, lengths, chain, sync_free, scan), exact,
+                                   atol=1e-3 * scale, rtol=1e-5)
 
 
 def test_marginals_beyond_the_fast_range_work_under_inference_mode():

@@ -16,6 +16,13 @@ LABELS = scheme_labels(["PER", "LOC"], "BIO")
 MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1, 0, 1, 1, 0, 1]], dtype=torch.bool)
 
 
+@pytest.fixture(autouse=True, params=["scan", "sequential"])
+def algorithm(request, monkeypatch):
+    """Every test here runs with both algorithms (the layer's default ``"auto"`` is overridden)."""
+    monkeypatch.setitem(MaskedCRF.__init__.__kwdefaults__, "algorithm", request.param)
+    return request.param
+
+
 def _crf(validate: bool = True, **kwargs) -> MaskedCRF:
     torch.manual_seed(0)
     crf = MaskedCRF(len(LABELS), batch_first=True, labels=LABELS, validate=validate, **kwargs)
