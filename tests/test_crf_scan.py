@@ -69,7 +69,7 @@ def test_long_sequences_agree_with_the_sequential_algorithms(steps):
     reference.zero_grad()
     em_64 = emissions.double().requires_grad_(True)
     reference(em_64, tags, mask, reduction="sum").backward()
-    torch.testing.assert_close(em_scan.grad.double(), em_64.grad, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(em_scan.grad.double(), em_64.grad, atol=5e-4, rtol=1e-3)
     for p_scan, p_64 in zip(scan.parameters(), reference.parameters()):
         torch.testing.assert_close(p_scan.grad.double(), p_64.grad, atol=2e-3, rtol=1e-4)
     seq.float()
