@@ -1,8 +1,10 @@
 """MaskedCRF (constraints on) vs pytorch-crf: NLL forward+backward and Viterbi decoding.
 
-Timings on shared machines drift, so both layers are timed interleaved in one process
-(alternating rounds, median per layer) and only the ratio pytorch-crf time / mcrf time is
-reported. Run:  python benchmarks/crf_speed.py [--rounds 7]
+Timings on shared machines drift, so the layers are timed interleaved in one process
+(alternating rounds, median per layer) and only ratios are reported: pytorch-crf time / mcrf
+time, for MaskedCRF's two algorithms (sequential, log-depth scan) and for the one its
+default ``algorithm="auto"`` picks at that shape (``mcrf.crf_scan.use_scan``).
+Run:  python benchmarks/crf_speed.py [--rounds 7] [--rule]   (``--rule``: the grid behind the rule)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 
 import torch
 
-from mcrf import MaskedCRF
+from mcrf import MaskedCRF, crf_scan
 from mcrf.schemes import scheme_labels
 
 try:
@@ -23,11 +25,12 @@ except ImportError as err:  # pragma: no cover - benchmark dependency
 
 
 def _labels(num_tags: int):
-    """A BIO (9, 37 tags with 4 / 18 types) or BIOES (37 tags, 9 types) label list."""
+    """BIOES for 37 tags (9 types, the README's table); BIO with (K - 1) / 2 types otherwise (9 -> 4 types)."""
+    if num_tags == 37:
+        return scheme_labels([f"T{i}" for i in range(9)], "BIOES"), "BIOES"
     if num_tags == 9:
         return scheme_labels(["LOC", "MISC", "ORG", "PER"], "BIO"), "BIO"
-    types = [f"T{i}" for i in range(9)]
-    return scheme_labels(types, "BIOES"), "BIOES"
+    return scheme_labels([f"T{i}" for i in range((num_tags - 1) // 2)], "BIO"), "BIO"
 
 
 def _inputs(batch: int, steps: int, num_tags: int, gen: torch.Generator):
@@ -44,68 +47,102 @@ def _legal_tags(crf: MaskedCRF, emissions, mask):
     return paths[:, 0].clamp(min=0)
 
 
+CLOCKS = {"wall": time.perf_counter, "process": time.process_time}
+_clock = time.perf_counter
+_stat = statistics.median
+
+
 def _time(fn, repeat: int) -> float:
-    start = time.perf_counter()
+    start = _clock()
     for _ in range(repeat):
         fn()
-    return (time.perf_counter() - start) / repeat
+    return (_clock() - start) / repeat
 
 
-def bench(kind: str, batch: int, steps: int, num_tags: int, rounds: int, gen: torch.Generator):
+def bench(kind: str, batch: int, steps: int, num_tags: int, rounds: int, gen: torch.Generator,
+          with_ref: bool = True):
+    """Median seconds per call: ``{"pytorch-crf": ..., "sequential": ..., "scan": ...}``."""
     labels, scheme = _labels(num_tags)
-    ours = MaskedCRF(num_tags, batch_first=True, labels=labels, scheme=scheme)
+    layers = {alg: MaskedCRF(num_tags, batch_first=True, labels=labels, scheme=scheme, algorithm=alg)
+              for alg in ("sequential", "scan")}
+    layers["scan"].load_state_dict(layers["sequential"].state_dict())
     ref = torchcrf.CRF(num_tags, batch_first=True)
-    ref.load_state_dict(ours.state_dict())
+    ref.load_state_dict(layers["sequential"].state_dict())
     emissions, mask = _inputs(batch, steps, num_tags, gen)
-    tags = _legal_tags(ours, emissions, mask)
+    tags = _legal_tags(layers["sequential"], emissions, mask)
     em = emissions.clone().requires_grad_(True)
 
-    if kind == "nll":
-        def run_ours():
-            ours.zero_grad(set_to_none=True)
-            em.grad = None
-            ours.loss(em, tags, mask, reduction="sum").backward()
+    def runner(layer, is_ref: bool):
+        if kind == "nll":
+            def run():
+                layer.zero_grad(set_to_none=True)
+                em.grad = None
+                loss = -layer(em, tags, mask, reduction="sum") if is_ref else layer.loss(em, tags, mask, reduction="sum")
+                loss.backward()
+        else:
+            def run():
+                layer.decode(emissions, mask)
+        return run
 
-        def run_ref():
-            ref.zero_grad(set_to_none=True)
-            em.grad = None
-            (-ref(em, tags, mask, reduction="sum")).backward()
-    else:
-        def run_ours():
-            ours.decode(emissions, mask)
-
-        def run_ref():
-            ref.decode(emissions, mask)
-
-    run_ours(), run_ref()  # warm-up
-    repeat = max(1, int(0.25 / max(_time(run_ref, 1), 1e-4)))
-    t_ours, t_ref = [], []
+    runs = {name: runner(layer, False) for name, layer in layers.items()}
+    if with_ref:
+        runs = {"pytorch-crf": runner(ref, True), **runs}
+    for run in runs.values():
+        run()  # warm-up
+    repeat = max(1, int(0.25 / max(min(_time(run, 1) for run in runs.values()), 1e-4)))
+    times = {name: [] for name in runs}
     for _ in range(rounds):
-        t_ref.append(_time(run_ref, repeat))
-        t_ours.append(_time(run_ours, repeat))
-    return statistics.median(t_ref), statistics.median(t_ours)
+        for name, run in runs.items():
+            times[name].append(_time(run, repeat))
+    return {name: _stat(t) for name, t in times.items()}
+
+
+def rule_grid(rounds: int, gen: torch.Generator) -> None:
+    """Sequential vs scan over a grid of shapes: the data behind ``crf_scan.use_scan``."""
+    print("| task | B x T x K | B*T*K^3 | sequential ms | scan ms | scan faster | rule picks scan |")
+    print("|---|---|---:|---:|---:|---|---|")
+    for kind in ("nll", "decode"):
+        for batch, steps, num_tags in [(1, 16, 9), (1, 64, 9), (1, 256, 9), (4, 128, 9), (8, 64, 9),
+                                       (16, 256, 9), (32, 64, 9), (1, 64, 17), (4, 64, 17)]:
+            t = bench(kind, batch, steps, num_tags, rounds, gen, with_ref=False)
+            work = batch * steps * num_tags ** 3
+            picks = crf_scan.use_scan(batch, steps, num_tags, decode=kind == "decode")
+            print(f"| {kind} | {batch} x {steps} x {num_tags} | {work:,} | {t['sequential'] * 1e3:.2f} "
+                  f"| {t['scan'] * 1e3:.2f} | {t['scan'] < t['sequential']} | {picks} |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per row")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rule", action="store_true", help="time sequential vs scan over a grid of shapes")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="process: CPU time of this process (robust on a busy machine with --threads 1)")
+    parser.add_argument("--stat", choices=["median", "min"], default="median", help="per-layer statistic over rounds")
     args = parser.parse_args()
+    global _clock, _stat
+    _clock, _stat = CLOCKS[args.clock], getattr(statistics, "median") if args.stat == "median" else min
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
+    if args.rule:
+        rule_grid(args.rounds, gen)
+        return
     rows = [
         ("nll", 32, 64, 9), ("nll", 64, 256, 37), ("nll", 512, 128, 9),
         ("decode", 32, 64, 9), ("decode", 512, 128, 9),
     ]
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds, median")
-    print("| task | B x T x K | pytorch-crf ms | mcrf ms | speed-up |")
-    print("|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds, "
+          f"{args.stat} of {args.clock} time")
+    print("| task | B x T x K | pytorch-crf ms | mcrf sequential ms | mcrf scan ms | auto picks | speed-up (auto) |")
+    print("|---|---|---:|---:|---:|---|---:|")
     for kind, batch, steps, num_tags in rows:
-        t_ref, t_ours = bench(kind, batch, steps, num_tags, args.rounds, gen)
+        t = bench(kind, batch, steps, num_tags, args.rounds, gen)
+        # the packed length of the longest sequence is T: the rule sees (B, T, K)
+        auto = "scan" if crf_scan.use_scan(batch, steps, num_tags, decode=kind == "decode") else "sequential"
         task = "NLL fwd+bwd" if kind == "nll" else "decode"
         print(
-            f"| {task} | {batch} x {steps} x {num_tags} | {t_ref * 1e3:.2f} | {t_ours * 1e3:.2f} "
-            f"| {t_ref / t_ours:.1f}x |",
+            f"| {task} | {batch} x {steps} x {num_tags} | {t['pytorch-crf'] * 1e3:.2f} | {t['sequential'] * 1e3:.2f} "
+            f"| {t['scan'] * 1e3:.2f} | {auto} | {t['pytorch-crf'] / t[auto]:.1f}x |",
             flush=True,
         )
 

@@ -5,8 +5,10 @@ step blocks ``M_t[i, j] = trans[i, j] + emission_t[j]`` (``(x)``: the log or max
 matrix product). The sequential algorithms multiply left to right, ``L`` dependent steps of
 a few tiny kernels each. Here neighbouring blocks are multiplied pairwise, all at once, so
 the chain collapses in ``ceil(log2 L)`` levels of batched ``K x K`` products (pytorch-struct's
-idea): more arithmetic (``K^3`` per block instead of ``K^2``) and far fewer dispatches, which
-wins for small ``K`` and short-to-medium batches (:func:`use_scan` is the measured rule).
+idea): more arithmetic (``K^3`` per block instead of ``K^2``) and far fewer dispatches. On a
+2-core CPU that wins only for a few sequences at a time (:func:`use_scan` is the measured
+rule); on a GPU, where each dispatch costs microseconds and arithmetic is nearly free, the
+balance moves towards the scan (not measured here: force it with ``algorithm="scan"``).
 
 Positions past a sequence's length get the identity block, so packed sequences of any length
 share one tree. Forbidden transitions are ``NEG`` (log 0 for the products here).
@@ -34,17 +36,25 @@ from torch import Tensor
 NEG = -1e30
 # Finite scores lie above this; anything below is an unreachable (log 0) entry.
 _FINITE = -1e29
+# exp() below this is 0 in float32 (normal range ends at exp(-87.3)).
+_EXP_FLOOR = -87.0
 # Scores further apart than this within one product may underflow in exp space (float32: ~87).
 _SAFE_GAP = 60.0
 
 
 def use_scan(batch: int, steps: int, num_tags: int, decode: bool) -> bool:
-    """The measured rule (``benchmarks/crf_speed.py --rule``, 2 CPU threads): the scan wins when
-    dispatch dominates, i.e. small ``K`` and a modest amount of ``K^3`` arithmetic."""
-    if steps < 4 or num_tags > 16:
-        return False
-    work = batch * steps * num_tags ** 3
-    return work <= (4_000_000 if decode else 8_000_000)
+    """The measured rule for ``algorithm="auto"`` (CPU; ``benchmarks/crf_speed.py --rule``).
+
+    On CPU each ``K x K`` block product costs ``K`` times the sequential step's arithmetic, so
+    the scan wins only where the sequential loop is pure dispatch: a handful of sequences
+    (``B * K^3`` of a few thousand) over many steps. Measured, 1 thread, CPU time: decode
+    1 x 256 x 9: scan 0.82 ms vs 3.48 ms; 4 x 128 x 9: 1.21 vs 1.85; 32 x 64 x 9: 3.84 vs 1.12
+    (loses); NLL 1 x 256 x 9: 2.82 vs 3.37; 4 x 128 x 9: 3.45 vs 2.49 (loses).
+    """
+    width = batch * num_tags ** 3
+    if decode:
+        return steps >= 16 and width <= 5000
+    return steps >= 128 and width <= 1024
 
 
 def _step_blocks(emissions: Tensor, lengths: Tensor, trans: Tensor, fill: float) -> Tensor:
@@ -76,7 +86,7 @@ def _log_product(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
     shift = left.amax(dim=-1, keepdim=True)  # shape: (..., K, 1)
     x = left - shift  # shape: (..., K, K), <= 0
     risky = ((x < -_SAFE_GAP) & (left > _FINITE)).flatten(-2).any(dim=-1)
-    y = torch.matmul(torch.exp(x), torch.exp(b - col))  # shape: (..., K, K)
+    y = torch.matmul(_exp(x), _exp(b - col))  # shape: (..., K, K)
     positive = y > 0
     # double where: log never sees a 0, so no inf/NaN gradient reaches the unreachable entries
     out = torch.where(positive, torch.log(torch.where(positive, y, 1.0)) + shift, NEG)
@@ -93,6 +103,12 @@ def marginals_scan(emissions: Tensor, lengths: Tensor, chain) -> Tuple[Tensor, T
         log_z, risky = log_partition_scan(em, lengths.clone(), rules)
         (grad,) = torch.autograd.grad(log_z.sum(), em)
     return grad.detach().clone(), risky.detach().clone()
+
+
+def _exp(x: Tensor) -> Tensor:
+    """``exp(x)`` for ``x <= 0``, exactly 0 below float32's normal range: torch.exp of very
+    negative arguments (log 0 is ``NEG``) takes a slow denormal path, so it never sees them."""
+    return torch.exp(x.clamp(min=_EXP_FLOOR)) * (x > _EXP_FLOOR)
 
 
 def log_partition_scan(emissions: Tensor, lengths: Tensor, chain) -> Tuple[Tensor, Tensor]:
@@ -155,7 +171,7 @@ def viterbi_scan(emissions: Tensor, lengths: Tensor, start_m: Tensor, trans_m: T
     ident = torch.arange(num_tags, device=emissions.device).expand(batch, steps - 1, num_tags)
     live = (torch.arange(1, steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)
     pointers = torch.where(live, pointers, ident)  # shape: (B, L-1, K): identity past each length
-    tags = _compose_suffixes(pointers, ident[:, :1]).gather(2, best_last.view(-1, 1, 1).expand(-1, steps, 1))
+    tags = compose_suffixes(pointers, ident[:, :1]).gather(2, best_last.view(-1, 1, 1).expand(-1, steps, 1))
     return tags.squeeze(2).unsqueeze(1), score.unsqueeze(1)
 
 
@@ -175,7 +191,7 @@ def _all_alphas(alpha0: Tensor, blocks: Tensor) -> Tensor:
     return torch.cat([entry, last], dim=1)  # shape: (B, n + 1, K)
 
 
-def _compose_suffixes(pointers: Tensor, ident: Tensor) -> Tensor:
+def compose_suffixes(pointers: Tensor, ident: Tensor) -> Tensor:
     """``out[:, t] = pointers[:, t] o pointers[:, t+1] o ... o pointers[:, -1]`` for every ``t``
     (functions on tags as index vectors), by pointer jumping; ``(B, L-1, K)`` -> ``(B, L, K)``
     with the identity appended for the last position."""

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from mcrf.crf_ops import Chain
 from mcrf.crf_scan import viterbi_scan
+from mcrf.crf_scan import viterbi_scan
 
 
 def viterbi_kbest(

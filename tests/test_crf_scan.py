@@ -87,10 +87,11 @@ def test_the_scan_flags_rows_beyond_the_exp_range_for_the_exact_fallback():
     assert risky.tolist() == [False, True, False]
 
 
-def test_the_rule_picks_the_scan_for_small_tag_sets_only():
-    assert crf_scan.use_scan(32, 64, 9, decode=True) and crf_scan.use_scan(32, 64, 9, decode=False)
-    assert not crf_scan.use_scan(64, 256, 37, decode=False)
-    assert not crf_scan.use_scan(8, 2, 9, decode=True)
+def test_the_rule_picks_the_scan_for_few_long_sequences_only():
+    assert crf_scan.use_scan(1, 256, 9, decode=True) and crf_scan.use_scan(4, 128, 9, decode=True)
+    assert crf_scan.use_scan(1, 256, 9, decode=False)
+    assert not crf_scan.use_scan(32, 64, 9, decode=True) and not crf_scan.use_scan(32, 64, 9, decode=False)
+    assert not crf_scan.use_scan(64, 256, 37, decode=False) and not crf_scan.use_scan(1, 8, 9, decode=True)
 
 
 def test_unknown_algorithm_is_refused():
