@@ -181,8 +181,8 @@ class MaskedCRF(nn.Module):
         """
         crf_checks.check_parameters(self)
 
-    def _prepare(self, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor]):
-        return crf_checks.prepare(self, emissions, tags, mask, self._checking())
+    def _prepare(self, emissions: Tensor, tags: Optional[Tensor], mask: Optional[Tensor], checking: bool):
+        return crf_checks.prepare(self, emissions, tags, mask, checking)
 
     def _scan(self, packed: Tensor, decode: bool) -> bool:
         """Whether the log-depth scan runs for these packed ``(B, L, K)`` emissions."""
@@ -190,23 +190,24 @@ class MaskedCRF(nn.Module):
             return self.algorithm == "scan"
         return crf_scan.use_scan(packed.shape[0], packed.shape[1], packed.shape[2], decode)
 
-    def _checking(self) -> bool:
-        """Whether data-dependent checks (host reads) run: ``validate`` and not tracing."""
-        return self.validate and not _tracing()
+    def _checking(self, validate: Optional[bool]) -> bool:
+        """Whether data-dependent checks (host reads) run: ``validate`` (the call's, else the
+        layer's) and not tracing."""
+        return (self.validate if validate is None else bool(validate)) and not _tracing()
 
-    def _packed(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None):
+    def _packed(self, emissions: Tensor, mask: Tensor, tags: Optional[Tensor] = None, checking: bool = True):
         """Pack unmasked positions to the front; trim to the longest sequence in eager mode.
 
         Right-padded masks (the common case) are already packed: no sort, no gather.
         """
-        if self._checking() and bool((mask[:, 1:] <= mask[:, :-1]).all()):
+        if checking and bool((mask[:, 1:] <= mask[:, :-1]).all()):
             lengths = mask.sum(dim=1)  # shape: (B,)
             keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
             order = torch.arange(mask.shape[1], device=mask.device).expand(mask.shape[0], -1)[:, :keep]
             packed = emissions[:, :keep]  # shape: (B, L, K)
         else:
             order, lengths = crf_ops.pack(mask)
-            if self._checking() and order.shape[1] > 1:
+            if checking and order.shape[1] > 1:
                 keep = max(int(lengths.max()) if lengths.numel() else 0, 1)
                 order = order[:, :keep]
             packed = crf_ops.gather_time(emissions, order)  # shape: (B, L, K)
@@ -218,7 +219,8 @@ class MaskedCRF(nn.Module):
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "sum"
+        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "sum",
+        *, validate: Optional[bool] = None,
     ) -> Tensor:
         """Log-likelihood of ``tags`` given ``emissions`` (exactly like pytorch-crf's ``CRF``).
 
@@ -230,6 +232,7 @@ class MaskedCRF(nn.Module):
                 ``"token_mean"`` (over unmasked tokens). An empty batch (``B = 0``) gives 0
                 for every reduction but ``"none"``; an empty sequence (all masked, or
                 ``T = 0``) has log-likelihood 0.
+            validate: this call's checks (``None``: the layer's ``validate``).
 
         Returns:
             The log-likelihood (float32), reduced as asked. With ``validate=False`` an illegal
@@ -239,12 +242,13 @@ class MaskedCRF(nn.Module):
         if reduction not in REDUCTIONS:
             # pytorch-crf's message first (code may match it), then ours
             raise ValueError(f"invalid reduction: {reduction}; expected one of {REDUCTIONS}")
-        emissions, tags, mask = self._prepare(emissions, tags, mask)
+        checking = self._checking(validate)
+        emissions, tags, mask = self._prepare(emissions, tags, mask, checking)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             if emissions.shape[1] == 0:  # T = 0: every sequence is empty (grad-connected zeros)
                 llh = emissions.sum(dim=(1, 2))  # shape: (B,)
             else:
-                llh = self._log_likelihood(emissions, tags, mask)  # shape: (B,)
+                llh = self._log_likelihood(emissions, tags, mask, checking)  # shape: (B,)
         if reduction == "none":
             return llh
         if reduction == "sum":
@@ -253,10 +257,9 @@ class MaskedCRF(nn.Module):
             return llh.sum() / max(llh.shape[0], 1)
         return llh.sum() / mask.sum().clamp(min=1).float()
 
-    def _log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
-        packed, lengths, order, packed_tags = self._packed(emissions, mask, tags)
+    def _log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor, checking: bool) -> Tensor:
+        packed, lengths, order, packed_tags = self._packed(emissions, mask, tags, checking)
         chain = self._chain(train=True, dtype=packed.dtype)
-        checking = self._checking()
         if self.mode == "mcrf" and checking:
             crf_checks.check_gold(self, packed_tags, lengths, order, chain)
         gold = crf_ops.path_score(packed, packed_tags, lengths, chain)
@@ -268,14 +271,16 @@ class MaskedCRF(nn.Module):
         return llh
 
     def loss(
-        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "mean"
+        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "mean",
+        *, validate: Optional[bool] = None,
     ) -> Tensor:
         """Negative log-likelihood, ready to minimise (``-forward(...)``); default ``"mean"``."""
-        return -self.forward(emissions, tags, mask=mask, reduction=reduction)
+        return -self.forward(emissions, tags, mask=mask, reduction=reduction, validate=validate)
 
     # ------------------------------------------------------------------ inference
-    def _viterbi_packed(self, emissions: Tensor, mask: Optional[Tensor], k: int):
-        emissions, _, mask = self._prepare(emissions, None, mask)
+    def _viterbi_packed(self, emissions: Tensor, mask: Optional[Tensor], k: int, validate: Optional[bool]):
+        checking = self._checking(validate)
+        emissions, _, mask = self._prepare(emissions, None, mask, checking)
         batch, steps = mask.shape
         if steps == 0:  # T = 0: one empty path of score 0 per sequence
             rank = torch.arange(k, device=mask.device).expand(batch, k)
@@ -283,19 +288,23 @@ class MaskedCRF(nn.Module):
             order = mask.new_zeros((batch, 0), dtype=torch.long)
             return order.new_zeros((batch, k, 0)), scores, order.new_zeros(batch), order, mask
         with torch.autocast(device_type=emissions.device.type, enabled=False):
-            packed, lengths, order, _ = self._packed(emissions, mask)
+            packed, lengths, order, _ = self._packed(emissions, mask, checking=checking)
             chain = self._chain(train=False, dtype=packed.dtype)
             paths, scores = viterbi_kbest(packed, lengths, chain, k=k, scan=self._scan(packed, True))  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask
 
     @torch.no_grad()
-    def viterbi(self, emissions: Tensor, mask: Optional[Tensor] = None, k: int = 1) -> Tuple[Tensor, Tensor]:
+    def viterbi(
+        self, emissions: Tensor, mask: Optional[Tensor] = None, k: int = 1, *, validate: Optional[bool] = None
+    ) -> Tuple[Tensor, Tensor]:
         """The ``k`` best legal tag paths and their scores.
 
         Args:
             emissions: ``(B, T, K)`` (or ``(T, B, K)`` without ``batch_first``).
             mask: bool or 0/1 mask of the same leading shape; ``None`` means all on.
             k: number of paths per sequence.
+            validate: this call's checks (``None``: the layer's ``validate``); likewise for
+                ``decode`` and ``marginals``.
 
         Returns:
             ``(paths, scores)``: ``paths`` long ``(B, k, T)`` (``(T, B, k)`` without
@@ -305,7 +314,7 @@ class MaskedCRF(nn.Module):
         """
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
-        paths, scores, lengths, order, mask = self._viterbi_packed(emissions, mask, k)
+        paths, scores, lengths, order, mask = self._viterbi_packed(emissions, mask, k, validate)
         paths = torch.where(torch.isfinite(scores).unsqueeze(2), paths, torch.full_like(paths, -1))
         out = crf_ops.unpack(paths.transpose(1, 2), order, lengths, mask.shape[1], fill=-1).transpose(1, 2)  # shape: (B, k, T)
         if not self.batch_first:
@@ -313,7 +322,9 @@ class MaskedCRF(nn.Module):
         return out, scores
 
     @torch.no_grad()
-    def decode(self, emissions: Tensor, mask: Optional[Tensor] = None) -> List[List[int]]:
+    def decode(
+        self, emissions: Tensor, mask: Optional[Tensor] = None, *, validate: Optional[bool] = None
+    ) -> List[List[int]]:
         """Best legal tag sequence of each input, as pytorch-crf's ``decode`` returns it.
 
         Returns:
@@ -322,7 +333,7 @@ class MaskedCRF(nn.Module):
         Raises:
             ValueError: when a sequence has no legal path at all under explicit constraints.
         """
-        paths, scores, lengths, _, _ = self._viterbi_packed(emissions, mask, 1)
+        paths, scores, lengths, _, _ = self._viterbi_packed(emissions, mask, 1, validate)
         # one host read for everything: the paths, their lengths and whether a legal path exists
         found = torch.isfinite(scores[:, :1]).long()  # shape: (B, 1)
         rows = torch.cat([found, lengths.unsqueeze(1), paths[:, 0]], dim=1).tolist()  # shape: (B, 2 + L)
@@ -335,22 +346,25 @@ class MaskedCRF(nn.Module):
         return [row[2 : 2 + row[1]] for row in rows]
 
     @torch.no_grad()
-    def marginals(self, emissions: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def marginals(
+        self, emissions: Tensor, mask: Optional[Tensor] = None, *, validate: Optional[bool] = None
+    ) -> Tensor:
         """Posterior probability of each tag at each position, over legal paths only.
 
         Returns:
             ``(B, T, K)`` (``(T, B, K)`` without ``batch_first``) float32; rows sum to 1 at
             unmasked positions and are 0 at masked positions.
         """
-        emissions, _, mask = self._prepare(emissions, None, mask)
+        checking = self._checking(validate)
+        emissions, _, mask = self._prepare(emissions, None, mask, checking)
         if mask.shape[1] == 0:  # T = 0
             out = emissions.new_zeros(emissions.shape)
         else:
             with torch.autocast(device_type=emissions.device.type, enabled=False):
-                packed, lengths, order, _ = self._packed(emissions, mask)
+                packed, lengths, order, _ = self._packed(emissions, mask, checking=checking)
                 chain = self._chain(train=False, dtype=packed.dtype)
                 marg = crf_ops.marginals(
-                    packed, lengths, chain, sync_free=not self._checking(), scan=self._scan(packed, False)
+                    packed, lengths, chain, sync_free=not checking, scan=self._scan(packed, False)
                 )
             out = crf_ops.unpack(marg, order, lengths, mask.shape[1], fill=0.0)  # shape: (B, T, K)
         if not self.batch_first:

@@ -53,6 +53,22 @@ def test_validate_true_counts_todays_syncs_and_false_counts_none():
             assert loss_syncs.count > 0 and infer_syncs.count > 0
 
 
+def test_a_call_can_override_the_layer_setting():
+    checked, fast = _crf(True), _crf(False)
+    emissions, tags = _data(checked)
+    with SyncCounter() as syncs:
+        checked.loss(emissions, tags, MASK, validate=False).backward()
+        checked.viterbi(emissions, MASK, validate=False)
+        checked.marginals(emissions, MASK, validate=False)
+    assert syncs.ops == []
+    bad = tags.clone()
+    bad[0, 0] = 99
+    with pytest.raises(ValueError, match="tags must be in"):
+        fast(emissions, bad, MASK, validate=True)
+    with pytest.raises(ValueError, match="NaN"):
+        fast.decode(torch.full((1, 2, fast.num_tags), float("nan")), validate=True)
+
+
 @pytest.mark.parametrize("scale", [1.0, 300.0])
 def test_validate_false_gives_the_same_numbers_at_any_scale(scale):
     """The range-safety recompute is selected with torch.where: exact without a host read."""
