@@ -105,12 +105,17 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
     path = folder / SETTINGS_FILE
     if path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        # a field a newer mcrf added is absent from an older compare.json: its default is what ran
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         then, now = saved.get("train", {}), settings["train"]
-        differ = [f"{k}: {then.get(k, defaults.get(k, '<absent>'))!r} (saved) != {now.get(k, '<absent>')!r} (now)"
-                  for k in sorted(set(then) | set(now))
-                  if then.get(k, defaults.get(k, "<absent>")) != now.get(k, "<absent>")]
+        # settings one mcrf version has and the other lacks cannot be compared: said, not refused
+        newer, older = sorted(set(now) - set(then)), sorted(set(then) - set(now))
+        if newer:
+            logger.warning("%s was written by an mcrf without the settings %s; continuing with their values "
+                           "now (%s)", path, newer, ", ".join(f"{k}={now[k]!r}" for k in newer))
+        if older:
+            logger.warning("%s holds settings this mcrf no longer has: %s", path,
+                           ", ".join(f"{k}={then[k]!r}" for k in older))
+        differ = [f"{k}: {then[k]!r} (saved) != {now[k]!r} (now)" for k in sorted(set(then) & set(now))
+                  if then[k] != now[k]]
         if saved.get("dataset") != config.dataset:
             differ.insert(0, f"dataset: {saved.get('dataset')!r} (saved) != {config.dataset!r} (now)")
         if differ:
