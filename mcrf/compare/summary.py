@@ -112,6 +112,7 @@ def _plot(all_results: List[Dict[str, Any]], path: Path) -> None:
             ax.scatter([i + 0.15 for i, _ in papers], [p["mcrf"] - p["crf-retain"] for _, p in papers],
                        marker="x", color="C3", zorder=3, label="paper (BERT-base)")
         ax.set_xticks(range(len(rows)), [r["folder"].replace("-", "\n", 1) for r, _ in rows])
+        ax.set_xlim(-0.5, len(rows) - 0.5)
         ax.set_ylabel("test ΔF1, MCRF − CRF+Retain (points)")
         ax.set_title("Does masking help? ΔF1 per corpus")
         ax.grid(alpha=0.3)
