@@ -196,11 +196,11 @@ def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
         ``Prediction(sentence, decoded)`` in input order.
 
     Raises:
-        ValueError: a non-positive ``batch_size`` or ``chunk_batches``.
+        ConfigError: a non-positive ``batch_size`` or ``chunk_batches``.
     """
     for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"expected {name} to be a positive integer, got {value!r}")
+            raise ConfigError(f"expected {name} to be a positive integer, got {value!r}")
     import torch
 
     for chunk in _chunks(sentences, batch_size * chunk_batches):
