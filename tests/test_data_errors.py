@@ -8,6 +8,7 @@ detection (item 1), and UTF-16/UTF-32 input decoded before lines are split (issu
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -148,3 +149,21 @@ def test_non_text_codecs_are_refused_with_the_supported_ones():
         check_encoding("hex")
     with pytest.raises(ConfigError, match="got 'klingon'"):
         list(iter_lines(io.BytesIO(b"a\n"), "klingon"))
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32"])
+def test_cli_predict_with_a_wide_encoding(sample_model, tmp_path, capsys, encoding):
+    lines = ["Anna Weber flew to Berlin .", "", "Zoë visited São Paulo"]
+    source = tmp_path / "in.txt"
+    source.write_bytes(("\r\n".join(lines) + "\r\n").encode(encoding))
+    code = main(["predict", str(source), "--model", str(sample_model), "--encoding", encoding, "--format", "jsonl",
+                 "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [json.loads(line)["text"] for line in out.splitlines()] == lines
+
+
+def test_cli_refuses_a_byte_codec_as_encoding(capsys):
+    code = main(["inspect", "sample", "--encoding", "hex"])
+    err = capsys.readouterr().err
+    assert code == 2 and "expected a text encoding, got 'hex'" in err and "utf-16" in err
