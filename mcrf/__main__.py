@@ -1,6 +1,11 @@
 """``python -m mcrf``: the same as the ``mcrf`` console script."""
 
-from mcrf.cli import main
+import sys
+
+try:
+    from mcrf.cli import main
+except KeyboardInterrupt:  # Ctrl-C while Python imports the CLI: quietly, with the shell's code
+    sys.exit(130)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

@@ -10,18 +10,20 @@ message on stderr; ``--debug`` adds the traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import signal
 import sys
 import traceback
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Iterator, List, Optional
 
 from mcrf import __version__
 from mcrf.errors import InputNotFound, UserError
-from mcrf.cli_util import (UsageError, add_fields, build, config_fields, configure_logging, given, load_tagger,
+from mcrf.cli_util import (add_fields, build, config_fields, configure_logging, given, load_tagger,
                            positive_int)
 
 __all__ = ["main", "build_parser"]
@@ -245,46 +247,95 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: exit code of an exception that is not a ``UserError``: a bug in mcrf, not the user's input
+EXIT_INTERNAL = 3
+#: errno values of ``OSError`` that the machine raises, not mcrf (full disk, permissions, read-only)
+_SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
+                            errno.ENFILE, errno.EIO})
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run ``mcrf`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run ``mcrf`` with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Exit codes: 0 success; 1 a user error (``mcrf.errors.UserError``: bad data, paths, model
+    folders; or the machine refused: disk full, permission denied); 2 a usage error (bad flags
+    or flag values, ``ConfigError``); 3 an internal error, i.e. any other exception: a bug in
+    mcrf, printed as one line asking for a report (``--debug`` shows the traceback); 130
+    interrupted (Ctrl-C, at any point: while torch is still being imported it exits quietly).
+    """
     # OpenMP reads this when torch first loads it (only effective if nothing imported torch yet):
     # spinning worker threads make small models 10-30x slower on a busy, shared CPU.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug, prog = "--debug" in argv, "mcrf"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, --version and argparse usage errors
-        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    debug = getattr(args, "debug", False)
-    configure_logging(debug, getattr(args, "quiet", False))
-    prog = f"mcrf {args.command}"
-    if hasattr(args, "threads"):
-        import torch
+        with _quiet_interrupts():
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as stop:  # --help, --version and argparse usage errors
+                return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+            if args.command is None:
+                parser.print_help(sys.stderr)
+                return 2
+            import numpy  # noqa: F401 - torch imports it; both here, where Ctrl-C cannot leave them half-imported
+            import torch
 
-        torch.set_num_threads(args.threads)
-    try:
+        configure_logging(debug, getattr(args, "quiet", False))
+        prog = f"mcrf {args.command}"
+        if hasattr(args, "threads"):
+            torch.set_num_threads(args.threads)
         return args.func(args)
-    except UsageError as error:
-        if debug:
-            traceback.print_exc()
-        print(f"{prog}: error: {error}\nsee `{prog} --help`", file=sys.stderr)
-        return 2
-    except UserError as error:
-        if debug:
-            traceback.print_exc()
-        print(f"{prog}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if prog != "mcrf":  # before a command started (imports, parsing) quietly, like the shell's ^C
+            print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every exception ends as one line and an exit code
+        return _report(prog, error, debug)
+
+
+@contextmanager
+def _quiet_interrupts() -> Iterator[None]:
+    """Ctrl-C exits at once with 130 and no output while the CLI starts (parsing, importing torch).
+
+    A ``KeyboardInterrupt`` raised inside an import can leave a module half-initialised (numpy
+    inside torch's import swallows it, and a later import fails with a ``RecursionError``); before
+    a command has started there is nothing to clean up, so the process just ends.
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _report(prog: str, error: Exception, debug: bool) -> int:
+    """Print ``error`` as one line (the traceback first with ``--debug``); return the exit code."""
+    if isinstance(error, BrokenPipeError):  # `mcrf predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    if debug:
+        traceback.print_exc()
+    if isinstance(error, UserError):
+        usage = f"\nsee `{prog} --help`" if error.exit_code == 2 else ""
+        print(f"{prog}: error: {error}{usage}", file=sys.stderr)
         return error.exit_code
-    except (OSError, ValueError) as error:  # user errors: missing files/datasets, bad data, bad bytes
-        if isinstance(error, BrokenPipeError):  # `mcrf predict ... | head`
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 1
-        if debug:
-            traceback.print_exc()
+    if isinstance(error, (OSError, ValueError)):  # until every user-input raise site is a UserError
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    if isinstance(error, OSError) and error.errno in _SYSTEM_ERRNOS:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
+    if isinstance(error, MemoryError):
+        print(f"{prog}: error: out of memory ({error or 'MemoryError'}); lower --batch-size or use a machine with "
+              "more memory", file=sys.stderr)
+        return 1
+    text = " ".join(str(error).split())
+    text = f"{type(error).__name__}: {text[:300] + '...' if len(text) > 300 else text}".rstrip(": ")
+    print(f"{prog}: internal error: {text} (rerun with --debug for the traceback; please report it)",
+          file=sys.stderr)
+    return EXIT_INTERNAL

@@ -15,13 +15,13 @@ import sys
 import typing
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from mcrf.errors import UserError
+from mcrf.errors import ConfigError, ModelDirError, UserError
 
 __all__ = ["UsageError", "positive_int", "build", "flag", "config_fields", "add_fields", "given",
            "resolve_device", "load_tagger", "configure_logging"]
 
 
-class UsageError(Exception):
+class UsageError(ConfigError):
     """A flag value the configs reject (exit code 2, like argparse's own errors)."""
 
 
@@ -134,11 +134,16 @@ def given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:
     return {field: getattr(args, field) for field in fields if hasattr(args, field)}
 
 
+#: device types mcrf runs on, each with its availability check
+_DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+
+
 def resolve_device(name: Optional[str]) -> str:
     """A torch device name: ``name`` checked, or CUDA when available, else the CPU.
 
     Raises:
-        UsageError: ``name`` is not a device, or names CUDA on a machine without it.
+        UsageError: ``name`` is not a device, a device mcrf cannot run on (``meta``, ``ipu``, ...),
+            or one this machine does not have.
     """
     import torch
 
@@ -148,32 +153,49 @@ def resolve_device(name: Optional[str]) -> str:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise UsageError(f"unknown device {name!r}; pass cpu, cuda, cuda:1, mps, ...") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: no CUDA device is available here; pass --device cpu")
+    if device.type not in _DEVICE_TYPES:
+        raise UsageError(f"--device {name}: mcrf runs on {', '.join(_DEVICE_TYPES)} devices, not {device.type!r}; "
+                         "pass --device cpu")
+    if device.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    elif device.type == "mps":
+        available = int(torch.backends.mps.is_available())
+    elif device.type == "xpu":
+        available = torch.xpu.device_count() if hasattr(torch, "xpu") and torch.xpu.is_available() else 0
+    else:
+        return name
+    if not available:
+        raise UsageError(f"--device {name}: no {device.type.upper()} device is available here; pass --device cpu")
+    if device.index is not None and device.index >= available:
+        raise UsageError(f"--device {name}: this machine has {available} {device.type} device(s), numbered from 0")
     return name
 
 
 def load_tagger(model: str, device: Optional[str], quantize: Optional[str] = None):
-    """``Tagger.from_pretrained`` with a file-level problem turned into one clear error.
+    """``Tagger.from_pretrained`` with the problems of the model folder as one clear ``ModelDirError``.
+
+    Unreadable files and files that do not parse (JSON, safetensors) are the folder's fault; any
+    other exception is a bug of mcrf and propagates as it is (never disguised as a corrupt model).
 
     With ``quantize`` (CPU-only kernels) and no ``device``, the model runs on the CPU.
 
     Raises:
+        ModelDirError: the folder or a file is missing, unreadable or corrupt.
         UserError: as raised by the loader (e.g. ``ConfigError`` for a quantization the device cannot run).
-        OSError: the directory or one of its files is missing or unreadable (message from the loader).
-        ValueError: anything else that fails while reading the model (corrupt weights, a bad
-            ``config.json``): "MODEL is corrupt or not an mcrf model", the cause attached.
+        UsageError: a bad device.
     """
     from mcrf.models import Tagger
 
     device = resolve_device("cpu" if quantize is not None and device is None else device)
     try:
         return Tagger.from_pretrained(model, device=device, quantize=quantize)
-    except (OSError, MemoryError, UserError):
+    except UserError:
         raise
-    except Exception as error:  # safetensors' SafetensorError, TypeError/KeyError of a bad config.json, ...
-        raise ValueError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
-                         "retrain or re-save it (Tagger.save_pretrained)") from error
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        raise ModelDirError(str(error)) from error
+    except Exception as error:  # noqa: BLE001 - until the loader raises ModelDirError itself
+        raise ModelDirError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
+                            "retrain or re-save it (Tagger.save_pretrained)") from error
 
 
 class _StderrHandler(logging.StreamHandler):

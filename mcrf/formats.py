@@ -16,6 +16,14 @@ the input (an empty input line gives an empty record):
 
 Sentences read from CoNLL files have no original line; their ``text`` is the words joined
 by single spaces and offsets refer to that string.
+
+Line safety: one input line gives one record, whatever characters it holds, for readers that
+split lines on any Unicode line break (Python's ``str.splitlines``, editors, JavaScript).
+``jsonl`` escapes U+2028, U+2029 and U+0085 (JSON already escapes CR, VT, FF and the other
+control characters), so ``text`` keeps the line exactly and offsets still slice it. ``text``
+and ``conll`` echo the words and the line with every line-break character (CR, VT, FF, FS, GS,
+RS, U+0085, U+2028, U+2029) replaced by one space each: the same length, so the markup sits
+where the offsets say.
 """
 
 from __future__ import annotations
@@ -26,18 +34,33 @@ from typing import Callable, Dict, List, TextIO
 from mcrf.models.decoding import Prediction
 from mcrf.records import sentence_text, to_record
 
-__all__ = ["FORMATS", "header", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text", "write_html",
-           "writer"]
+__all__ = ["FORMATS", "header", "one_line", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text",
+           "write_html", "writer"]
+
+#: characters ``str.splitlines`` breaks at (besides ``\n``), mapped to one space for ``text``/``conll``
+_LINE_BREAKS = {ord(c): " " for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+#: what ``json.dumps(ensure_ascii=False)`` leaves raw although line-based readers break there
+_JSON_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with every line-break character but ``\\n`` replaced by a space (same length).
+
+    >>> one_line("a\\u2028b\\rc")
+    'a b c'
+    """
+    return text.translate(_LINE_BREAKS)
+
 
 def write_conll(prediction: Prediction, out: TextIO) -> None:
     """``token<TAB>tag`` lines, then a blank line (an empty sentence writes only the blank line)."""
-    lines = [f"{token}\t{tag}\n" for token, tag in zip(prediction.sentence.tokens, prediction.decoded.tags)]
+    lines = [f"{one_line(token)}\t{tag}\n" for token, tag in zip(prediction.sentence.tokens, prediction.decoded.tags)]
     out.write("".join(lines) + "\n")
 
 
 def write_jsonl(prediction: Prediction, out: TextIO) -> None:
-    """One JSON object per line (non-ASCII kept as is)."""
-    out.write(json.dumps(to_record(prediction), ensure_ascii=False) + "\n")
+    """One JSON object per line (non-ASCII kept as is but the line separators U+0085/U+2028/U+2029)."""
+    out.write(json.dumps(to_record(prediction), ensure_ascii=False).translate(_JSON_BREAKS) + "\n")
 
 
 def write_text(prediction: Prediction, out: TextIO) -> None:
@@ -51,7 +74,7 @@ def write_text(prediction: Prediction, out: TextIO) -> None:
         pieces += [text[position:char_start], "[", text[char_start:char_end], "]{", label, "}"]
         position = char_end
     pieces.append(text[position:])
-    out.write("".join(pieces) + "\n")
+    out.write(one_line("".join(pieces)) + "\n")
 
 
 def write_html(prediction: Prediction, out: TextIO) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -308,3 +309,24 @@ def test_clean_temporaries_spares_a_living_writer(tmp_path):
     finally:
         assert writer.wait(timeout=60) == 0
     assert (tmp_path / "out.txt").read_text() == "done" and temporaries(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------- case 8: line safety
+def test_case8_line_breaks_inside_a_line_never_split_a_record(model, tmp_path):
+    """Case 8: U+2028/U+0085/lone CR were written raw, so line-based readers saw extra lines. Now jsonl
+    escapes them (``text`` is the input line exactly) and text/conll echo them as spaces."""
+    lines = ["John\u2028Smith flew to Paris", "Maria\x85Rossi\rvisited\u2029Kyoto", "plain line"]
+    source = tmp_path / "in.txt"
+    source.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    outputs = {}
+    for name in ("jsonl", "text", "conll"):
+        done = mcrf("predict", source, "--model", model, "--format", name, "-o", tmp_path / f"out.{name}")
+        assert done.returncode == 0, done.stderr
+        outputs[name] = (tmp_path / f"out.{name}").read_bytes().decode("utf-8")
+    records = outputs["jsonl"].splitlines()  # str.splitlines breaks at all of them
+    assert len(records) == len(lines) and [json.loads(r)["text"] for r in records] == lines
+    assert "\u2028" not in outputs["jsonl"] and "\\u2028" in outputs["jsonl"]
+    markup = [re.sub(r"\[([^\]]*)\]\{[^}]*\}", r"\1", line) for line in outputs["text"].splitlines()]
+    assert markup == ["John Smith flew to Paris", "Maria Rossi visited Kyoto", "plain line"]
+    sentences = outputs["conll"].split("\n\n")[:-1]
+    assert [len(block.splitlines()) for block in sentences] == [5, 4, 2]

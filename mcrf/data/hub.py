@@ -7,6 +7,7 @@ string tag column is read as is. ``datasets`` is imported lazily.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -18,7 +19,14 @@ logger = logging.getLogger(__name__)
 TAG_COLUMNS = ("ner_tags", "tags", "labels", "chunk_tags")
 SPLIT_ALIASES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}
 
-__all__ = ["TAG_COLUMNS", "is_saved_dataset", "read_hub_dataset", "dataset_to_sentences"]
+__all__ = ["TAG_COLUMNS", "hub_offline", "is_saved_dataset", "read_hub_dataset", "dataset_to_sentences"]
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE`` is set to a true value (``1``, ``on``, ``yes``, ``true``),
+    read the way ``huggingface_hub`` reads it."""
+    return any(os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
 def is_saved_dataset(path: Path) -> bool:

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcrf.data.hub import hub_offline
 from mcrf.data.readers import Traversable, column_count
 from mcrf.errors import DataError, InputNotFound, located
 
@@ -159,6 +160,9 @@ def find_local(entry: DatasetEntry, data_dir: str | None) -> tuple[SplitFiles | 
     for origin, root in roots:
         if not root:
             continue
+        if Path(root).is_file():
+            searched.append(f"{root} ({origin}: a file, not a folder; pass the folder that holds the corpus files)")
+            continue
         # sub-folders first; the root itself only for real corpora (the bundled sample's generic
         # file names would otherwise match any folder holding a train.txt)
         folders = [Path(root) / sub for sub in entry.folders] + ([Path(root)] if entry.name != "sample" else [])
@@ -267,5 +271,6 @@ def missing_message(entry: DatasetEntry, searched: list[str], hub_errors: list[s
     if searched:
         lines.append("Searched: " + "; ".join(searched) + ".")
     if hub_errors:
-        lines.append("Hugging Face hub (set HF_HUB_OFFLINE=1 to skip it): " + "; ".join(hub_errors))
+        hint = "not reached: HF_HUB_OFFLINE is set" if hub_offline() else "set HF_HUB_OFFLINE=1 to skip it"
+        lines.append(f"Hugging Face hub ({hint}): " + "; ".join(hub_errors))
     return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 Layout of ``output_dir``::
 
-    last/            accelerator.save_state(...) + trainer_state.json (step, epoch, best F1, ...)
+    last/            accelerator.save_state(...) + trainer_state.json (step, epoch, best F1, scheduler, ...)
     best/            Tagger.save_pretrained(...) of the best dev F1 so far
     model/           the final model (the best one, with dev and test metrics in its card)
 
@@ -18,8 +18,9 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Sequence, Union
 
+from mcrf.errors import InputNotFound, ModelDirError
 from mcrf.files import replace_dir, write_json
 from mcrf.outputs import apply_umask
 
@@ -29,6 +30,7 @@ __all__ = ["save_last", "read_last", "restore_last", "find_checkpoint", "TRAINER
 TRAINER_STATE = "trainer_state.json"
 #: Folder of ``last/`` holding the encoder's own files (``Encoder.save``), to rebuild it on resume.
 ENCODER_DIR = "encoder"
+STATEFUL = "stateful"  # the key of the scheduler/sampler states in trainer_state.json
 PathLike = Union[str, os.PathLike]
 
 
@@ -40,12 +42,14 @@ def find_checkpoint(output_dir: PathLike, name: str = "last") -> Optional[Path]:
     return None
 
 
-def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, Any], encoder: Any) -> Path:
+def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, Any], encoder: Any,
+              stateful: Sequence[Any] = ()) -> Path:
     """Save the full training state to ``output_dir/last`` atomically. Call on every process.
 
-    Uses ``accelerator.save_state`` (model weights as safetensors, optimizer, registered objects
-    such as the scheduler and the batch sampler, and each process's RNG states) into
-    ``last.tmp``, adds ``trainer_state.json`` and renames it to ``last``.
+    Uses ``accelerator.save_state`` (model weights as safetensors, optimizer and each process's
+    RNG states) into ``last.tmp``, adds ``trainer_state.json`` (with the ``state_dict()`` of each
+    object of ``stateful``, e.g. the scheduler and the batch sampler, as JSON: Accelerate would
+    pickle them, and unpickle them on resume without ``weights_only``) and renames it to ``last``.
 
     Args:
         accelerator: the run's ``accelerate.Accelerator``.
@@ -53,6 +57,7 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
         trainer_state: JSON-serialisable counters (step, epoch, batches done, best F1, ...).
         encoder: the tagger's ``Encoder``; its files go to ``last/encoder`` and what its ``save``
             returns to ``trainer_state["encoder_state"]``.
+        stateful: objects with JSON-serialisable ``state_dict()``/``load_state_dict()``.
 
     Returns:
         The path of ``last``.
@@ -67,7 +72,8 @@ def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, A
     if accelerator.is_main_process:
         (tmp / ENCODER_DIR).mkdir()
         encoder_state = encoder.save(tmp / ENCODER_DIR)
-        write_json(tmp / TRAINER_STATE, {**trainer_state, "encoder_state": encoder_state})
+        write_json(tmp / TRAINER_STATE, {**trainer_state, "encoder_state": encoder_state,
+                                         STATEFUL: [obj.state_dict() for obj in stateful]})
         apply_umask(tmp)  # Accelerate's safetensors files are 0600: follow the umask like a saved model
         replace_dir(tmp, final)
     accelerator.wait_for_everyone()
@@ -80,24 +86,78 @@ def read_last(output_dir: PathLike) -> Dict[str, Any]:
     Read before ``restore_last`` so the settings can be compared with the current ones first.
 
     Raises:
-        FileNotFoundError: no complete ``last`` checkpoint in ``output_dir`` (says how to start fresh).
+        InputNotFound: no complete ``last`` checkpoint in ``output_dir``.
+        ModelDirError: ``trainer_state.json`` is not readable JSON (names the file).
     """
-    return json.loads((_last_dir(output_dir) / TRAINER_STATE).read_text(encoding="utf-8"))
+    path = _last_dir(output_dir) / TRAINER_STATE
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelDirError(_corrupt(path, error)) from error
+    if not isinstance(state, dict):
+        raise ModelDirError(_corrupt(path, f"expected a JSON object, got {type(state).__name__}"))
+    return state
 
 
-def restore_last(accelerator: Any, output_dir: PathLike) -> None:
-    """Restore the state saved by ``save_last`` into the prepared objects. Call on every process.
+def restore_last(accelerator: Any, output_dir: PathLike, stateful: Sequence[Any] = ()) -> None:
+    """Restore the state saved by ``save_last`` into the prepared objects and ``stateful``. Call on every process.
+
+    Every file of the checkpoint is checked first (safetensors headers, the zip structure and
+    CRCs of ``torch.save`` files), so a truncated or corrupt file is named instead of failing
+    deep inside Accelerate (which also skips unreadable RNG states silently). What Accelerate
+    reads with ``torch.load`` it reads with ``weights_only=True``; nothing is unpickled freely.
 
     Raises:
-        FileNotFoundError: no complete ``last`` checkpoint in ``output_dir``.
+        InputNotFound: no complete ``last`` checkpoint in ``output_dir``.
+        ModelDirError: a checkpoint file is truncated or corrupt, or the checkpoint lacks the
+            ``stateful`` states (written by an older mcrf).
     """
-    accelerator.load_state(str(_last_dir(output_dir)))
+    path = _last_dir(output_dir)
+    for file in sorted(path.iterdir()):
+        problem = _damage(file)
+        if problem:
+            raise ModelDirError(_corrupt(file, problem))
+    states = read_last(output_dir).get(STATEFUL)
+    if not isinstance(states, list) or len(states) != len(stateful):
+        raise ModelDirError(f"cannot resume from {path}: its {TRAINER_STATE} lacks the scheduler and sampler "
+                            "states (written by an older mcrf); pass --overwrite (overwrite=True) to start over")
+    accelerator.load_state(str(path))
+    for obj, state in zip(stateful, states):
+        obj.load_state_dict(state)
+
+
+def _damage(file: Path) -> Optional[str]:
+    """What is wrong with one checkpoint file (``None`` when it reads, or is not a kind we know)."""
+    import zipfile
+
+    if file.suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(file), "pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as error:
+            return str(error)
+    elif file.suffix in (".bin", ".pkl", ".pt"):  # torch.save writes zip archives with CRCs
+        try:
+            with zipfile.ZipFile(file) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            return str(error)
+        if bad is not None:
+            return f"checksum mismatch in {bad}"
+    return None
+
+
+def _corrupt(file: Path, problem: object) -> str:
+    return (f"cannot resume: checkpoint file {file} is truncated or corrupt ({problem}); resume from an intact "
+            "copy of the run folder, or pass --overwrite (overwrite=True) to start over")
 
 
 def _last_dir(output_dir: PathLike) -> Path:
     path = find_checkpoint(output_dir, "last")
     if path is None or not (path / TRAINER_STATE).is_file():
-        raise FileNotFoundError(
+        raise InputNotFound(
             f"expected a checkpoint to resume from in {Path(output_dir) / 'last'}, found none; "
             "start a fresh run without resume (or point output_dir at the interrupted run)"
         )

@@ -127,10 +127,17 @@ def _warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset
     for split, sentences in held_out.items():
         unseen = [t for t in types(sentences) if t not in seen]
         if unseen:
-            logger.warning("%s %s of %s occur in %s but never in the training sentences: the model cannot learn "
-                           "them and they count as missed", "entity types" if len(unseen) > 1 else "entity type",
+            many = len(unseen) > 1
+            logger.warning("entity %s %s of %s %s in %s but never in the training sentences: the model cannot "
+                           "learn %s and %s as missed", "types" if many else "type",
                            ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else ""),
-                           dataset, split)
+                           dataset, "occur" if many else "occurs", split, "them" if many else "it",
+                           "they count" if many else "it counts")
+
+
+def _diverged(step: int, what: str) -> TrainingDiverged:
+    return TrainingDiverged(f"training diverged at step {step} (non-finite {what}); lower --lr / --head-lr and "
+                            "start over with --overwrite")
 
 
 def _non_finite(tagger: Any) -> Optional[str]:
@@ -223,7 +230,8 @@ class _Run:
         self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         # Not prepared on purpose: an AcceleratedScheduler steps num_processes times per call.
         self.scheduler = linear_schedule(raw_optimizer, self.total_steps, warmup_ratio=config.warmup_ratio)
-        self.accelerator.register_for_checkpointing(self.scheduler, self.sampler)
+        # Saved as JSON in last/trainer_state.json, not registered with Accelerate (which unpickles them)
+        self.stateful = (self.scheduler, self.sampler)
         self.state = TrainerState()
         self.best_dev = None  # EvalResult of the best model when it was evaluated in this process
         self.log_path = self.output_dir / "train_log.jsonl"
@@ -271,7 +279,7 @@ class _Run:
 
         The settings were compared with the checkpoint's in ``__init__``, before this restore.
         """
-        checkpoint.restore_last(self.accelerator, self.output_dir)
+        checkpoint.restore_last(self.accelerator, self.output_dir, self.stateful)
         self.state = TrainerState(**self.saved["state"])
         if self.accelerator.is_main_process:
             report.truncate_log(self.log_path, self.state.global_step)
@@ -281,15 +289,14 @@ class _Run:
         checkpoint.save_last(self.accelerator, self.output_dir, {
             "state": asdict(self.state), "tagger": self.tagger.config.to_dict(),
             "train_config": self.config.to_dict(),
-        }, self.tagger.encoder)
+        }, self.tagger.encoder, self.stateful)
 
     def eval_and_checkpoint(self, train_loss: Optional[float]) -> None:
         """Dev evaluation, best-model keeping, early-stopping bookkeeping, ``last/`` checkpoint."""
         state = self.state
         diverged = _non_finite(self.tagger)
         if diverged:
-            raise TrainingDiverged(f"training diverged at step {state.global_step} (non-finite {diverged}); lower "
-                                   "--lr / --head-lr and start over with --overwrite")
+            raise _diverged(state.global_step, diverged)
         result = self.evaluate(self.dev_set)
         state.last_eval_step = state.global_step
         improved = result.f1 > state.best_f1
@@ -316,6 +323,16 @@ class _Run:
         logger.info("step %d: dev F1 %.2f (best %.2f at step %d), illegal paths %.2f%%", state.global_step,
                     100 * result.f1, 100 * state.best_f1, state.best_step, 100 * (result.illegal_path_rate or 0))
         self.save_last()
+
+    def raise_if_diverged(self, batch: Any, step: int) -> None:
+        """Raise ``TrainingDiverged`` when the tagger's parameters, or its scores on ``batch``, are not finite."""
+        reason = _non_finite(self.tagger)
+        if reason is None:
+            with torch.no_grad():
+                if not bool(torch.isfinite(self.tagger.emissions(batch)).all()):
+                    reason = "emission scores: the parameters grew too large"
+        if reason is not None:
+            raise _diverged(step, reason)
 
     def current_lr(self) -> float:
         """Current encoder peak lr (``config.lr`` times the schedule factor)."""
@@ -353,7 +370,11 @@ def _fit(run: _Run) -> None:
             run.sampler.set_epoch(state.epoch)
             epoch_loss, epoch_count = 0.0, 0
             for batch in loader:
-                loss = run.model(batch)
+                try:
+                    loss = run.model(batch)
+                except ValueError:  # e.g. the CRF refusing NaN emissions: ours (diverged) or a real error
+                    run.raise_if_diverged(batch, state.global_step + 1)
+                    raise
                 acc.backward(loss)
                 if config.max_grad_norm > 0:
                     acc.clip_grad_norm_(run.model.parameters(), config.max_grad_norm)
@@ -362,6 +383,8 @@ def _fit(run: _Run) -> None:
                     run.scheduler.step()
                 run.optimizer.zero_grad(set_to_none=True)
                 value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise _diverged(state.global_step + 1, "loss")
                 state.global_step += 1
                 state.batches_in_epoch += 1
                 epoch_loss, epoch_count = epoch_loss + value, epoch_count + 1
