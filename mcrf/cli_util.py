@@ -189,7 +189,7 @@ def load_tagger(model: str, device: Optional[str], quantize: Optional[str] = Non
     device = resolve_device("cpu" if quantize is not None and device is None else device)
     try:
         return Tagger.from_pretrained(model, device=device, quantize=quantize)
-    except UserError:
+    except (UserError, MemoryError):
         raise
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         raise ModelDirError(str(error)) from error
