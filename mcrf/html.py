@@ -43,7 +43,9 @@ def _head(title: str) -> str:
 
 def html_header(title: str = "mcrf predictions") -> str:
     """The start of a ``--format html`` page: head with inlined CSS/JS, and the results container."""
-    return _head(title) + f"<h1>{html.escape(title)}</h1>\n<div id=\"mcrf-results\"></div>\n"
+    return (_head(title) + f"<h1>{html.escape(title)}</h1>\n<p class=\"mcrf-sub\">Entities are highlighted by type; "
+            "a token's shading grows as the model's marginal confidence in its tag falls; hover a token for its "
+            "tag and confidence.</p>\n<div id=\"mcrf-results\"></div>\n")
 
 
 def demo_page() -> str:

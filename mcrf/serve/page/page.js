@@ -6,10 +6,12 @@
 "use strict";
 
 (function () {
-  function hue(label) {  // a stable colour per entity type
+  // a stable colour per entity type: twelve well-separated hues, picked by a hash of the type
+  const HUES = [210, 280, 55, 180, 30, 320, 95, 250, 155, 130, 0, 345];
+  function hue(label) {
     let h = 0;
-    for (const ch of label) h = (h * 31 + ch.codePointAt(0)) % 360;
-    return h;
+    for (const ch of label) h = (h * 31 + ch.codePointAt(0)) % 1000003;
+    return HUES[h % HUES.length];
   }
 
   function el(tag, cls, text) {
