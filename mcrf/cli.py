@@ -189,8 +189,12 @@ def _predict(args: argparse.Namespace) -> int:
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = load_tagger(resolve_model(args.model, verbose=getattr(args, "verbose", False)), config.device,
-                         config.quantize)
+    model = resolve_model(args.model, verbose=getattr(args, "verbose", False))
+    from mcrf.predict_dist import launched_world, predict_sharded
+
+    if launched_world() > 1:  # torchrun / accelerate launch: ranks tag blocks, rank 0 assembles --output
+        return predict_sharded(args.input, args.output, config, lambda device: load_tagger(model, device, config.quantize))
+    tagger = load_tagger(model, config.device, config.quantize)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
     if args.input == "-" and sys.stdin.isatty():
