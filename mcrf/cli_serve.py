@@ -50,6 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise ConfigError(f"mcrf serve needs FastAPI and uvicorn ({error}); install them with "
                           "pip install \"mcrf[serve]\"") from None
+    if config.mmap_threshold is not None:
+        from mcrf.predict import set_mmap_threshold
+
+        logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
+                     set_mmap_threshold(config.mmap_threshold))
     tagger = load_tagger(args.model, config.device)
     try:
         sock = bind(config.host, config.port)

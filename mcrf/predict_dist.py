@@ -149,7 +149,9 @@ def predict_sharded(source: str, output: Optional[str], config: PredictConfig,
     state = PartialState(cpu=config.device == "cpu")
     tagger = load(config.device or str(state.device))
     rank, world = state.process_index, state.num_processes
-    box = [tempfile.mkdtemp(prefix=f".{target.name}.parts-", dir=target.parent) if rank == 0 else None]
+    # the parts beside a file target (a shared file system reaches both); a device or FIFO: the temporary folder
+    beside = target.parent if not target.exists() or target.is_file() else None
+    box = [tempfile.mkdtemp(prefix=f".{target.name}.parts-", dir=beside) if rank == 0 else None]
     broadcast_object_list(box)
     folder = Path(box[0])
     try:

@@ -185,7 +185,7 @@ def create_app(tagger, config: ServeConfig = None) -> FastAPI:
             records = await asyncio.wrap_future(future)
         except Exception as error:  # noqa: BLE001 - logged with its traceback by the batcher
             return JSONResponse({"detail": f"internal error while tagging: {_one_line(error)}"}, status_code=500)
-        return {"results": records}
+        return JSONResponse({"results": records})  # plain JSON data: FastAPI's jsonable_encoder pass is not needed
 
     return app
 

@@ -83,6 +83,7 @@ class MicroBatcher:
         self._queued = 0  # sentences in self._jobs
         self._condition = threading.Condition()
         self._closing = False
+        self._idle = False  # the worker waits for a first request (submit must wake it)
         self._thread = threading.Thread(target=self._run, name="mcrf-serve-model", daemon=True)
         self._batch_sizes: Counter = Counter()  # sentences per micro-batch -> count
         self._requests_per_batch: Counter = Counter()
@@ -108,7 +109,10 @@ class MicroBatcher:
                 raise QueueFull(f"{self._queued} sentences are waiting (max_queue {self._max_queue})")
             self._jobs.append(job)
             self._queued += len(job.sentences)
-            self._condition.notify()
+            # wake the worker only when it waits for a first request or a batch is complete: a wake-up per
+            # request while it gathers would hand the GIL back and forth for nothing
+            if self._idle or self._queued >= self._max_batch:
+                self._condition.notify()
         return job.future
 
     def stop(self, timeout: float = None) -> None:
@@ -140,7 +144,9 @@ class MicroBatcher:
             while not self._jobs:
                 if self._closing:
                     return []
+                self._idle = True
                 self._condition.wait()
+                self._idle = False
             batch = [self._jobs.popleft()]
             size = len(batch[0].sentences)
             deadline = batch[0].arrived + self._max_wait

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from mcrf.errors import ConfigError
-from mcrf.fields import integer, number, option, text, validate
+from mcrf.fields import inherit, integer, number, option, text, validate
+from mcrf.models.quantize import check_quantization
+from mcrf.predict import PredictConfig
 
 __all__ = ["ServeConfig"]
 
@@ -31,9 +33,17 @@ class ServeConfig:
         "cpu, cuda, cuda:1, ... (default: CUDA when available)"))
     retry_after: int = option(1, check=integer(1), help=(
         "seconds a client is told to wait (Retry-After) when the queue is full"))
+    mmap_threshold: Optional[int] = inherit(PredictConfig, "mmap_threshold", help=(
+        "glibc only: allocations of at least this many bytes get their own memory map, returned to the system "
+        "when freed (mallopt M_MMAP_THRESHOLD, as mcrf predict): micro-batches of every size and length "
+        "otherwise leave a fragmented, growing heap; none leaves malloc alone"))
+    quantize: Optional[str] = inherit(PredictConfig, "quantize", help=(
+        "int8 quantizes the encoder's Linear/LSTM layers for faster CPU inference (mcrf.models.quantize; CPU "
+        "only, so no device means the CPU); none keeps float32"))
 
     def __post_init__(self) -> None:
         validate(self)
         if self.max_queue < self.max_batch:
             raise ConfigError(f"max_queue ({self.max_queue}) must be at least max_batch ({self.max_batch}): "
                               "a full micro-batch has to fit in the queue")
+        check_quantization(self.quantize, self.device if self.device is not None else "cpu")  # with the device
