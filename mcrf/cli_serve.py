@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace) -> int:
 
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = load_tagger(args.model, config.device)
+    tagger = load_tagger(args.model, config.device, config.quantize)
     try:
         sock = bind(config.host, config.port)
     except OSError as error:

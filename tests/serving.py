@@ -97,13 +97,20 @@ class ThreadServer:
 def offline_records(model: Path, lines: List[str], tmp: Path, input_format: str = "text",
                     name: Optional[str] = None) -> List[dict]:
     """What ``mcrf predict --format jsonl`` writes for ``lines`` (one record per line)."""
+    return offline_records_with(model, lines, tmp, "--input-format", input_format,
+                                name=name or f"offline_{input_format}.txt")
+
+
+def offline_records_with(model: Path, lines: List[str], tmp: Path, *flags: str,
+                         name: str = "offline_text.txt") -> List[dict]:
+    """What ``mcrf predict --format jsonl FLAGS`` writes for ``lines``, the input kept as ``tmp/name``."""
     from mcrf.cli import main
 
-    source = tmp / (name or f"offline_{input_format}.txt")
+    source = tmp / name
     source.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     target = source.with_suffix(".jsonl")
-    assert main(["predict", str(source), "--model", str(model), "--format", "jsonl", "--input-format",
-                 input_format, "-o", str(target), "--quiet"]) == 0
+    assert main(["predict", str(source), "--model", str(model), "--format", "jsonl", "-o", str(target), "--quiet",
+                 *flags]) == 0
     return [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
 
 

@@ -210,3 +210,19 @@ def test_serve_usage_errors(sample_model, tmp_path):
     done = subprocess.run([sys.executable, "-m", "mcrf", "serve", "--model", str(tmp_path / "none")],
                           capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
     assert done.returncode == 1 and "Traceback" not in done.stderr
+
+
+def test_quantize_int8_serves_what_predict_quantize_int8_writes(sample_model, tmp_path):
+    from serving import offline_records_with
+
+    process = ServerProcess(sample_model, tmp_path / "server.log", "--quantize", "int8")
+    try:
+        answer = post(process, {"texts": LINES})
+    finally:
+        assert process.terminate() == 0, process.text()
+    assert answer.status_code == 200
+    offline = offline_records_with(sample_model, LINES, tmp_path, "--quantize", "int8")
+    assert same_records(answer.json()["results"], offline)
+    done = subprocess.run([sys.executable, "-m", "mcrf", "serve", "--model", str(sample_model), "--quantize", "int8",
+                           "--device", "cuda"], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
