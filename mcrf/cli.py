@@ -193,7 +193,8 @@ def _predict(args: argparse.Namespace) -> int:
     from mcrf.predict_dist import launched_world, predict_sharded
 
     if launched_world() > 1:  # torchrun / accelerate launch: ranks tag blocks, rank 0 assembles --output
-        return predict_sharded(args.input, args.output, config, lambda device: load_tagger(model, device, config.quantize))
+        return predict_sharded(args.input, args.output, config,
+                               lambda device: load_tagger(model, device, config.quantize))
     tagger = load_tagger(model, config.device, config.quantize)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
