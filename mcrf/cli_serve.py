@@ -37,7 +37,8 @@ def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf serve --model runs/sample/model\n"
                "  curl -s localhost:8080/predict -d '{\"text\": \"John Smith flew to Paris .\"}'\n"
                "SIGTERM answers the requests already received, then exits 0.")
-    parser.add_argument("--model", "-m", required=True, help="directory written by `mcrf train` (OUTPUT/model)")
+    parser.add_argument("--model", "-m", help="model folder, or the training output folder (`mcrf train --output`; "
+                        "its model/ is used); default: $MCRF_MODEL")
     parser.set_defaults(func=_serve, fields=add_fields(parser, ServeConfig))
 
 
@@ -55,7 +56,10 @@ def _serve(args: argparse.Namespace) -> int:
 
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))
-    tagger = load_tagger(args.model, config.device, config.quantize)
+    from mcrf.models.locate import resolve_model
+
+    model = resolve_model(args.model, verbose=getattr(args, "verbose", False))
+    tagger = load_tagger(model, config.device, config.quantize)
     try:
         sock = bind(config.host, config.port)
     except OSError as error:
@@ -63,7 +67,7 @@ def _serve(args: argparse.Namespace) -> int:
                           "pass another --port or --host") from None
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    logger.info("mcrf serve: %s on http://%s:%d (demo page at /, POST /predict)", args.model, shown, port)
+    logger.info("mcrf serve: %s on http://%s:%d (demo page at /, POST /predict)", model, shown, port)
     serve(tagger, config, sock)
     logger.info("mcrf serve: stopped")
     return 0

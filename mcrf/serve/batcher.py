@@ -5,7 +5,7 @@ Requests (each a list of sentences) are queued with ``submit``, which returns a
 more until the batch holds ``max_batch`` sentences or ``max_wait_ms`` have passed since that
 oldest request arrived, whichever comes first, and tags them all through ``predict_stream``
 (one length-sorted forward pass per ``max_batch`` sentences; the records are built by
-``mcrf.formats.to_record``, exactly as ``mcrf predict --format jsonl`` builds them).
+``mcrf.records.to_record``, exactly as ``mcrf predict --format jsonl`` builds them).
 
 The queue is bounded (``max_queue`` sentences): ``submit`` raises ``QueueFull`` rather than let a
 request wait behind an unbounded backlog. A failure inside the model fails only the requests it
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Sequence
 
 from mcrf.data.types import Sentence
-from mcrf.formats import to_record
+from mcrf.records import to_record
 from mcrf.predict import predict_stream
 
 __all__ = ["MicroBatcher", "QueueFull", "BatcherClosed", "tag_records"]
