@@ -9,6 +9,7 @@ which must read the size back. ``Tensor.tolist()`` copies without the dispatcher
 
 from __future__ import annotations
 
+import traceback
 from typing import List
 
 import torch
@@ -27,6 +28,7 @@ class SyncCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops: List[str] = []
+        self.where: List[str] = []  # the mcrf source line of each read (for failure messages)
 
     @property
     def count(self) -> int:
@@ -35,4 +37,6 @@ class SyncCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in SYNC_OPS and func.overloadpacket is not aten.nonzero_static:
             self.ops.append(str(func.overloadpacket))
+            frames = [f for f in traceback.extract_stack() if "/mcrf/" in f.filename or "/torch/nn/" in f.filename or "/transformers/" in f.filename]
+            self.where.append(f"{frames[-1].filename.split('/')[-1]}:{frames[-1].lineno}" if frames else "?")
         return func(*args, **(kwargs or {}))

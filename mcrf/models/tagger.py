@@ -133,41 +133,56 @@ class Tagger(nn.Module):
         states = self.encoder(batch)  # shape: (B, W, H)
         return self.head(self.dropout(states)).float()  # shape: (B, W, K)
 
-    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        """Training loss: mean NLL per sentence (CRF decoders) or token-mean cross-entropy (softmax).
+    def forward(self, batch: Mapping[str, Tensor], validate: bool = True) -> Tensor:
+        """Training loss: mean NLL per non-empty sentence (CRF decoders) or token-mean
+        cross-entropy (softmax); 0 for a batch without words.
+
+        Args:
+            batch: a collated batch (see ``collator``), on the model's device.
+            validate: check that every word has a gold tag and let the CRF check its inputs
+                (each check reads a value back to the host, a synchronisation on a GPU). The
+                training loop passes ``False``: the data layer has checked the data, and the loss
+                then reads nothing back (no boolean-mask indexing either).
 
         Raises:
-            ValueError: when a real word has no gold tag (sentences collated without tags).
+            DataError: with ``validate``, when a real word has no gold tag (sentences collated
+                without tags).
         """
         emissions = self.emissions(batch)  # shape: (B, W, K)
         mask, tags = batch["word_mask"], batch["tags"]  # shape: (B, W)
-        if bool((tags[mask] < 0).any()):
+        if validate and bool(((tags < 0) & mask).any()):
             raise DataError("forward() computes the training loss and needs a gold tag for every word; the "
                              "batch has sentences without tags. Use decode()/predict() for unlabelled text")
-        if not bool(mask.any()):
-            return emissions.sum() * 0.0
         if self.crf is None:
-            return F.cross_entropy(emissions[mask], tags[mask])
-        rows = mask.any(dim=1)  # shape: (B,) — empty sentences carry no likelihood
-        emissions, tags, mask = emissions[rows], tags[rows], mask[rows]
-        return self.crf.loss(emissions, tags.masked_fill(~mask, 0), mask, reduction="mean")
+            gold = tags.masked_fill(~mask, IGNORE).flatten()  # shape: (B*W,)
+            total = F.cross_entropy(emissions.flatten(0, 1), gold, ignore_index=IGNORE, reduction="sum")
+            return total / mask.sum().clamp(min=1)
+        # empty sentences have log-likelihood 0 and do not count in the mean
+        llh = self.crf(emissions, tags.masked_fill(~mask, 0), mask, reduction="none", validate=validate)  # shape: (B,)
+        return -llh.sum() / mask.any(dim=1).sum().clamp(min=1)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def decode(self, batch: Mapping[str, Tensor]) -> List[Decoded]:
-        """Best tags of each sentence in a collated batch, with confidences (see ``Decoded``)."""
+    def decode(self, batch: Mapping[str, Tensor], validate: bool = True) -> List[Decoded]:
+        """Best tags of each sentence in a collated batch, with confidences (see ``Decoded``).
+
+        Reads back from the device once for the non-empty rows, once for the paths and once for
+        the probabilities; ``validate=False`` skips the CRF's input checks (``predict`` passes it:
+        the emissions come from this model, whose CRF parameters it checks once per call).
+        """
         emissions = self.emissions(batch)  # shape: (B, W, K)
         mask = batch["word_mask"]  # shape: (B, W)
         results = [Decoded() for _ in range(mask.shape[0])]
-        rows = [b for b in range(mask.shape[0]) if bool(mask[b].any())]
+        rows = [b for b, keep in enumerate(mask.any(dim=1).tolist()) if keep]
         if not rows:
             return results
         emissions, mask = emissions[rows], mask[rows]
         if self.crf is not None:
-            paths = self.crf.decode(emissions, mask)
-            probabilities = self.crf.marginals(emissions, mask)  # shape: (R, W, K)
+            paths = self.crf.decode(emissions, mask, validate=validate)
+            probabilities = self.crf.marginals(emissions, mask, validate=validate).cpu()  # shape: (R, W, K)
+            mask = mask.cpu()
         else:
-            probabilities = emissions.softmax(dim=-1)  # shape: (R, W, K)
+            probabilities, mask = emissions.softmax(dim=-1).cpu(), mask.cpu()  # shape: (R, W, K)
             paths = [probabilities[i][mask[i]].argmax(dim=-1).tolist() for i in range(len(rows))]
         labels = self.config.labels
         for i, b in enumerate(rows):
@@ -198,6 +213,8 @@ class Tagger(nn.Module):
                        key=lambda i: len(sentences[i].tokens))
         was_training = self.training
         self.eval()
+        if self.crf is not None:
+            self.crf.check_parameters()  # once here; decode(validate=False) below reads nothing extra
         try:
             # inference_mode (cheaper than no_grad: no version counters or views tracked); nothing
             # below needs autograd — MaskedCRF.marginals' exact fallback for extreme scores is a
@@ -206,7 +223,7 @@ class Tagger(nn.Module):
                 for start in range(0, len(order), batch_size):
                     chunk = order[start : start + batch_size]
                     batch = {k: v.to(device) for k, v in collate([sentences[i] for i in chunk]).items()}
-                    for i, decoded in zip(chunk, self.decode(batch)):
+                    for i, decoded in zip(chunk, self.decode(batch, validate=False)):
                         results[i] = decoded
         finally:
             self.train(was_training)

@@ -1,0 +1,100 @@
+"""One training step reads nothing back from the device in mcrf's code (issue 13, part 2).
+
+Counted with ``tests/sync_count.SyncCounter`` on CPU (every host read of a tensor value goes
+through the dispatcher the same way on a GPU). What remains is outside mcrf and is asserted
+exactly, so a new read anywhere shows up here:
+
+* tiny BERT: one read in transformers (``masking_utils``: ``padding_mask.all()`` decides whether
+  SDPA may skip the attention mask).
+* BiLSTM: two reads of ``batch_sizes`` inside ``torch.nn.LSTM`` on a packed sequence; that tensor
+  lives on the host by design, so they cost no synchronisation. The packing itself needs the
+  lengths on the host (``lengths.cpu()`` in ``encoders/bilstm.py``): one device->host copy on a
+  GPU, which the dispatcher does not show on CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tiny_models as tm
+from mcrf.models import Tagger, TaggerConfig
+from sync_count import SyncCounter
+from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
+
+SMALL_LSTM = dict(encoder_options=dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16))
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return tm.make_bert_dir(tmp_path_factory.mktemp("bert"))
+
+
+def _tagger(encoder, decoder="mcrf") -> Tagger:
+    torch.manual_seed(0)
+    extra = SMALL_LSTM if encoder == "bilstm" else dict(max_length=16, stride=4)
+    config = TaggerConfig(encoder=str(encoder), labels=tm.TOY_LABELS, decoder=decoder, **extra)
+    return Tagger.build(config, tm.toy_sentences(20, seed=0))
+
+
+def _step_reads(tagger: Tagger, batch, validate: bool) -> SyncCounter:
+    with SyncCounter() as reads:
+        tagger(batch, validate=validate).backward()
+    return reads
+
+
+@pytest.mark.parametrize("decoder", ["mcrf", "crf", "softmax"])
+def test_bilstm_training_step_reads_only_the_packed_batch_sizes(decoder):
+    tagger = _tagger("bilstm", decoder)
+    batch = tagger.collator()(tm.toy_sentences(6, seed=1))
+    tagger(batch, validate=False)  # warm-up
+    reads = _step_reads(tagger, batch, validate=False)
+    assert reads.count == 2 and all(w.startswith("rnn.py:") for w in reads.where), reads.where
+    assert _step_reads(tagger, batch, validate=True).count > reads.count  # today's checks, by default
+
+
+def test_bert_training_step_reads_only_transformers_mask_check(bert_dir):
+    tagger = _tagger(bert_dir)
+    batch = tagger.collator()(tm.toy_sentences(6, seed=1))
+    tagger(batch, validate=False)
+    reads = _step_reads(tagger, batch, validate=False)
+    assert reads.count == 1 and reads.where[0].startswith("masking_utils.py:"), reads.where
+    assert _step_reads(tagger, batch, validate=True).count > reads.count
+
+
+@pytest.mark.parametrize("decoder", ["mcrf", "softmax"])
+def test_unchecked_loss_equals_the_checked_one_with_empty_sentences(decoder):
+    from mcrf.data.types import Sentence
+
+    tagger = _tagger("bilstm", decoder)
+    sentences = tm.toy_sentences(4, seed=2)
+    sentences.insert(1, Sentence(tokens=(), tags=()))  # an empty sentence carries no likelihood
+    batch = tagger.collator()(sentences)
+    tagger.eval()
+    checked, unchecked = tagger(batch), tagger(batch, validate=False)
+    torch.testing.assert_close(unchecked, checked)
+    without_empty = tagger(tagger.collator()(sentences[:1] + sentences[2:]))
+    torch.testing.assert_close(checked, without_empty)
+    empty = tagger.collator()([Sentence(tokens=(), tags=())])
+    assert tagger(empty, validate=False).item() == 0.0
+
+
+def test_missing_gold_tags_are_still_refused_by_default():
+    from mcrf.errors import DataError
+
+    tagger = _tagger("bilstm")
+    batch = tagger.collator(with_tags=False)(tm.toy_sentences(2, seed=3))
+    with pytest.raises(DataError, match="needs a gold tag for every word"):
+        tagger(batch)
+
+
+def test_prediction_skips_the_crf_checks_and_gives_the_same_tags():
+    tagger = _tagger("bilstm")
+    sentences = tm.toy_sentences(5, seed=4)
+    batch = tagger.collator(with_tags=False)(sentences)
+    tagger.eval()
+    assert [d.tags for d in tagger.decode(batch, validate=False)] == [d.tags for d in tagger.decode(batch)]
+    with torch.no_grad():
+        tagger.crf.transitions[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="CRF parameter transitions holds non-finite values"):
+        tagger.predict(sentences)
