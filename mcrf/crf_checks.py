@@ -61,25 +61,13 @@ def prepare(crf: torch.nn.Module, emissions: Tensor, tags: Optional[Tensor], mas
         )
     lead = tuple(emissions.shape[:2])
     if tags is not None:
-        if not isinstance(tags, Tensor):
-            raise TypeError(f"tags must be a torch.Tensor, got {type(tags).__name__}")
-        if tuple(tags.shape) != lead:
-            raise ValueError(
-                "the first two dimensions of emissions and tags must match, "
-                f"got {lead} and {tuple(tags.shape)}; tags hold one tag index per position"
-            )
+        _check_lead("tags", tags, lead, "tags hold one tag index per position")
         if tags.is_floating_point() or tags.dtype == torch.bool or tags.is_complex():
             raise TypeError(f"tags must be an integer tensor (torch.long), got dtype {tags.dtype}")
     if mask is None:
         mask = torch.ones(lead, dtype=torch.bool, device=emissions.device)
     else:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"mask must be a torch.Tensor, got {type(mask).__name__}")
-        if tuple(mask.shape) != lead:
-            raise ValueError(
-                "the first two dimensions of emissions and mask must match, "
-                f"got {lead} and {tuple(mask.shape)}; the mask holds one flag per position"
-            )
+        _check_lead("mask", mask, lead, "the mask holds one flag per position")
         if mask.dtype != torch.bool:
             if mask.is_floating_point() or mask.is_complex():
                 raise TypeError(
@@ -111,6 +99,18 @@ def prepare(crf: torch.nn.Module, emissions: Tensor, tags: Optional[Tensor], mas
                     f"{tags[b, t].item()} at batch index {b}, position {t}"
                 )
     return emissions, (tags.long() if tags is not None else None), mask
+
+
+def _check_lead(name: str, value, lead: tuple, what: str) -> None:
+    """``value`` is a tensor whose shape is the emissions' first two dimensions ``lead``."""
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if tuple(value.shape) != lead:
+        # pytorch-crf's message first, then ours
+        raise ValueError(
+            f"the first two dimensions of emissions and {name} must match, "
+            f"got {lead} and {tuple(value.shape)}; {what}"
+        )
 
 
 def check_gold(crf: torch.nn.Module, tags: Tensor, lengths: Tensor, order: Tensor, chain: crf_ops.Chain) -> None:
