@@ -70,17 +70,19 @@ def _unfinished(folder: Path) -> List[str]:
 def render_summary(all_results: List[Dict[str, Any]], unfinished: Sequence[str] = ()) -> str:
     """The summary table (markdown) over several comparisons' ``results.json``, then the unfinished ones."""
     head = "| comparison | seeds | " + " | ".join(VARIANTS[n].title for n in _COLUMNS) + \
-           " | ΔF1 MCRF − CRF+Retain (p) | CRF illegal % |"
+           " | ΔF1 MCRF − CRF+Retain [95% CI] (p) | CRF illegal % |"
     lines = ["# Does masking help? All corpora", "",
              "Test strict span F1 (%), mean ± std over seeds; one row per comparison folder (corpus-encoder), "
-             "and under it the paper's BERT-base numbers (Wei et al., NAACL 2021) where it reports the corpus. ΔF1 is the mean "
-             "over seeds of MCRF-training minus CRF + Retain, p its paired approximate-randomization p-value "
-             "over test sentences. CRF illegal: share of test sentences whose plain-CRF Viterbi path breaks the "
-             "scheme before post-processing. Each folder's results.md has the command line that made it.", "",
+             "and under it the paper's BERT-base numbers (Wei et al., NAACL 2021) where it reports the corpus. "
+             "ΔF1 is the mean over seeds of MCRF-training minus CRF + Retain, with its paired bootstrap 95% CI "
+             "and paired approximate-randomization p-value over test sentences. CRF illegal: share of test "
+             "sentences whose plain-CRF Viterbi path breaks the scheme before post-processing. Each folder's "
+             "results.md has the command line that made it.", "",
              head, "|" + "---|" * (len(_COLUMNS) + 4)]
     for results in all_results:
         claim = _claim(results)
-        delta = "" if claim is None else f"{shown(claim['mean_delta'], 2, sign=True)} ({shown(claim['p_value'], 4)})"
+        delta = "" if claim is None else (f"{shown(claim['mean_delta'], 2, sign=True)} [{shown(claim['ci95'][0], 2, sign=True)}, "
+                                          f"{shown(claim['ci95'][1], 2, sign=True)}] (p {shown(claim['p_value'], 4)})")
         crf = results["variants"].get("crf-retain", {}).get("test_illegal_path_rate")
         illegal = "" if crf is None else shown(crf["mean"], 2)
         link = f"[{results['folder']}]({results['folder']}/results.md)"
