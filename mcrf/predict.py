@@ -13,7 +13,7 @@ separated by whitespace, ``mcrf.data.text.pretokenized_line``); or a CoNLL colum
 (``mcrf.data.read_columns`` without a tag column: first column = word, every word line with the
 same number of columns, blank lines between sentences, ``-DOCSTART-`` dropped). A path, a
 binary stream or ``-`` for standard input; lines are read and decoded by
-``mcrf.data.readers.iter_lines``, so a bad byte is reported with its line number.
+``mcrf.data.text.text_lines`` (the one raw-text line reader), so a bad byte is reported with its line number.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, List, Optional, Tuple, Union
 
-from mcrf.data.readers import iter_lines, read_columns, source_name
+from mcrf.data.readers import read_columns, source_name
 from mcrf.data.sniff import sniff_input
-from mcrf.data.text import pretokenized_line, tokenize_line
+from mcrf.data.text import read_pretokenized, read_text_lines
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, InputNotFound
 from mcrf.fields import choice, codec, integer, option, text, validate
@@ -36,8 +36,7 @@ from mcrf.models.quantize import QUANTIZATIONS, check_quantization
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "iter_input_lines",
-           "set_mmap_threshold"]
+__all__ = ["INPUT_FORMATS", "PredictConfig", "Prediction", "predict_stream", "read_input", "set_mmap_threshold"]
 
 INPUT_FORMATS = ("auto", "text", "pretokenized", "conll")
 
@@ -78,20 +77,6 @@ class PredictConfig:
     def __post_init__(self) -> None:
         validate(self)
         check_quantization(self.quantize, self.device if self.device is not None else "cpu")  # with the device
-
-
-def iter_input_lines(source: Union[str, Path, IO[bytes]], encoding: str = "utf-8") -> Iterator[Tuple[str, str]]:
-    """``("name:line", text)`` for each line of a path, ``-`` (standard input) or a binary stream.
-
-    Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: a line is not valid in ``encoding`` (names the line and the byte).
-        TypeError: ``source`` is a text stream (open it in binary mode).
-    """
-    source = _resolve(source)
-    name = source_name(source)
-    for number, text in iter_lines(source, encoding):
-        yield f"{name}:{number}", text
 
 
 def _resolve(source: Union[str, Path, IO[bytes]]) -> Union[Path, IO[bytes]]:
@@ -136,9 +121,8 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "auto",
     if input_format == "conll":
         yield from read_columns(_resolve(source), tag_column=None, encoding=encoding, allow_empty=True)
         return
-    make = tokenize_line if input_format == "text" else pretokenized_line
-    for where, text in iter_input_lines(source, encoding):
-        yield make(text, where)
+    read = read_text_lines if input_format == "text" else read_pretokenized
+    yield from read(_resolve(source), encoding)
 
 
 def set_mmap_threshold(threshold: int) -> bool:

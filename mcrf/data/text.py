@@ -23,9 +23,9 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
-from mcrf.data.readers import iter_lines
+from mcrf.data.readers import iter_lines, source_name
 from mcrf.data.types import Sentence
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\U00020000-\U0002fa1f"
@@ -38,9 +38,9 @@ _SPACE, _WORD, _MARK, _CJK_CHAR, _PUNCT = range(5)
 # character scan. str.isspace() also holds for \x1c-\x1f, which \s does not match.
 _ASCII_TOKEN = re.compile(r"\w+(?:[.,'\-]\w+)*|[^\s\x1c-\x1f]", re.ASCII)
 
-Source = str | Path | TextIO
+Source = str | Path | TextIO | BinaryIO
 
-__all__ = ["tokenize_line", "pretokenized_line", "read_text_lines", "read_pretokenized"]
+__all__ = ["tokenize_line", "pretokenized_line", "text_lines", "read_text_lines", "read_pretokenized"]
 
 
 def _kind(char: str) -> int:
@@ -143,34 +143,44 @@ def pretokenized_line(line: str, source: str = None) -> Sentence:
     return Sentence(tuple(tokens), None, source, tuple(offsets), line)
 
 
-def _lines(source: Source) -> Iterator[tuple]:
-    """``(where, text)`` per line of a path or an open text stream (line ends removed)."""
-    if isinstance(source, (str, Path)):
-        for number, text in iter_lines(source):
-            yield f"{source}:{number}", text
+def text_lines(source: Source, encoding: str = "utf-8") -> Iterator[tuple[str, str]]:
+    """``("name:line", text)`` per line (1-based, line end removed): the one raw-text line reader.
+
+    ``source`` is a path (read and decoded by ``mcrf.data.readers.iter_lines``, which names a bad
+    byte's line), a binary stream (decoded the same way, e.g. ``sys.stdin.buffer``) or a text
+    stream (already decoded; ``encoding`` unused). Used by ``read_text_lines``,
+    ``read_pretokenized`` and ``mcrf predict``.
+
+    Raises:
+        TypeError: ``source`` is neither a path nor a stream.
+        InputNotFound: the path does not exist.
+        DataError: a line is not valid in ``encoding``.
+    """
+    if isinstance(source, io.TextIOBase):
+        name = getattr(source, "name", "<stream>")
+        for number, text in enumerate(source, start=1):
+            yield f"{name}:{number}", text.rstrip("\r\n")
         return
-    if not isinstance(source, io.IOBase) and not hasattr(source, "readline"):
-        raise TypeError(f"expected a path or a text stream, got {type(source).__name__}")
-    name = getattr(source, "name", "<stream>")
-    for number, text in enumerate(source, start=1):
-        if isinstance(text, bytes):
-            raise TypeError(f"expected a text stream, got bytes from {name}; open the file in text mode")
-        yield f"{name}:{number}", text.rstrip("\r\n")
+    if not isinstance(source, (str, Path, io.IOBase)) and not hasattr(source, "readline"):
+        raise TypeError(f"expected a path, a binary stream or a text stream, got {type(source).__name__}")
+    name = str(source) if isinstance(source, (str, Path)) else source_name(source)
+    for number, text in iter_lines(source, encoding):
+        yield f"{name}:{number}", text
 
 
-def read_text_lines(source: Source) -> Iterator[Sentence]:
+def read_text_lines(source: Source, encoding: str = "utf-8") -> Iterator[Sentence]:
     """Stream one :class:`Sentence` per line of raw text (tokenized by :func:`tokenize_line`).
 
     Empty lines give empty sentences, so output lines stay aligned with input lines.
     """
-    for where, text in _lines(source):
+    for where, text in text_lines(source, encoding):
         yield tokenize_line(text, where)
 
 
-def read_pretokenized(source: Source) -> Iterator[Sentence]:
+def read_pretokenized(source: Source, encoding: str = "utf-8") -> Iterator[Sentence]:
     """Stream one :class:`Sentence` per line of whitespace-separated tokens (offsets kept).
 
     Empty lines give empty sentences.
     """
-    for where, text in _lines(source):
+    for where, text in text_lines(source, encoding):
         yield pretokenized_line(text, where)

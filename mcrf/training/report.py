@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
+from mcrf.errors import DataError, located
 from mcrf.outputs import open_output, write_text
 
 __all__ = ["append_log", "read_log", "truncate_log", "plot_curves", "card_metrics"]
@@ -24,7 +25,7 @@ def read_log(path: PathLike) -> List[Dict[str, Any]]:
     """All records of a ``train_log.jsonl`` (an empty list when the file does not exist).
 
     A truncated last line (a run killed mid-write) is ignored; any other bad line raises
-    ``ValueError`` naming ``path:line``.
+    ``DataError`` naming ``path:line``.
     """
     path = Path(path)
     if not path.is_file():
@@ -39,7 +40,8 @@ def read_log(path: PathLike) -> List[Dict[str, Any]]:
         except json.JSONDecodeError as error:
             if number == len(lines):
                 break
-            raise ValueError(f"expected one JSON record per line at {path}:{number}, got {line[:80]!r}") from error
+            raise DataError(located(path, number, f"expected one JSON record per line, got {line[:80]!r}; "
+                                          "remove the broken line (or the log) to resume")) from error
     return records
 
 
