@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, ModelDirError
-from mcrf.models.encoders.base import Encoder, Featurizer
+from mcrf.models.encoders.base import Encoder, Featurizer, NoOptions
 
 __all__ = ["HFEncoder", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
 
@@ -167,11 +167,6 @@ def window_limit(model: nn.Module, tokenizer: Any) -> "tuple[int, str]":
     return min(limits)
 
 
-@dataclasses.dataclass
-class HFOptions:
-    """A fine-tuned Hugging Face encoder has no options besides ``TaggerConfig.max_length``/``stride``."""
-
-
 class HFEncoder(Encoder):
     """Any Hugging Face ``AutoModel`` encoder, fine-tuned; each word is read from its first sub-word.
 
@@ -186,7 +181,7 @@ class HFEncoder(Encoder):
     """
 
     kind = "huggingface"
-    Options = HFOptions
+    Options = NoOptions  # the window is TaggerConfig.max_length/stride
     files = ("tokenizer",)
 
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int, stride: int) -> None:
