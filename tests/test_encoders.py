@@ -307,9 +307,10 @@ SHARED = ROOT.parent / "shared" / "data"
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real corpora not available at {SHARED}")
 def test_bilstm_with_no_learning_rate_flags_learns_a_real_corpus(tmp_path):
     """The issue's case: `mcrf train DIR --encoder bilstm` with no lr flags must train (it got dev F1 0.00 with the
-    BERT lr). ATIS, first 1,000 training sentences, 3 epochs; the measured dev F1 was {ATIS_F1} (see the README)."""
+    BERT lr). ATIS, first 1,000 training sentences, 3 epochs: dev F1 82.25 measured (test 80.50); the bound leaves
+    room for thread-count and platform differences."""
     config = TrainConfig.for_dataset("atis", data_dir=str(SHARED), encoder="bilstm", output_dir=str(tmp_path / "run"),
                                      max_train_sentences=1000, epochs=3)
     assert {config.sources[name] for name in ("lr", "head_lr", "warmup_ratio", "max_grad_norm")} == {"encoder"}
     result = train(config)
-    assert result.metrics["dev"]["f1"] > 0.80, result.metrics["dev"]
+    assert result.metrics["dev"]["f1"] > 0.70, result.metrics["dev"]
