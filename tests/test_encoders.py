@@ -117,15 +117,16 @@ def test_the_window_comes_from_the_encoder(tmp_path):
 
 def test_defaults_come_in_layers_with_their_source():
     plain = TrainConfig(encoder="bilstm")  # the case: no lr flag must not mean the BERT lr
-    assert (plain.lr, plain.head_lr, plain.epochs) == (3e-3, 3e-3, 10)
+    assert (plain.lr, plain.head_lr, plain.epochs) == (1e-2, 1e-2, 10)
     assert plain.sources["lr"] == "encoder" and plain.sources["batch_size"] == "default"
     sample = TrainConfig.for_dataset("sample", lr=1e-2)
     assert sample.sources["encoder"] == "dataset" and sample.sources["epochs"] == "dataset"
     assert (sample.lr, sample.sources["lr"]) == (1e-2, "flag")
-    assert (sample.head_lr, sample.sources["head_lr"]) == (3e-3, "encoder")
+    assert (sample.head_lr, sample.sources["head_lr"]) == (3e-3, "dataset")
+    assert (sample.max_grad_norm, sample.sources["max_grad_norm"]) == (5.0, "encoder")
     assert sample.sources["dataset"] == "flag" and sample.sources["max_length"] == "encoder"
     bert = dataclasses.replace(sample, encoder="bert-base-cased")  # encoder-sourced values follow the encoder
-    assert (bert.head_lr, bert.layer_decay, bert.lr) == (1e-3, 0.9, 1e-2)
+    assert (bert.max_grad_norm, bert.layer_decay, bert.lr, bert.head_lr) == (1.0, 0.9, 1e-2, 3e-3)
     assert bert.sources["encoder"] == "flag"
     frozen = TrainConfig.for_dataset("conll2003", encoder="frozen:some/model")
     assert frozen.lr == FrozenStackEncoder.recommended()["lr"] and frozen.sources["lr"] == "encoder"

@@ -203,8 +203,13 @@ class BiLSTMEncoder(Encoder):
 
     @classmethod
     def recommended(cls) -> Dict[str, Any]:
-        """One learning rate for everything, no decay, short warmup, loose clipping (measured on real corpora)."""
-        return {"lr": 3e-3, "head_lr": 3e-3, "layer_decay": 1.0, "weight_decay": 0.0, "warmup_ratio": 0.05,
+        """One learning rate for everything, no decay, short warmup, loose clipping, measured on real corpora.
+
+        With 5 epochs (CoNLL-2003's first 3,000 sentences / WNUT-17 / ATIS, dev F1): lr 1e-2 gave 79.4 / 17.2 /
+        96.4, 3e-3 gave 76.2 / 14.1 / 96.1, 1e-3 gave 65.2 / 1.0; the BERT recipe (5e-5 with layer decay) 9.7 on
+        CoNLL-2003. The README's "Encoder defaults for the BiLSTM" table has the commands.
+        """
+        return {"lr": 1e-2, "head_lr": 1e-2, "layer_decay": 1.0, "weight_decay": 0.0, "warmup_ratio": 0.05,
                 "max_grad_norm": 5.0, "epochs": 10}
 
     @classmethod
