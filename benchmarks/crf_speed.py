@@ -5,7 +5,8 @@ Timings on shared machines drift, so the layers are timed interleaved in one pro
 time, for the algorithm MaskedCRF's default ``algorithm="auto"`` picks at that shape
 (``mcrf.crf_scan.use_scan``); ``--rule`` times the sequential algorithm against the log-depth
 scan over the grid of shapes behind that rule.
-Run:  python benchmarks/crf_speed.py [--rounds 7] [--rule]   (``--rule``: the grid behind the rule)
+Run:  python benchmarks/crf_speed.py [--rounds 7] [--rule] [--validate]
+(``--rule``: the grid behind the rule; ``--validate``: the NLL with its checks vs read-free)
 """
 
 from __future__ import annotations
@@ -114,11 +115,33 @@ def rule_grid(rounds: int, gen: torch.Generator) -> None:
                   f"| {t['scan'] * 1e3:.2f} | {t['scan'] < t['sequential']} | {picks} |", flush=True)
 
 
+def validate_cost(rounds: int, gen: torch.Generator) -> None:
+    """MaskedCRF NLL forward+backward with its checks (validate=True) vs read-free (validate=False)."""
+    print("| B x T x K | validate=True ms | validate=False ms | ratio |")
+    print("|---|---:|---:|---:|")
+    for batch, steps, num_tags in [(32, 30, 9), (32, 64, 9), (32, 40, 37)]:
+        labels, scheme = _labels(num_tags)
+        crf = MaskedCRF(num_tags, batch_first=True, labels=labels, scheme=scheme)
+        emissions, mask = _inputs(batch, steps, num_tags, gen)
+        tags = _legal_tags(crf, emissions, mask)
+        em = emissions.clone().requires_grad_(True)
+        runs = {flag: (lambda flag=flag: crf.loss(em, tags, mask, validate=flag).backward()) for flag in (True, False)}
+        for run in runs.values():
+            run()
+        times = {flag: [] for flag in runs}
+        for _ in range(rounds):
+            for flag, run in runs.items():
+                times[flag].append(_time(run, 3))
+        on, off = _stat(times[True]), _stat(times[False])
+        print(f"| {batch} x {steps} x {num_tags} | {on * 1e3:.2f} | {off * 1e3:.2f} | {off / on:.1f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds per row")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rule", action="store_true", help="time sequential vs scan over a grid of shapes")
+    parser.add_argument("--validate", action="store_true", help="time the NLL with validate=True vs False")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="process: CPU time of this process (robust on a busy machine with --threads 1)")
     parser.add_argument("--stat", choices=["median", "min"], default="median", help="per-layer statistic over rounds")
@@ -129,6 +152,9 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     if args.rule:
         rule_grid(args.rounds, gen)
+        return
+    if args.validate:
+        validate_cost(args.rounds, gen)
         return
     rows = [
         ("nll", 32, 64, 9), ("nll", 64, 256, 37), ("nll", 512, 128, 9),
