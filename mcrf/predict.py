@@ -71,7 +71,7 @@ class PredictConfig:
         "when freed (mallopt M_MMAP_THRESHOLD); without it the heap grows with fragmentation over long inputs "
         "(+19% peak RSS at 10x the input with MiniLM, measured); none leaves malloc alone"))
     quantize: Optional[str] = option(None, check=_quantization, metavar="{" + ",".join(QUANTIZATIONS) + "}", help=(
-        "int8 quantizes the encoder's Linear/LSTM layers for faster CPU prediction (mcrf.models.quantize; CPU "
+        "int8 quantizes the encoder's Linear layers for faster CPU prediction (mcrf.models.quantize; CPU "
         "only, so no device means the CPU); none keeps float32"))
 
     def __post_init__(self) -> None:

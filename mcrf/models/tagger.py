@@ -258,7 +258,7 @@ class Tagger(nn.Module):
         Args:
             dir_or_hub_id: a directory written by ``save_pretrained`` or a hub id.
             device: where to put the model (default CPU).
-            quantize: ``"int8"`` quantizes the encoder's Linear/LSTM layers for CPU prediction
+            quantize: ``"int8"`` quantizes the encoder's Linear layers for CPU prediction
                 (``mcrf.models.quantize``); ``None`` keeps float32.
 
         Raises:
