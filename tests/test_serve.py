@@ -212,9 +212,18 @@ def test_serve_usage_errors(sample_model, tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
 
 
-def test_quantize_int8_serves_what_predict_quantize_int8_writes(sample_model, tmp_path):
+def test_quantize_int8_serves_what_predict_quantize_int8_writes(tmp_path):
+    import torch
+
+    import tiny_models as tm
+    from mcrf.models import Tagger, TaggerConfig
     from serving import offline_records_with
 
+    # int8 quantizes Linear layers: a tiny BERT tagger (the BiLSTM sample model has none and is refused)
+    torch.manual_seed(0)
+    sample_model = tmp_path / "model"
+    Tagger.build(TaggerConfig(encoder=str(tm.make_bert_dir(tmp_path / "bert")), labels=tm.TOY_LABELS,
+                              scheme="BIO")).save_pretrained(sample_model)
     process = ServerProcess(sample_model, tmp_path / "server.log", "--quantize", "int8")
     try:
         answer = post(process, {"texts": LINES})

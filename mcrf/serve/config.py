@@ -38,7 +38,7 @@ class ServeConfig:
         "when freed (mallopt M_MMAP_THRESHOLD, as mcrf predict): micro-batches of every size and length "
         "otherwise leave a fragmented, growing heap; none leaves malloc alone"))
     quantize: Optional[str] = inherit(PredictConfig, "quantize", help=(
-        "int8 quantizes the encoder's Linear/LSTM layers for faster CPU inference (mcrf.models.quantize; CPU "
+        "int8 quantizes the encoder's Linear layers for faster CPU inference (mcrf.models.quantize; CPU "
         "only, so no device means the CPU); none keeps float32"))
 
     def __post_init__(self) -> None:
