@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 from mcrf import __version__
-from mcrf.errors import InputNotFound, UserError
+from mcrf.errors import DataError, InputNotFound, UserError
 from mcrf.cli_util import (add_fields, build, config_fields, configure_logging, given, load_tagger,
                            positive_int)
 
@@ -111,8 +111,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     sentences = corpus.splits.get(config.split)
     if not sentences:
         available = sorted(name for name, split in corpus.splits.items() if split)
-        raise ValueError(f"dataset {args.dataset!r} has no {config.split!r} split; "
-                         f"pass --split with one of {available}")
+        raise DataError(f"dataset {args.dataset!r} has no {config.split!r} split; "
+                        f"pass --split with one of {available}")
     unknown = sorted(set(entity_types(corpus.labels)) - set(entity_types(tagger.config.labels)))
     if unknown:
         logger.warning("gold entity types %s are not among the model's labels; they count as missed", unknown)
@@ -329,9 +329,6 @@ def _report(prog: str, error: Exception, debug: bool) -> int:
         usage = f"\nsee `{prog} --help`" if error.exit_code == 2 else ""
         print(f"{prog}: error: {error}{usage}", file=sys.stderr)
         return error.exit_code
-    if isinstance(error, (OSError, ValueError)):  # until every user-input raise site is a UserError
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
     if isinstance(error, OSError) and error.errno in _SYSTEM_ERRNOS:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1

@@ -172,12 +172,12 @@ def resolve_device(name: Optional[str]) -> str:
 
 
 def load_tagger(model: str, device: Optional[str], quantize: Optional[str] = None):
-    """``Tagger.from_pretrained`` with the problems of the model folder as one clear ``ModelDirError``.
+    """``Tagger.from_pretrained`` on a checked device, a missing or unreadable folder as ``ModelDirError``.
 
-    Unreadable files and files that do not parse (JSON, safetensors) are the folder's fault; any
-    other exception is a bug of mcrf and propagates as it is (never disguised as a corrupt model).
-
-    With ``quantize`` (CPU-only kernels) and no ``device``, the model runs on the CPU.
+    The loader itself raises ``ModelDirError`` for files that are incomplete, corrupt or not an
+    mcrf model; any other exception is a bug of mcrf and propagates as it is (never disguised
+    as a corrupt model). With ``quantize`` (CPU-only kernels) and no ``device``, the model runs
+    on the CPU.
 
     Raises:
         ModelDirError: the folder or a file is missing, unreadable or corrupt.
@@ -189,13 +189,10 @@ def load_tagger(model: str, device: Optional[str], quantize: Optional[str] = Non
     device = resolve_device("cpu" if quantize is not None and device is None else device)
     try:
         return Tagger.from_pretrained(model, device=device, quantize=quantize)
-    except (UserError, MemoryError):
-        raise
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
-        raise ModelDirError(str(error)) from error
-    except Exception as error:  # noqa: BLE001 - until the loader raises ModelDirError itself
-        raise ModelDirError(f"model {model} is corrupt or not an mcrf model ({type(error).__name__}: {error}); "
-                            "retrain or re-save it (Tagger.save_pretrained)") from error
+        if isinstance(error, UserError):
+            raise
+        raise ModelDirError(f"cannot read model {model}: {error}") from error
 
 
 class _StderrHandler(logging.StreamHandler):

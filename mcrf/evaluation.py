@@ -22,6 +22,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
+from mcrf.errors import DataError
 from mcrf.fields import integer, option, text, validate
 
 __all__ = ["EvalResult", "EvaluateConfig", "evaluate", "score_predictions", "format_table", "predict_sentences"]
@@ -194,7 +195,7 @@ def _gold_tags(sentences: Sequence[Any]) -> List[Sequence[str]]:
     for i, sentence in enumerate(sentences):
         if sentence.tags is None:
             where = sentence.source or f"sentence {i}"
-            raise ValueError(
+            raise DataError(
                 f"expected gold tags on every sentence to evaluate, got none at {where}; "
                 "evaluate only labelled data (use predict for unlabelled text)"
             )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Dict, List, TextIO
 
+from mcrf.errors import ConfigError
 from mcrf.models.decoding import Prediction
 from mcrf.records import sentence_text, to_record
 
@@ -103,8 +104,8 @@ def writer(name: str) -> Callable[[Prediction, TextIO], None]:
     """The writer of output format ``name``.
 
     Raises:
-        ValueError: for an unknown format (lists the valid ones).
+        ConfigError: for an unknown format (lists the valid ones).
     """
     if name not in FORMATS:
-        raise ValueError(f"unknown output format {name!r}; expected one of {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown output format {name!r}; expected one of {', '.join(FORMATS)}")
     return FORMATS[name]

@@ -19,6 +19,7 @@ import torch
 from mcrf import __version__
 from mcrf.cli import main
 from mcrf.data import load_corpus
+from mcrf.errors import UserError
 from mcrf.models import Tagger, TaggerConfig
 from mcrf.training import TrainConfig
 
@@ -121,7 +122,7 @@ def test_train_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
 
     def fake_train(config):
         seen["config"] = config
-        raise FileExistsError("stop here")
+        raise UserError("stop here")  # any user error ends the command with exit 1
 
     monkeypatch.setattr("mcrf.training.train", fake_train)
     code, _, err = run(capsys, "train", "sample", "--output", tmp_path, "--lr", "0.01", "--no-bucket",
@@ -137,7 +138,7 @@ def test_train_data_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
 
     def fake_train(config):
         seen["config"] = config
-        raise FileExistsError("stop here")
+        raise UserError("stop here")  # any user error ends the command with exit 1
 
     monkeypatch.setattr("mcrf.training.train", fake_train)
     code, _, err = run(capsys, "train", "sample", "--output", tmp_path, "--policy", "drop", "--dev-fraction", "0.2",
@@ -192,7 +193,7 @@ def test_evaluate_flags_map_onto_evaluate_config(sample_model, capsys, monkeypat
 
     def fake_evaluate(tagger, sentences, batch_size):
         seen.update(sentences=len(sentences), batch_size=batch_size)
-        raise FileExistsError("stop here")
+        raise UserError("stop here")  # any user error ends the command with exit 1
 
     monkeypatch.setattr("mcrf.evaluation.evaluate", fake_evaluate)
     code, _, err = run(capsys, "evaluate", sample_model, "sample")

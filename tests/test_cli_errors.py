@@ -62,6 +62,16 @@ def test_a_bug_is_an_internal_error_with_its_own_exit_code_and_debug_shows_the_t
     assert done.stderr.strip().splitlines()[-1].startswith("mcrf inspect: internal error: KeyError")
 
 
+def test_a_plain_valueerror_of_ours_is_not_shown_as_the_users_fault():
+    """The old CLI printed every ValueError/OSError as a user error: a bug looked like bad input."""
+    setup = ("import mcrf.data\n"
+             "def broken(corpus):\n    raise ValueError('expected 3 items, got 2')\n"
+             "mcrf.data.inspect_corpus = broken")
+    done = with_bug(setup, "inspect", "sample")
+    assert done.returncode == 3
+    assert one_line(done.stderr).startswith("mcrf inspect: internal error: ValueError: expected 3 items, got 2")
+
+
 def test_user_errors_are_one_line_exit_1_and_usage_errors_exit_2(tmp_path):
     done = mcrf("inspect", tmp_path / "no-such-folder")
     assert done.returncode == 1 and one_line(done.stderr).startswith("mcrf inspect: error: ")
@@ -70,6 +80,19 @@ def test_user_errors_are_one_line_exit_1_and_usage_errors_exit_2(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == "see `mcrf train --help`"
 
 
+def test_a_bug_while_loading_a_model_is_not_called_a_corrupt_model(run_folder, tmp_path):
+    """Model loading turned *any* exception into "corrupt or not an mcrf model"."""
+    (tmp_path / "in.txt").write_text("John Smith flew to Paris .\n")
+    setup = ("import mcrf.models.tagger as tagger\n"
+             "def broken(*args, **kwargs):\n    raise TypeError('unsupported operand')\n"
+             "tagger.Tagger.from_pretrained = classmethod(broken)")
+    done = with_bug(setup, "predict", tmp_path / "in.txt", "--model", run_folder / "model")
+    assert done.returncode == 3
+    line = one_line(done.stderr)
+    assert line.startswith("mcrf predict: internal error: TypeError: unsupported operand") and "corrupt" not in line
+
+
+# ---------------------------------------------------------------------------- case 7: tracebacks
 def test_case7_ctrl_c_while_starting_exits_130_quietly(tmp_path):
     """Case 7: Ctrl-C in the first seconds (imports outside the error handling) printed a traceback.
 
