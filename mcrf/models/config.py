@@ -10,10 +10,21 @@ from mcrf import __version__
 from mcrf.errors import ConfigError
 from mcrf.fields import choice, integer, number, option, text, validate
 
-__all__ = ["TaggerConfig", "DECODERS", "POSTPROCESS"]
+__all__ = ["TaggerConfig", "DECODERS", "POSTPROCESS", "check_window"]
 
 DECODERS = ("mcrf", "mcrf-decoding", "crf", "softmax")
 POSTPROCESS = ("retain", "discard")
+
+def check_window(max_length: Optional[int], stride: Optional[int]) -> None:
+    """The one check between the two window fields: windows must overlap by less than their length.
+
+    Raises:
+        ConfigError: ``stride >= max_length`` (both known).
+    """
+    if max_length is not None and stride is not None and stride >= max_length:
+        raise ConfigError(f"expected stride < max_length={max_length}, got stride={stride}; lower --stride or "
+                          "leave it unset (max_length // 4)")
+
 
 def _labels(name: str, value: Any) -> List[str]:
     if isinstance(value, (str, bytes)) or not all(isinstance(x, str) for x in value):
@@ -88,8 +99,7 @@ class TaggerConfig:
             allowed_transitions(self.labels, self.scheme)  # every label must be a tag of the scheme
         except ValueError as error:
             raise ConfigError(f"labels do not fit scheme {self.scheme}: {error}") from None
-        if self.max_length is not None and self.stride is not None and self.stride >= self.max_length:
-            raise ConfigError(f"expected stride < max_length={self.max_length}, got stride={self.stride}")
+        check_window(self.max_length, self.stride)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-ready dict of every field."""

@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from mcrf.data.corpus import LoadConfig
 from mcrf.errors import ConfigError
 from mcrf.fields import choice, flag_bool, integer, inherit, option, text, validate
-from mcrf.models.config import DECODERS, POSTPROCESS, TaggerConfig
+from mcrf.models.config import DECODERS, POSTPROCESS, TaggerConfig, check_window
 from mcrf.training.optim import OptimConfig
 
 __all__ = ["TrainConfig", "DECODERS", "POSTPROCESS", "MIXED_PRECISION", "PRESETS", "ENCODER_TUNED", "SOURCES"]
@@ -184,8 +184,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Run each field's validator (``mcrf.fields``); raise ``ConfigError`` saying what was expected."""
         validate(self)
-        if self.max_length is not None and self.stride is not None and self.stride >= self.max_length:
-            raise ConfigError(f"expected stride < max_length={self.max_length}, got stride={self.stride}")
+        check_window(self.max_length, self.stride)
 
     def load_config(self) -> LoadConfig:
         """The ``LoadConfig`` for ``mcrf.data.load_corpus`` (the data-loading fields)."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, ModelDirError
+from mcrf.models.config import check_window
 from mcrf.models.encoders.base import Encoder, Featurizer, NoOptions
 
 __all__ = ["HFEncoder", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
@@ -213,8 +214,7 @@ class HFEncoder(Encoder):
             raise ConfigError(f"max_length={max_length} exceeds what the encoder {config.encoder!r} takes: "
                               f"{limit} sub-words ({why}); pass max_length <= {limit} or leave it unset")
         stride = max_length // 4 if config.stride is None else config.stride
-        if stride >= max_length:
-            raise ConfigError(f"expected stride < max_length={max_length}, got stride={stride}")
+        check_window(max_length, stride)
         return max_length, stride
 
     def complete(self, config: Any) -> Any:
