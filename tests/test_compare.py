@@ -154,19 +154,24 @@ def test_changed_settings_are_refused_and_name_the_field(compared):
     assert (folder / "results.json").is_file()
 
 
-def test_settings_of_another_mcrf_version_are_named_not_refused(compared, tmp_path):
+def test_settings_of_another_mcrf_version_are_named_not_refused(compared):
     folder = compared[0]
     saved = (folder / "compare.json").read_text()
     settings = json.loads(saved)
+    assert settings["format"] == 2
+    del settings["format"]  # as written before the layered TrainConfig
     del settings["train"]["epochs"]  # a field this mcrf has and the writer did not
     settings["train"]["retired_knob"] = 7  # and one the writer had and this mcrf does not
+    settings["train"]["lr"] = 0.5  # and one it resolved differently
     (folder / "compare.json").write_text(json.dumps(settings))
     try:
         code, _, err = run("compare", "sample", *VARIANTS, "--output", folder, *BUDGET)
     finally:
         (folder / "compare.json").write_text(saved)
     assert code == 0, err[-2000:]
-    assert "without the settings ['epochs']" in err and "no longer has: retired_knob=7" in err
+    assert "records settings differently (format 1, now 2)" in err
+    assert "epochs: '<absent>' (saved) != 3 (now)" in err and "retired_knob: 7 (saved)" in err
+    assert "lr: 0.5 (saved) != 0.01 (now)" in err
 
 
 def test_a_busy_or_foreign_folder_is_refused(tmp_path):

@@ -30,6 +30,9 @@ __all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "compare.json"
+#: How ``compare.json`` records settings: 2 = ``TrainConfig`` with layered defaults, resolved (format 1,
+#: without the key, kept unresolved defaults such as ``dropout: None``).
+SETTINGS_FORMAT = 2
 #: what a comparison writes besides ``compare.json``: a folder holding any of them without a
 #: ``compare.json`` is refused (it is not a comparison that can be continued).
 COMPARE_OUTPUTS = ("cells", "results.json", "results.md", "results.png")
@@ -98,33 +101,36 @@ def _shared(config: TrainConfig) -> Dict[str, Any]:
 
 
 def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> None:
-    """Write ``compare.json``, or check that the current settings match the saved ones."""
+    """Write ``compare.json``, or check that the current settings match the saved ones.
+
+    Settings saved in the same ``SETTINGS_FORMAT`` must match (shared fields); a ``compare.json``
+    of another format (an mcrf whose ``TrainConfig`` resolves or names settings differently) cannot
+    be compared field by field, so its differences are named in a warning and the comparison
+    continues with the settings of now.
+    """
     from mcrf.files import write_json
 
-    settings = {"dataset": config.dataset, "train": _shared(base)}
+    settings = {"format": SETTINGS_FORMAT, "dataset": config.dataset, "train": _shared(base)}
     path = folder / SETTINGS_FILE
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        then, now = saved.get("train", {}), settings["train"]
-        # settings one mcrf version has and the other lacks cannot be compared: said, not refused
-        newer, older = sorted(set(now) - set(then)), sorted(set(then) - set(now))
-        if newer:
-            logger.warning("%s was written by an mcrf without the settings %s; continuing with their values "
-                           "now (%s)", path, newer, ", ".join(f"{k}={now[k]!r}" for k in newer))
-        if older:
-            logger.warning("%s holds settings this mcrf no longer has: %s", path,
-                           ", ".join(f"{k}={then[k]!r}" for k in older))
-        differ = [f"{k}: {then[k]!r} (saved) != {now[k]!r} (now)" for k in sorted(set(then) & set(now))
-                  if then[k] != now[k]]
-        if saved.get("dataset") != config.dataset:
-            differ.insert(0, f"dataset: {saved.get('dataset')!r} (saved) != {config.dataset!r} (now)")
-        if differ:
-            raise ConfigError(f"{folder} holds a comparison with other settings: {'; '.join(differ)}; re-run "
-                              "with its settings to continue it, or pass another --output")
+    if not path.is_file():
+        runfolder.require_unused(folder, COMPARE_OUTPUTS, fix="they are not from a comparison this version of "
+                                 "mcrf can continue; choose another --output or move them away")
+        write_json(path, settings)
         return
-    runfolder.require_unused(folder, COMPARE_OUTPUTS, fix="they are not from a comparison this version of "
-                             "mcrf can continue; choose another --output or move them away")
-    write_json(path, settings)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    then, now = saved.get("train", {}), settings["train"]
+    differ = [f"{k}: {then.get(k, '<absent>')!r} (saved) != {now.get(k, '<absent>')!r} (now)"
+              for k in sorted(set(then) | set(now)) if then.get(k, "<absent>") != now.get(k, "<absent>")]
+    if saved.get("dataset") != config.dataset:
+        raise ConfigError(f"{folder} holds a comparison of dataset {saved.get('dataset')!r}, not "
+                          f"{config.dataset!r}; pass another --output")
+    if differ and saved.get("format", 1) != SETTINGS_FORMAT:
+        logger.warning("%s was written by an mcrf that records settings differently (format %s, now %s); "
+                       "continuing with the settings of now. They differ in: %s", path,
+                       saved.get("format", 1), SETTINGS_FORMAT, "; ".join(differ))
+    elif differ:
+        raise ConfigError(f"{folder} holds a comparison with other settings: {'; '.join(differ)}; re-run "
+                          "with its settings to continue it, or pass another --output")
 
 
 def _splits(base: TrainConfig) -> Dict[str, List[Any]]:
