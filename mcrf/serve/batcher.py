@@ -4,8 +4,9 @@ Requests (each a list of sentences) are queued with ``submit``, which returns a
 ``concurrent.futures.Future`` at once. The worker takes the oldest request, then gathers
 more until the batch holds ``max_batch`` sentences or ``max_wait_ms`` have passed since that
 oldest request arrived, whichever comes first, and tags them all through ``predict_stream``
-(one length-sorted forward pass per ``max_batch`` sentences; the records are built by
-``mcrf.records.to_record``, exactly as ``mcrf predict --format jsonl`` builds them).
+(length-sorted forward passes that pad little, ``padding_groups``; the
+records are built by ``mcrf.records.to_record``, exactly as ``mcrf predict --format jsonl``
+builds them).
 
 The queue is bounded (``max_queue`` sentences): ``submit`` raises ``QueueFull`` rather than let a
 request wait behind an unbounded backlog. A failure inside the model fails only the requests it
@@ -28,7 +29,7 @@ from mcrf.data.types import Sentence
 from mcrf.records import to_record
 from mcrf.predict import predict_stream
 
-__all__ = ["MicroBatcher", "QueueFull", "BatcherClosed", "tag_records"]
+__all__ = ["MicroBatcher", "QueueFull", "BatcherClosed", "tag_records", "padding_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,15 +44,49 @@ class BatcherClosed(RuntimeError):
     """The batcher is shutting down and takes no new requests."""
 
 
+def padding_groups(lengths: Sequence[int], max_size: int, waste: float = 0.25, slack: int = 8) -> List[List[int]]:
+    """Indices of ``lengths`` sorted by length, cut into forward passes that pad little.
+
+    A micro-batch mixes whatever requests came together; padded to its longest sentence, a one-word
+    request next to a forty-word one costs forty words (and attention grows with the square). Going
+    up the sorted lengths, a pass is closed when the next sentence would make its padding exceed
+    ``waste`` of its real words (and ``slack`` words), or the pass holds ``max_size`` sentences.
+
+    >>> padding_groups([9, 1, 10, 2, 40, 12], max_size=8)
+    [[1, 3], [0, 2, 5], [4]]
+    """
+    groups: List[List[int]] = []
+    real = 0  # words of the open group
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        group = groups[-1] if groups else None
+        if group is not None and len(group) < max_size:
+            padding = (len(group) + 1) * lengths[index] - (real + lengths[index])
+            if padding <= max(waste * (real + lengths[index]), slack):
+                group.append(index)
+                real += lengths[index]
+                continue
+        groups.append([index])
+        real = lengths[index]
+    return groups
+
+
 def tag_records(tagger, sentences: Sequence[Sentence], batch_size: int) -> List[Record]:
-    """The ``jsonl`` records of ``sentences`` (``predict_stream`` + ``to_record``, as ``mcrf predict``).
+    """The ``jsonl`` records of ``sentences`` (``predict_stream`` + ``to_record``, as ``mcrf predict``), in order.
+
+    The sentences are tagged in length-sorted forward passes of at most ``batch_size`` that pad little
+    (``padding_groups``).
 
     Args:
         tagger: a ``mcrf.models.Tagger``.
-        sentences: the sentences, tagged together in length-sorted batches of ``batch_size``.
-        batch_size: sentences per forward pass.
+        sentences: the sentences of one micro-batch.
+        batch_size: most sentences per forward pass.
     """
-    return [to_record(prediction) for prediction in predict_stream(tagger, sentences, batch_size, chunk_batches=1)]
+    records: List[Record] = [{} for _ in sentences]
+    for group in padding_groups([len(s.tokens) for s in sentences], batch_size):
+        predictions = predict_stream(tagger, [sentences[i] for i in group], len(group), chunk_batches=1)
+        for index, prediction in zip(group, predictions):
+            records[index] = to_record(prediction)
+    return records
 
 
 @dataclass
