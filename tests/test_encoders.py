@@ -23,6 +23,7 @@ from mcrf.models.encoders.bilstm import BiLSTMEncoder
 from mcrf.models.encoders.frozen import FrozenStackEncoder
 from mcrf.models.encoders.hf import HFEncoder
 from mcrf.training import TrainConfig, train
+from mcrf.training.config import ENCODER_TUNED, PRESETS
 from mcrf.training.optim import OptimConfig, build_optimizer
 
 import tiny_models as tm
@@ -122,14 +123,24 @@ def test_defaults_come_in_layers_with_their_source():
     sample = TrainConfig.for_dataset("sample", lr=1e-2)
     assert sample.sources["encoder"] == "dataset" and sample.sources["epochs"] == "dataset"
     assert (sample.lr, sample.sources["lr"]) == (1e-2, "flag")
-    assert (sample.head_lr, sample.sources["head_lr"]) == (3e-3, "dataset")
+    assert (sample.head_lr, sample.sources["head_lr"]) == (1e-2, "encoder")
     assert (sample.max_grad_norm, sample.sources["max_grad_norm"]) == (5.0, "encoder")
     assert sample.sources["dataset"] == "flag" and sample.sources["max_length"] == "encoder"
     bert = dataclasses.replace(sample, encoder="bert-base-cased")  # encoder-sourced values follow the encoder
-    assert (bert.max_grad_norm, bert.layer_decay, bert.lr, bert.head_lr) == (1.0, 0.9, 1e-2, 3e-3)
+    assert (bert.max_grad_norm, bert.layer_decay, bert.lr, bert.head_lr) == (1.0, 0.9, 1e-2, 1e-3)
     assert bert.sources["encoder"] == "flag"
     frozen = TrainConfig.for_dataset("conll2003", encoder="frozen:some/model")
     assert frozen.lr == FrozenStackEncoder.recommended()["lr"] and frozen.sources["lr"] == "encoder"
+
+
+def test_a_dataset_preset_never_sets_the_encoders_optimiser_settings():
+    """The sample preset with a BERT must fine-tune at a BERT's rate, not at a BiLSTM's (the preset
+    once carried lr 3e-3, which every encoder then inherited)."""
+    for name, preset in PRESETS.items():
+        assert not set(preset) & set(ENCODER_TUNED) - {"epochs"}, (name, preset)
+    bert = TrainConfig.for_dataset("sample", encoder="bert-base-cased")
+    assert (bert.lr, bert.head_lr, bert.layer_decay) == (5e-5, 1e-3, 0.9)
+    assert bert.sources["lr"] == "encoder" and bert.sources["epochs"] == "dataset"
 
 
 def test_train_config_is_flattened_from_its_groups_without_restating_them():
