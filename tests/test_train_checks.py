@@ -15,7 +15,7 @@ import torch
 
 from mcrf.errors import TrainingDiverged
 from mcrf.training import TrainConfig, train
-from mcrf.training.loop import _warn_about_labels
+from mcrf.training.preflight import warn_about_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -110,8 +110,8 @@ def test_atis_slot_types_missing_from_train_are_named(caplog):
     from mcrf.data import load_corpus
 
     atis = load_corpus("atis", data_dir=str(SHARED / "atis"))
-    with caplog.at_level(logging.WARNING, logger="mcrf.training.loop"):
-        _warn_about_labels(atis.splits["train"], {"dev": atis.splits["dev"], "test": atis.splits["test"]}, "atis")
+    with caplog.at_level(logging.WARNING, logger="mcrf.training.preflight"):
+        warn_about_labels(atis.splits["train"], {"dev": atis.splits["dev"], "test": atis.splits["test"]}, "atis")
     test_lines = [r.getMessage() for r in caplog.records if " in test but never in the training" in r.getMessage()]
     assert test_lines == ["entity types booking_class, compartment, flight, stoploc.airport_code of atis occur in test "
                           "but never in the training sentences: the model cannot learn them and they count as missed"]

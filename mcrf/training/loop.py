@@ -22,10 +22,10 @@ import torch
 
 from mcrf import runfolder
 from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
-from mcrf.errors import ConfigError, DataError, InputNotFound, TrainingDiverged
 from mcrf.files import write_json
 from mcrf.outputs import clean_temporaries
-from mcrf.training import checkpoint, report
+from mcrf.training import checkpoint, preflight, report
+from mcrf.training.preflight import TRAIN_OUTPUTS
 from mcrf.training.config import TrainConfig
 from mcrf.training.resume import check_resumable, restore_tagger
 from mcrf.training.optim import build_optimizer, linear_schedule
@@ -33,16 +33,6 @@ from mcrf.training.optim import build_optimizer, linear_schedule
 logger = logging.getLogger(__name__)
 
 __all__ = ["train", "TrainResult", "TrainerState", "TRAIN_OUTPUTS"]
-
-#: every name ``train`` writes in its output folder: a folder holding any of them is refused
-#: without overwrite (or resume); the user's other files are never touched.
-TRAIN_OUTPUTS = tuple(f"{name}{suffix}" for name in ("last", "best", "model") for suffix in ("", ".old", ".tmp")) + (
-    "train_log.jsonl", "metrics.json", "training_curves.png")
-#: what overwrite removes when the run starts; ``model/``, ``metrics.json`` and the plot stay
-#: usable until the new run replaces them atomically at its end.
-_STALE_ON_OVERWRITE = tuple(name for name in TRAIN_OUTPUTS if name not in ("model", "metrics.json",
-                                                                          "training_curves.png"))
-
 
 @dataclass
 class TrainerState:
@@ -71,114 +61,6 @@ class TrainResult:
     stopped_early: bool
 
 
-def _select_splits(corpus: Any, config: TrainConfig):
-    splits = corpus.splits
-    for name in ("train", "dev"):
-        if not splits.get(name):
-            raise DataError(
-                f"expected a non-empty '{name}' split in dataset {config.dataset!r}, got splits "
-                f"{sorted(k for k, v in splits.items() if v)}; provide {name} data (dev is needed to pick "
-                "the best checkpoint)"
-            )
-    train = list(splits["train"])[: config.max_train_sentences]
-    dev = list(splits["dev"])[: config.max_eval_sentences]
-    test = list(splits.get("test") or [])[: config.max_eval_sentences]
-    return train, dev, test
-
-
-def _check_output_dir(config: TrainConfig, output_dir: Path) -> None:
-    """Refuse a used folder without resume/overwrite, and a resume with nothing to resume.
-
-    A run interrupted before its first ``last/`` checkpoint can only start over: both the
-    plain rerun and ``--resume`` say ``--overwrite``, never each other.
-    """
-    resumable = checkpoint.find_checkpoint(output_dir, "last") is not None
-    if config.resume:
-        if resumable:
-            return
-        found = runfolder.used_outputs(output_dir, TRAIN_OUTPUTS)
-        if found:
-            raise InputNotFound(f"nothing to resume in {output_dir}: it holds {', '.join(found)} but no checkpoint "
-                                "(last/), the run stopped before its first one; pass --overwrite (overwrite=True) "
-                                "instead of --resume to start over, or choose another output_dir")
-        raise InputNotFound(f"nothing to resume in {output_dir}: no checkpoint (last/) there; drop --resume "
-                            "(resume=False) to start a fresh run, or point output_dir at the interrupted run")
-    if config.overwrite:
-        return
-    fix = ("pass --resume (resume=True) to continue it, --overwrite (overwrite=True) to start over, or choose "
-           "another output_dir" if resumable else
-           "it has no checkpoint to resume (last/); pass --overwrite (overwrite=True) to start over, or choose "
-           "another output_dir")
-    runfolder.require_unused(output_dir, TRAIN_OUTPUTS, fix=fix)
-
-
-def _warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset: str) -> None:
-    """Warn when training cannot learn what dev/test score: no entity tags at all, or unseen types."""
-    from mcrf.schemes import entity_types
-
-    def types(sentences: List[Any]) -> List[str]:
-        return entity_types({tag for sentence in sentences for tag in sentence.tags})
-
-    seen = set(types(train))
-    if not seen:
-        logger.warning("the training data of %s has no entity tags (every tag is O): the model will tag "
-                       "everything O and score F1 0; check the tag column (--tag-column) and the files", dataset)
-        return
-    for split, sentences in held_out.items():
-        unseen = [t for t in types(sentences) if t not in seen]
-        if unseen:
-            many = len(unseen) > 1
-            logger.warning("entity %s %s of %s %s in %s but never in the training sentences: the model cannot "
-                           "learn %s and %s as missed", "types" if many else "type",
-                           ", ".join(unseen[:20]) + (f" (+{len(unseen) - 20} more)" if len(unseen) > 20 else ""),
-                           dataset, "occur" if many else "occurs", split, "them" if many else "it",
-                           "they count" if many else "it counts")
-
-
-def _diverged(step: int, what: str) -> TrainingDiverged:
-    return TrainingDiverged(f"training diverged at step {step} (non-finite {what}); lower --lr / --head-lr and "
-                            "start over with --overwrite")
-
-
-def _non_finite(tagger: Any) -> Optional[str]:
-    """The first non-finite parameter of ``tagger`` as words (``"CRF transitions"``), or ``None``.
-
-    CRF parameters are looked at first: they are the first to blow up, and what the loss and
-    Viterbi need to be finite. One host synchronisation for all parameters.
-    """
-    named = sorted(tagger.named_parameters(), key=lambda item: not item[0].startswith("crf."))
-    finite = torch.stack([torch.isfinite(p.detach()).all() for _, p in named])  # shape: (P,)
-    if bool(finite.all()):
-        return None
-    name = named[int((~finite).nonzero()[0])][0]
-    return f"CRF {name.split('.', 1)[1]}" if name.startswith("crf.") else f"parameter {name}"
-
-
-def _accelerator(config: TrainConfig):
-    """``Accelerator(mixed_precision=..., cpu=..., log_with=None)``, callable again in the same process.
-
-    Accelerate keeps the precision process-wide and refuses a different one later (a second
-    ``train`` in a notebook, tests, benchmarks); then only that part of its state is reset — the
-    process group and device (``PartialState``) stay.
-    """
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    shared = AcceleratorState._shared_state
-    if shared and shared.get("_mixed_precision") != config.mixed_precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
-    # Accelerate only treats a torchrun/accelerate-launch job as multi-process CPU training
-    # (gloo) when told cpu=True; on a machine without any accelerator that is the only device.
-    has_accelerator = getattr(torch, "accelerator", None)
-    available = has_accelerator.is_available() if has_accelerator else torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=config.cpu or not available,
-                              log_with=None)
-    if config.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        # Accelerate would silently train in float32 here
-        raise ConfigError("mixed_precision='fp16' needs a GPU, got the CPU; use 'bf16' or 'no' on CPU")
-    return accelerator
-
-
 class _Run:
     """State of one training run on one process (kept small; ``train`` drives it)."""
 
@@ -191,7 +73,7 @@ class _Run:
         self.config = config
         self.accelerator = accelerator
         self.output_dir = Path(config.output_dir)
-        _check_output_dir(config, self.output_dir)
+        preflight.check_output_dir(config, self.output_dir)
         set_seed(config.seed)
         # A resumed run is checked against its checkpoint before anything is restored into it.
         self.saved = checkpoint.read_last(self.output_dir) if config.resume else None
@@ -203,9 +85,9 @@ class _Run:
             logger.info("dataset %s has no dev split: using the last %d training sentences (dev_fraction "
                         "%.2f, %s) as dev; set dev_fraction (--dev-fraction) to change it",
                         config.dataset, carved, config.dev_fraction, config.sources.get("dev_fraction"))
-        self.train_set, self.dev_set, self.test_set = _select_splits(corpus, config)
+        self.train_set, self.dev_set, self.test_set = preflight.select_splits(corpus, config)
         if accelerator.is_main_process:
-            _warn_about_labels(self.train_set, {"dev": self.dev_set, "test": self.test_set}, config.dataset)
+            preflight.warn_about_labels(self.train_set, {"dev": self.dev_set, "test": self.test_set}, config.dataset)
         self.scheme = corpus.scheme
         self.data_notes = corpus.notes
         if self.saved is not None:
@@ -294,9 +176,9 @@ class _Run:
     def eval_and_checkpoint(self, train_loss: Optional[float]) -> None:
         """Dev evaluation, best-model keeping, early-stopping bookkeeping, ``last/`` checkpoint."""
         state = self.state
-        diverged = _non_finite(self.tagger)
+        diverged = preflight.non_finite(self.tagger)
         if diverged:
-            raise _diverged(state.global_step, diverged)
+            raise preflight.diverged(state.global_step, diverged)
         result = self.evaluate(self.dev_set)
         state.last_eval_step = state.global_step
         improved = result.f1 > state.best_f1
@@ -326,13 +208,13 @@ class _Run:
 
     def raise_if_diverged(self, batch: Any, step: int) -> None:
         """Raise ``TrainingDiverged`` when the tagger's parameters, or its scores on ``batch``, are not finite."""
-        reason = _non_finite(self.tagger)
+        reason = preflight.non_finite(self.tagger)
         if reason is None:
             with torch.no_grad():
                 if not bool(torch.isfinite(self.tagger.emissions(batch)).all()):
                     reason = "emission scores: the parameters grew too large"
         if reason is not None:
-            raise _diverged(step, reason)
+            raise preflight.diverged(step, reason)
 
     def current_lr(self) -> float:
         """Current encoder peak lr (``config.lr`` times the schedule factor)."""
@@ -387,7 +269,7 @@ def _fit(run: _Run) -> None:
                 run.optimizer.zero_grad(set_to_none=True)
                 value = float(loss.detach())
                 if not math.isfinite(value):
-                    raise _diverged(state.global_step + 1, "loss")
+                    raise preflight.diverged(state.global_step + 1, "loss")
                 state.global_step += 1
                 state.batches_in_epoch += 1
                 epoch_loss, epoch_count = epoch_loss + value, epoch_count + 1
@@ -485,7 +367,7 @@ def train(config: TrainConfig) -> TrainResult:
         ValueError: bad settings or a corpus without train/dev sentences.
     """
     config.validate()
-    accelerator = _accelerator(config)
+    accelerator = preflight.make_accelerator(config)
     # One run per folder: the main process holds the folder's lock until the run has ended.
     lock = runfolder.hold(config.output_dir) if accelerator.is_main_process else contextlib.nullcontext()
     with lock:
@@ -493,7 +375,7 @@ def train(config: TrainConfig) -> TrainResult:
         if accelerator.is_main_process:
             clean_temporaries(run.output_dir)  # left by a killed save
             if not config.resume:  # a fresh run (overwrite=True when something was there)
-                runfolder.remove_outputs(run.output_dir, _STALE_ON_OVERWRITE)
+                runfolder.remove_outputs(run.output_dir, preflight.STALE_ON_OVERWRITE)
         accelerator.wait_for_everyone()
         if config.resume:
             run.resume()
