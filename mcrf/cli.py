@@ -305,8 +305,12 @@ def _quiet_interrupts() -> Iterator[None]:
 
     A ``KeyboardInterrupt`` raised inside an import can leave a module half-initialised (numpy
     inside torch's import swallows it, and a later import fails with a ``RecursionError``); before
-    a command has started there is nothing to clean up, so the process just ends.
+    a command has started there is nothing to clean up, so the process just ends. An ignored SIGINT
+    (a background job of a script inherits one) stays ignored.
     """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # `mcrf ... &` in a script, nohup: the shell's choice
+        yield
+        return
     try:
         previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     except ValueError:  # not the main thread: signals cannot be handled here

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import default_sigint
+
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 TINY = ["--max-steps", "1", "--max-train-sentences", "16", "--max-eval-sentences", "8", "--batch-size", "8"]
@@ -104,13 +106,32 @@ def test_case7_ctrl_c_while_starting_exits_130_quietly(tmp_path):
             "runpy.run_module('mcrf', run_name='__main__', alter_sys=True)\n")
     for delay in (0.1, 0.3, 0.6, 1.2):
         child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run")], env=ENV, cwd=ROOT,
-                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 preexec_fn=default_sigint)
         assert child.stdout.readline().strip() == "ready"
         time.sleep(delay)
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=120)
         assert child.returncode == 130, (delay, err)
         assert "Traceback" not in err and err.strip() in ("", "mcrf train: interrupted"), (delay, err)
+
+
+def test_an_ignored_sigint_stays_ignored_while_starting():
+    """``mcrf train ... &`` in a script (or under nohup) inherits SIGINT ignored: the start-up guard
+    that turns Ctrl-C into a quiet exit must not turn a stray SIGINT into an exit there."""
+    from mcrf.cli import _quiet_interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with _quiet_interrupts():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with _quiet_interrupts():
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler  # the quiet exit
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("damaged", ["optimizer.bin", "model.safetensors", "random_states_0.pkl"])

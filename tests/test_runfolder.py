@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import default_sigint
+
 from mcrf import runfolder
 from mcrf.errors import RunFolderBusy, RunFolderUsed
 
@@ -81,7 +83,8 @@ def test_case3_a_second_training_into_a_busy_folder_is_refused_naming_the_pid(tm
     out = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "mcrf", "train", "sample", "--output", str(out),
                               "--max-steps", "100000", "--eval-every", "100000"], env=ENV, cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and first.poll() is None:
