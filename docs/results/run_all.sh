@@ -56,8 +56,8 @@ main() {
                     return
                 fi
                 case $1 in
-                    # CoNLL-2003 on its first 2,000 training sentences (a 2-core CPU budget), full dev and test.
-                    conll2003-minilm) compare conll2003 "$1" "${TRANSFORMER[@]}" --max-train-sentences 2000 ;;
+                    # CoNLL-2003 on its first 3,000 training sentences (a 2-core CPU budget), full dev and test.
+                    conll2003-minilm) compare conll2003 "$1" "${TRANSFORMER[@]}" --max-train-sentences 3000 ;;
                     *) compare "${1%-minilm}" "$1" "${TRANSFORMER[@]}" ;;
                 esac ;;
             *) echo "=== unknown job $1 (expected <corpus>-bilstm or <corpus>-minilm)"; return 2 ;;
