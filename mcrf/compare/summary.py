@@ -69,7 +69,7 @@ def _unfinished(folder: Path) -> List[str]:
 
 def render_summary(all_results: List[Dict[str, Any]], unfinished: Sequence[str] = ()) -> str:
     """The summary table (markdown) over several comparisons' ``results.json``, then the unfinished ones."""
-    head = "| comparison | seeds | " + " | ".join(VARIANTS[n].title for n in _COLUMNS) + \
+    head = "| comparison | seeds | train sentences | " + " | ".join(VARIANTS[n].title for n in _COLUMNS) + \
            " | ΔF1 MCRF − CRF+Retain [95% CI] (p) | CRF illegal % |"
     lines = ["# Does masking help? All corpora", "",
              "Test strict span F1 (%), mean ± std over seeds; one row per comparison folder (corpus-encoder), "
@@ -77,8 +77,8 @@ def render_summary(all_results: List[Dict[str, Any]], unfinished: Sequence[str] 
              "ΔF1 is the mean over seeds of MCRF-training minus CRF + Retain, with its paired bootstrap 95% CI "
              "and paired approximate-randomization p-value over test sentences. CRF illegal: share of test "
              "sentences whose plain-CRF Viterbi path breaks the scheme before post-processing. Each folder's "
-             "results.md has the command line that made it.", "",
-             head, "|" + "---|" * (len(_COLUMNS) + 4)]
+             "results.md has the command line that made it; train sentences shows where a comparison used a subset.", "",
+             head, "|" + "---|" * (len(_COLUMNS) + 5)]
     for results in all_results:
         claim = _claim(results)
         delta = "" if claim is None else (f"{shown(claim['mean_delta'], 2, sign=True)} [{shown(claim['ci95'][0], 2, sign=True)}, "
@@ -86,12 +86,13 @@ def render_summary(all_results: List[Dict[str, Any]], unfinished: Sequence[str] 
         crf = results["variants"].get("crf-retain", {}).get("test_illegal_path_rate")
         illegal = "" if crf is None else shown(crf["mean"], 2)
         link = f"[{results['folder']}]({results['folder']}/results.md)"
-        lines.append(f"| {link} | {len(results['seeds'])} | "
+        train = results.get("sentences", {}).get("train")
+        lines.append(f"| {link} | {len(results['seeds'])} | {'' if train is None else f'{train:,}'} | "
                      + " | ".join(_f1(results, n) for n in _COLUMNS) + f" | {delta} | {illegal} |")
         paper = _paper(results["dataset"])
         if paper:
             paper_delta = paper["mcrf"] - paper["crf-retain"]
-            lines.append("| ↳ paper, BERT-base | | " + " | ".join(
+            lines.append("| ↳ paper, BERT-base | | | " + " | ".join(
                 shown(paper[n], 1) if n in paper else "" for n in _COLUMNS) + f" | {shown(paper_delta, 1, sign=True)} | |")
     if unfinished:
         lines += ["", "Not in the table yet:", "", *unfinished]
