@@ -8,7 +8,6 @@ import io
 import json
 import re
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 import torch
@@ -197,6 +196,8 @@ def test_summarize_writes_the_cross_corpus_table_and_figure(compared):
     readme = (root / "README.md").read_text()
     _, rows = _table(readme, "| comparison |")
     assert len(rows) == 1 and rows[0][0] == "[sample-bilstm](sample-bilstm/results.md)"
+    train = json.loads((root / "sample-bilstm" / "results.json").read_text())["sentences"]["train"]
+    assert rows[0][2] == f"{train:,}"  # the train sentences column: a subset shows
     assert "`atis-bilstm`: running or interrupted, 0 cell(s) finished" in readme
     assert (root / "summary.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -134,17 +134,12 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
 
 
 def _splits(base: TrainConfig) -> Dict[str, List[Any]]:
-    """train/dev/test sentences exactly as ``train`` selects them."""
+    """train/dev/test sentences exactly as ``train`` selects them (its own ``select_splits``)."""
     from mcrf.data import load_corpus
+    from mcrf.training.preflight import select_splits
 
-    corpus = load_corpus(base.dataset, config=base.load_config())
-    splits = corpus.splits
-    if not splits.get("train") or not splits.get("dev"):
-        raise ConfigError(f"dataset {base.dataset!r} needs non-empty train and dev splits, got "
-                          f"{sorted(k for k, v in splits.items() if v)}")
-    return {"train": list(splits["train"])[: base.max_train_sentences],
-            "dev": list(splits["dev"])[: base.max_eval_sentences],
-            "test": list(splits.get("test") or [])[: base.max_eval_sentences]}
+    train, dev, test = select_splits(load_corpus(base.dataset, config=base.load_config()), base)
+    return {"train": train, "dev": dev, "test": test}
 
 
 def compare(config: CompareConfig, command: Optional[str] = None) -> Dict[str, Any]:

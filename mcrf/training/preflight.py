@@ -1,15 +1,15 @@
 """What ``train`` checks and builds before and around its loop: the output folder, the splits,
 label warnings, divergence, the Accelerator.
 
-Split from ``loop.py`` so the loop reads as the loop; every function here is pure policy
-(errors and warnings), none trains.
+Split from ``loop.py`` so the loop reads as the loop: nothing here trains. ``mcrf compare``
+selects its sentences with the same ``select_splits``.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -33,7 +33,19 @@ STALE_ON_OVERWRITE = tuple(name for name in TRAIN_OUTPUTS if name not in ("model
                                                                           "training_curves.png"))
 
 
-def select_splits(corpus: Any, config: TrainConfig):
+def select_splits(corpus: Any, config: TrainConfig) -> Tuple[List[Any], List[Any], List[Any]]:
+    """The sentences a run trains, picks its checkpoint and tests on.
+
+    Args:
+        corpus: a loaded ``Corpus`` (``.splits``: split name -> sentences).
+        config: ``max_train_sentences`` / ``max_eval_sentences`` cut train and dev/test (first N).
+
+    Returns:
+        ``(train, dev, test)`` lists; ``test`` is empty when the corpus has none.
+
+    Raises:
+        DataError: train or dev is missing or empty.
+    """
     splits = corpus.splits
     for name in ("train", "dev"):
         if not splits.get(name):
@@ -98,6 +110,7 @@ def warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset:
 
 
 def diverged(step: int, what: str) -> TrainingDiverged:
+    """The error for a run whose ``what`` (``"loss"``, ``"CRF transitions"``) became non-finite at ``step``."""
     return TrainingDiverged(f"training diverged at step {step} (non-finite {what}); lower --lr / --head-lr and "
                             "start over with --overwrite")
 
