@@ -3,7 +3,7 @@
 Timings on shared machines drift, so the layers are timed interleaved in one process
 (alternating rounds, median per layer) and only ratios are reported: pytorch-crf time / mcrf
 time, for the algorithm MaskedCRF's default ``algorithm="auto"`` picks at that shape
-(``mcrf.crf_scan.use_scan``); ``--rule`` times the sequential algorithm against the log-depth
+(``mcrf.crf.scan.use_scan``); ``--rule`` times the sequential algorithm against the log-depth
 scan over the grid of shapes behind that rule.
 Run:  python benchmarks/crf_speed.py [--rounds 7] [--rule] [--validate]
 (``--rule``: the grid behind the rule; ``--validate``: the NLL with its checks vs read-free)
@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from mcrf import MaskedCRF, crf_scan
-from mcrf.schemes import scheme_labels
+from mcrf import MaskedCRF
+from mcrf.crf import scan as crf_scan
+from mcrf.crf.schemes import scheme_labels
 
 try:
     import torchcrf

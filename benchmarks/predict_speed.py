@@ -16,7 +16,7 @@ Speed: the three systems run in this process with ``torch.set_num_threads(--thre
 one JSON line per sentence out, written to a temporary file. Each round times mcrf float32 and
 mcrf int8 (``read_input`` on the UTF-8 bytes of the lines: decoding and word tokenization, then
 ``predict_stream``: chunked, length-sorted batches, confidences from CRF marginals, then
-``write_jsonl``, i.e. what ``mcrf predict --format jsonl`` does) and the pipeline (the lines as
+``emit_jsonl``, i.e. what ``mcrf predict --format jsonl`` does) and the pipeline (the lines as
 strings, same batch size, its entities per line ``json.dumps``-ed) on the same sentences, the
 order rotating between rounds so drifting machine load affects all alike. Reported: words/s of
 each (total words / total seconds over rounds), the median per-round ratio to the pipeline, and
@@ -107,15 +107,15 @@ def _digest(path: Path) -> str:
 
 def _time_mcrf(tagger, texts: List[str], batch_size: int, target: Path) -> float:
     """Seconds for raw lines -> read_input (decode, tokenize) -> predict_stream -> jsonl in ``target``."""
-    from mcrf.formats import write_jsonl
-    from mcrf.predict import predict_stream, read_input
+    from mcrf.predict.formats import emit_jsonl
+    from mcrf.predict.stream import predict_stream, read_input
 
     data = ("\n".join(texts) + "\n").encode("utf-8")
     count = 0
     start = time.perf_counter()
     with open(target, "w", encoding="utf-8") as out:
         for prediction in predict_stream(tagger, read_input(io.BytesIO(data), "text"), batch_size=batch_size):
-            write_jsonl(prediction, out)
+            emit_jsonl(prediction, out)
             count += 1
     seconds = time.perf_counter() - start
     assert count == len(texts)
@@ -222,7 +222,7 @@ def quality(args, model_dir: Path) -> List[str]:
 
 _CHILD = """
 import json, os, sys, tracemalloc
-from mcrf.cli import main
+from mcrf.cli.app import main
 tracemalloc.start() if os.environ.get("MCRF_BENCH_TRACEMALLOC") else None
 rc = main(sys.argv[1:])
 python_peak = tracemalloc.get_traced_memory()[1]

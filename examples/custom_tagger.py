@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mcrf import MaskedCRF
-from mcrf.schemes import get_spans, is_legal
+from mcrf.crf.schemes import get_spans, is_legal
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 DATA = [

@@ -13,12 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["MaskedCRF", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from mcrf.crf import MaskedCRF
+    from mcrf.crf.layer import MaskedCRF
 
 
 def __getattr__(name: str):
     if name == "MaskedCRF":
-        from mcrf.crf import MaskedCRF
+        from mcrf.crf.layer import MaskedCRF
 
         return MaskedCRF
     raise AttributeError(f"module 'mcrf' has no attribute {name!r}")

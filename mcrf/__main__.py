@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from mcrf.cli import main
+    from mcrf.cli.app import main
 except KeyboardInterrupt:  # Ctrl-C while Python imports the CLI: quietly, with the shell's code
     sys.exit(130)
 

@@ -7,7 +7,7 @@ sharded across the processes of an 🤗 Accelerate ``Accelerator``.
 Scoring is always seqeval's ``mode="strict"`` with the scheme class given explicitly, so a span
 counts only when its type and both boundaries match and the span is well-formed under the
 scheme. For schemes seqeval lacks the tags are converted first (IOB1/IOE1 → BIO, BMES → BIOES)
-with ``mcrf.schemes.convert``; the spans are unchanged by these conversions.
+with ``mcrf.crf.schemes.convert``; the spans are unchanged by these conversions.
 
 The illegal path rate is the share of predicted sequences whose *raw* decoder output (before
 any ``retain``/``discard`` post-processing) violates the scheme (``Decoded.raw_illegal``) — the
@@ -84,7 +84,7 @@ class EvaluateConfig:
 
 
 def _seqeval_scheme(scheme: str):
-    from mcrf.schemes import canonical_scheme
+    from mcrf.crf.schemes import canonical_scheme
 
     canonical = canonical_scheme(scheme)
     name, convert_to = _SEQEVAL_SCHEMES[canonical]
@@ -111,7 +111,7 @@ def score_predictions(
     Args:
         gold_tag_seqs: gold tags, one sequence per sentence.
         pred_tag_seqs: predicted tags, aligned with ``gold_tag_seqs`` (same lengths).
-        scheme: tag scheme of both (any name ``mcrf.schemes.canonical_scheme`` accepts).
+        scheme: tag scheme of both (any name ``mcrf.crf.schemes.canonical_scheme`` accepts).
         raw_illegal: optional per-sentence flags "the raw decoder output violated the scheme";
             gives ``illegal_paths`` and ``illegal_path_rate``.
         seconds: optional wall time the predictions took; gives ``sentences_per_second``.
@@ -143,7 +143,7 @@ def score_predictions(
     gold_seqs = [list(g) for g in gold_tag_seqs if len(g)]
     pred_seqs = [list(p) for p in pred_tag_seqs if len(p)]
     if convert_to is not None:
-        from mcrf.schemes import convert
+        from mcrf.crf.schemes import convert
 
         gold_seqs = [convert(g, canonical, convert_to) for g in gold_seqs]
         pred_seqs = [convert(p, canonical, convert_to) for p in pred_seqs]

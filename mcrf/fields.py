@@ -197,7 +197,7 @@ def scheme_name(*, optional: bool = False) -> Check:
     """A tag scheme name or alias, returned in its canonical spelling (``bio`` -> ``BIO``)."""
 
     def check(name: str, value: Any) -> Any:
-        from mcrf.schemes import SCHEMES, canonical_scheme
+        from mcrf.crf.schemes import SCHEMES, canonical_scheme
 
         if optional and value is None:
             return value

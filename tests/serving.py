@@ -104,7 +104,7 @@ def offline_records(model: Path, lines: List[str], tmp: Path, input_format: str 
 def offline_records_with(model: Path, lines: List[str], tmp: Path, *flags: str,
                          name: str = "offline_text.txt") -> List[dict]:
     """What ``mcrf predict --format jsonl FLAGS`` writes for ``lines``, the input kept as ``tmp/name``."""
-    from mcrf.cli import main
+    from mcrf.cli.app import main
 
     source = tmp / name
     source.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

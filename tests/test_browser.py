@@ -30,7 +30,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
-from mcrf.cli import main  # noqa: E402
+from mcrf.cli.app import main  # noqa: E402
 
 from serving import ServerProcess, offline_records  # noqa: E402
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from mcrf import __version__
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.data import load_corpus
 from mcrf.errors import UserError
 from mcrf.models import Tagger, TaggerConfig

@@ -3,7 +3,7 @@
 ``UserError``s print as one line and exit 1 (``ConfigError``/usage: 2); any other exception is
 a bug of mcrf: one ``internal error: ...`` line asking for a report, exit 3, the traceback only
 with ``--debug``. Everything runs ``python -m mcrf`` in subprocesses; a bug is injected by a
-small ``-c`` wrapper that replaces one function before calling ``mcrf.cli.main``.
+small ``-c`` wrapper that replaces one function before calling ``mcrf.cli.app.main``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def mcrf(*argv, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def with_bug(setup: str, *argv) -> subprocess.CompletedProcess:
     """``mcrf ARGV`` after ``setup`` (Python) has planted a bug."""
-    code = f"import sys\n{setup}\nfrom mcrf.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = f"import sys\n{setup}\nfrom mcrf.cli.app import main\nsys.exit(main(sys.argv[1:]))\n"
     return subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, env=ENV,
                           cwd=ROOT, timeout=300)
 
@@ -119,7 +119,7 @@ def test_case7_ctrl_c_while_starting_exits_130_quietly(tmp_path):
 def test_an_ignored_sigint_stays_ignored_while_starting():
     """``mcrf train ... &`` in a script (or under nohup) inherits SIGINT ignored: the start-up guard
     that turns Ctrl-C into a quiet exit must not turn a stray SIGINT into an exit there."""
-    from mcrf.cli import _quiet_interrupts
+    from mcrf.cli.app import _quiet_interrupts
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

@@ -12,7 +12,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import pytest
 import torch
 
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.compare import CompareConfig, parse_variants
 from mcrf.compare.report import shown
 from mcrf.compare.stats import f1_points, mean_std, paired_test, sentence_counts
@@ -174,7 +174,7 @@ def test_settings_of_another_mcrf_version_are_named_not_refused(compared):
 
 
 def test_a_busy_or_foreign_folder_is_refused(tmp_path):
-    from mcrf import runfolder
+    from mcrf.io import runfolder
 
     with runfolder.hold(tmp_path / "busy"):  # this process holds it: a second comparison is refused
         code, _, err = run("compare", "sample", *VARIANTS, "--output", tmp_path / "busy", *BUDGET)

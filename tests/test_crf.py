@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mcrf import MaskedCRF
-from mcrf.schemes import allowed_transitions, is_legal, scheme_labels
+from mcrf.crf.schemes import allowed_transitions, is_legal, scheme_labels
 
 from crf_oracle import all_paths, log_z, marginals
 
@@ -182,7 +182,7 @@ def test_explicit_tables_for_custom_rules():
 
 
 def test_masked_transitions_use_the_named_constant():
-    from mcrf.crf_ops import FORBIDDEN_SCORE
+    from mcrf.crf.ops import FORBIDDEN_SCORE
 
     crf = MaskedCRF(3, labels=["O", "B-X", "I-X"])
     start, trans, end = crf.masked_transitions()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mcrf import MaskedCRF
-from mcrf.schemes import scheme_labels
+from mcrf.crf.schemes import scheme_labels
 
 MASKS = {
     "right padding": [1, 1, 1, 1, 0, 0],

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcrf import MaskedCRF
-from mcrf.schemes import is_legal, scheme_labels
+from mcrf.crf.schemes import is_legal, scheme_labels
 
 
 @pytest.fixture(autouse=True, params=["scan", "sequential"])
@@ -165,7 +165,7 @@ def test_torch_export_captures_viterbi():
 @pytest.mark.parametrize("scale", [1.0, 200.0])
 def test_fast_partition_equals_exact_recursion_at_any_scale(scale, algorithm):
     """Rows whose scores exceed the exp-space range are recomputed exactly, never NaN."""
-    from mcrf import crf_ops
+    from mcrf.crf import ops as crf_ops
 
     crf = _crf("BIOES")
     gen = torch.Generator().manual_seed(5)

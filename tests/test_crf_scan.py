@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mcrf import MaskedCRF, crf_scan
-from mcrf.schemes import scheme_labels
+from mcrf import MaskedCRF
+from mcrf.crf import scan as crf_scan
+from mcrf.crf.schemes import scheme_labels
 
 from crf_oracle import all_paths
 

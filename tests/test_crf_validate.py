@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mcrf import MaskedCRF
-from mcrf.schemes import scheme_labels
+from mcrf.crf.schemes import scheme_labels
 
 from sync_count import SyncCounter
 

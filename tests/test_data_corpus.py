@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data import LoadConfig, format_inspection, inspect_corpus, load_corpus
 from mcrf.data import hub as hub_module
 from mcrf.data.registry import REGISTRY, find_split_files, split_of

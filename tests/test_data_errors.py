@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.data import load_corpus
 from mcrf.data.readers import check_encoding, iter_lines, read_columns
 from mcrf.errors import ConfigError, DataError, UserError
-from mcrf.predict import read_input
+from mcrf.predict.stream import read_input
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.data import load_corpus
 from mcrf.data.registry import REGISTRY
 from mcrf.errors import DataError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data import inspect_corpus, load_corpus
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -168,7 +168,7 @@ def test_non_finite_or_out_of_range_head_lr_is_refused_by_its_validator(value):
 
 
 def test_cli_flags_are_generated_from_the_fields(capsys):
-    from mcrf.cli import main
+    from mcrf.cli.app import main
 
     assert main(["train", "--help"]) == 0
     out = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Evaluation: strict span scores per scheme (checked against mcrf.schemes spans), illegal path rate."""
+"""Evaluation: strict span scores per scheme (checked against mcrf.crf.schemes spans), illegal path rate."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from mcrf.data.types import Sentence
 from mcrf.evaluation import EvalResult, evaluate, format_table, score_predictions
-from mcrf.schemes import Span, convert, get_spans, scheme_labels, spans_to_tags
+from mcrf.crf.schemes import Span, convert, get_spans, scheme_labels, spans_to_tags
 
 SCHEMES = ["BIO", "IOB1", "IOE1", "IOE2", "BIOES", "BILOU", "BMES"]
 
@@ -159,7 +159,7 @@ def test_evaluate_needs_gold_tags():
 
 def test_scheme_labels_are_all_scorable():
     """Every legal single-tag sentence of every scheme scores perfectly against itself."""
-    from mcrf.schemes import is_legal
+    from mcrf.crf.schemes import is_legal
 
     for scheme in SCHEMES:
         scored = 0

@@ -9,9 +9,9 @@ import threading
 
 import pytest
 
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.data.sniff import SNIFF_BYTES, sniff_input, sniff_lines
-from mcrf.predict import PredictConfig, read_input
+from mcrf.predict.stream import PredictConfig, read_input
 
 CONLL = "-DOCSTART- O\n\nEU B-ORG\nrejects O\nGerman B-MISC\ncall O\n\nPeter B-PER\nBlackburn I-PER\n"
 CONLL03 = "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP B-PER\n"

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data.types import Sentence
 from mcrf.models import Decoded, Tagger, TaggerConfig
 from mcrf.models.encoders.bilstm import BiLSTMVocab
@@ -202,7 +202,7 @@ def randomize(tagger, seed, scale=4.0):
 @pytest.mark.parametrize("decoder", ["mcrf", "crf"])
 def test_predict_runs_in_inference_mode_through_the_exact_marginals_fallback(decoder, sentences, monkeypatch):
     """Head weights x500 push the scores past the fast scan's range: the exact fallback runs, in inference mode."""
-    from mcrf import crf_ops
+    from mcrf.crf import ops as crf_ops
 
     tagger = make_tagger("bilstm", decoder)
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Safe outputs (``mcrf.outputs``, issue 8 cases 1, 2, 5 and the leftovers/modes of case 8).
+"""Safe outputs (``mcrf.io.outputs``, issue 8 cases 1, 2, 5 and the leftovers/modes of case 8).
 
 The CLI cases run ``python -m mcrf predict`` in subprocesses, the way a user does; concurrency
 cases use two real processes. Nothing here touches the real ``/dev/null`` or ``/dev/stdout``:
@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from mcrf.errors import OutputError
-from mcrf.outputs import TEMP_SUFFIX, check_output, clean_temporaries, open_output, write_text
+from mcrf.io.outputs import TEMP_SUFFIX, check_output, clean_temporaries, open_output, save_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -164,7 +164,7 @@ def test_case2_two_predicts_to_one_output_both_leave_a_complete_file(model, tmp_
 def test_two_writer_processes_never_mix_and_leave_no_temporary(tmp_path):
     """The writer itself, two processes writing one path slowly at the same time: one wins whole."""
     target = tmp_path / "out.txt"
-    code = ("import sys, time\nfrom mcrf.outputs import open_output\n"
+    code = ("import sys, time\nfrom mcrf.io.outputs import open_output\n"
             "with open_output(sys.argv[1]) as out:\n"
             "    for i in range(40):\n        out.write(sys.argv[2] * 1000 + '\\n'); out.flush(); time.sleep(0.01)\n")
     runs = [subprocess.Popen([sys.executable, "-c", code, str(target), letter], env=ENV, stderr=subprocess.PIPE,
@@ -255,9 +255,9 @@ def test_case8_saved_models_and_outputs_follow_the_umask(model, tmp_path):
     """Case 8: a saved model was 0700/0600 (mkdtemp, safetensors); now 0755/0644 under umask 022,
     0750/0640 under 027, like ``save_pretrained`` in transformers. New outputs follow it too."""
     code = ("import os, sys\nos.umask(int(sys.argv[3], 8))\nfrom mcrf.models import Tagger\n"
-            "from mcrf.outputs import write_text\n"
+            "from mcrf.io.outputs import save_text\n"
             "Tagger.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2] + '/model')\n"
-            "write_text(sys.argv[2] + '/out.txt', 'x')\n")
+            "save_text(sys.argv[2] + '/out.txt', 'x')\n")
     for umask, folder_mode, file_mode in (("022", 0o755, 0o644), ("027", 0o750, 0o640)):
         where = tmp_path / umask
         where.mkdir()
@@ -280,7 +280,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
             out.write("half of the new")
             raise KeyboardInterrupt
     assert target.read_text(encoding="utf-8") == "old\n" and temporaries(tmp_path) == []
-    write_text(target, "new\n")
+    save_text(target, "new\n")
     assert target.read_text(encoding="utf-8") == "new\n"
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600  # a replaced file keeps its permissions
 
@@ -299,7 +299,7 @@ def test_check_output_resolves_links_and_refuses_directories_and_inputs(tmp_path
 
 def test_clean_temporaries_spares_a_living_writer(tmp_path):
     """The cleanup of one writer never removes the temporary another living writer is filling."""
-    code = ("import sys, time\nfrom mcrf.outputs import open_output\n"
+    code = ("import sys, time\nfrom mcrf.io.outputs import open_output\n"
             "with open_output(sys.argv[1]) as out:\n    print('open', flush=True); out.write('done'); time.sleep(3)\n")
     writer = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out.txt")], env=ENV, text=True,
                               stdout=subprocess.PIPE)

@@ -15,7 +15,7 @@ HEAVY = ("transformers", "datasets", "seqeval", "accelerate", "matplotlib")  # (
 
 def test_import_mcrf_loads_only_the_torch_core():
     code = (
-        "import sys, mcrf, mcrf.schemes, mcrf.data, mcrf.models\n"
+        "import sys, mcrf, mcrf.crf.schemes, mcrf.data, mcrf.models\n"
         f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "print(mcrf.__version__)"
@@ -34,28 +34,59 @@ def _imports(path: Path):
             yield node.module
 
 
+#: The layers, lowest first. A module may import its own layer and the layers below, never above
+#: (lazy and TYPE_CHECKING imports included). Modules within one layer may import each other one
+#: way only (the cycle test below). docs/architecture.md explains each layer.
+LAYERS = (
+    ("errors", "io"),                   # the UserError family; the files mcrf writes (stdlib only)
+    ("crf", "schemes"),                 # the CRF core: torch + the standard library (schemes: the old path)
+    ("fields", "data", "evaluation"),   # config fields, readers and corpora, span scoring
+    ("models",),                        # encoders, the tagger, save/load
+    ("training", "predict"),            # the Accelerate loop; streaming prediction and output formats
+    ("compare", "serve"),               # mcrf compare (over training); mcrf serve (over predict)
+    ("cli", "__main__"),                # the command line
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def _layer(rel_parts) -> str:
+    return rel_parts[0].removesuffix(".py")
+
+
+def test_every_module_belongs_to_a_layer_and_the_root_stays_small():
+    root = ROOT / "mcrf"
+    unknown = sorted({_layer(p.relative_to(root).parts) for p in root.rglob("*.py")} - set(RANK) - {"__init__"})
+    assert not unknown, f"{unknown}: give each a place in LAYERS (and docs/architecture.md)"
+    at_root = sorted(p.name for p in root.glob("*.py"))
+    assert len(at_root) <= 6, at_root
+
+
 def test_core_modules_import_only_torch_and_the_standard_library():
     allowed_roots = {"torch", "mcrf", "__future__"} | set(sys.stdlib_module_names)
-    for name in ("crf.py", "crf_ops.py", "crf_checks.py", "crf_scan.py", "viterbi.py", "schemes.py"):
-        roots = {module.split(".")[0] for module in _imports(ROOT / "mcrf" / name)}
-        assert roots <= allowed_roots, (name, roots - allowed_roots)
-        inner = {m for m in _imports(ROOT / "mcrf" / name) if m.startswith("mcrf.")}
-        assert inner <= {"mcrf.crf_ops", "mcrf.crf_checks", "mcrf.crf_scan", "mcrf.viterbi", "mcrf.schemes", "mcrf.crf"}, (name, inner)
+    for path in (ROOT / "mcrf" / "crf").glob("*.py"):
+        modules = set(_imports(path))
+        roots = {module.split(".")[0] for module in modules}
+        assert roots <= allowed_roots, (path.name, roots - allowed_roots)
+        inner = {m for m in modules if m.startswith("mcrf") and not m.startswith("mcrf.crf")}
+        assert not inner, (path.name, inner)
 
 
 def test_layers_import_one_way():
-    """core <- data <- models <- training/predict <- cli: no module imports a higher layer."""
-    rank = {"data": 1, "models": 2, "training": 3, "evaluation": 3, "predict": 3, "formats": 3, "records": 3,
-            "html": 3, "serve": 3, "predict_dist": 3, "compare": 3, "cli": 4, "cli_serve": 4, "cli_compare": 4,
-            "cli_util": 4, "__main__": 4}
+    """errors/io <- crf <- data <- models <- training/predict <- compare/serve <- cli."""
     for path in (ROOT / "mcrf").rglob("*.py"):
         rel = path.relative_to(ROOT / "mcrf").parts
-        own = rank.get(rel[0].removesuffix(".py"), 0)
+        own = RANK.get(_layer(rel), RANK["crf"])  # mcrf/__init__.py loads MaskedCRF lazily
         for module in _imports(path):
             parts = module.split(".")
             if parts[0] != "mcrf" or len(parts) < 2:
                 continue
-            assert rank.get(parts[1], 0) <= own, f"{'/'.join(rel)} imports {module}"
+            assert RANK[parts[1]] <= own, f"mcrf/{'/'.join(rel)} imports {module}, a higher layer"
+
+
+def test_the_layer_check_sees_a_lazy_upward_import(tmp_path, monkeypatch):
+    module = tmp_path / "lazy.py"
+    module.write_text("def f():\n    from mcrf.cli.app import main\n")
+    assert "mcrf.cli.app" in set(_imports(module))
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -123,3 +154,38 @@ def test_the_cycle_finder_sees_lazy_and_type_checking_imports(tmp_path):
     assert find_cycle(import_graph(tmp_path)) == ["mcrf.formats", "mcrf.predict", "mcrf.formats"]
     (package / "formats.py").write_text("")
     assert find_cycle(import_graph(tmp_path)) is None
+
+
+def test_the_package_imports_without_fcntl():
+    """Windows has no ``fcntl``: importing mcrf and its layers must not need it (locks import it when taken)."""
+    code = (
+        "import sys\n"
+        "class NoFcntl:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'fcntl':\n"
+        "            raise ImportError('no fcntl here (as on Windows)')\n"
+        "sys.modules.pop('fcntl', None)\n"
+        "sys.meta_path.insert(0, NoFcntl())\n"
+        "import mcrf, mcrf.models, mcrf.training, mcrf.cli, mcrf.io.outputs, mcrf.io.runfolder, mcrf.predict.stream\n"
+        "assert 'fcntl' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+
+
+def test_old_import_paths_users_hold_keep_working():
+    """``mcrf.crf.MaskedCRF`` is the same class; ``mcrf.schemes`` re-exports ``mcrf.crf.schemes`` with a warning."""
+    code = (
+        "import warnings\n"
+        "from mcrf import MaskedCRF\n"
+        "from mcrf.crf import MaskedCRF as Old\n"
+        "assert Old is MaskedCRF\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import mcrf.schemes as old\n"
+        "import mcrf.crf.schemes as new\n"
+        "assert old.allowed_transitions is new.allowed_transitions and old.__all__ == new.__all__\n"
+        "assert any('mcrf.crf.schemes' in str(w.message) for w in caught), caught\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError, InputNotFound
-from mcrf.formats import sentence_text, to_record, write_conll, write_jsonl, write_text, writer
+from mcrf.predict.formats import sentence_text, to_record, emit_conll, emit_jsonl, emit_text, writer
 from mcrf.models import Decoded, Tagger, TaggerConfig
-from mcrf.predict import PredictConfig, Prediction, predict_stream, read_input
-from mcrf.schemes import get_spans
+from mcrf.predict.stream import PredictConfig, Prediction, predict_stream, read_input
+from mcrf.crf.schemes import get_spans
 
 import tiny_models as tm
 
@@ -119,7 +119,7 @@ def test_stream_rejects_bad_sizes(bad):
 def test_mmap_threshold_applies_on_linux():
     import sys
 
-    from mcrf.predict import set_mmap_threshold
+    from mcrf.predict.stream import set_mmap_threshold
 
     assert set_mmap_threshold(PredictConfig().mmap_threshold) is sys.platform.startswith("linux")
 
@@ -240,17 +240,17 @@ SPACES = st.sampled_from([" ", "  ", "\t", " \u00a0 "])
 def test_formats_round_trip_to_the_original_line(pieces, lead):
     line = lead + "".join(w + s for w, s in pieces) if pieces else ""
     prediction = _predict_one(line)
-    record = json.loads(_render(write_jsonl, prediction))
+    record = json.loads(_render(emit_jsonl, prediction))
     assert record["text"] == line
     assert len(record["tags"]) == len(record["tokens"]) == len(record["token_confidences"])
     for span in record["spans"]:
         assert line[span["char_start"]:span["char_end"]] == span["text"]
         assert span["text"].startswith(record["tokens"][span["start"]])
         assert span["text"].endswith(record["tokens"][span["end"] - 1])
-    plain, marked = _parse_markup(_render(write_text, prediction).rstrip("\n"))
+    plain, marked = _parse_markup(_render(emit_text, prediction).rstrip("\n"))
     assert plain == line
     assert marked == [(s["label"], s["char_start"], s["char_end"]) for s in record["spans"]]
-    conll = _render(write_conll, prediction)
+    conll = _render(emit_conll, prediction)
     assert conll.endswith("\n\n") or conll == "\n"
     rows = [row.split("\t") for row in conll.splitlines() if row]
     assert [r[0] for r in rows] == record["tokens"] and [r[1] for r in rows] == record["tags"]
@@ -272,9 +272,9 @@ def test_jsonl_record_fields():
 
 def test_text_and_conll_of_an_empty_line():
     prediction = _predict_one("")
-    assert _render(write_text, prediction) == "\n"
-    assert _render(write_conll, prediction) == "\n"
-    assert json.loads(_render(write_jsonl, prediction)) == {"text": "", "tokens": [], "tags": [], "spans": [],
+    assert _render(emit_text, prediction) == "\n"
+    assert _render(emit_conll, prediction) == "\n"
+    assert json.loads(_render(emit_jsonl, prediction)) == {"text": "", "tokens": [], "tags": [], "spans": [],
                                                              "token_confidences": []}
 
 
@@ -284,4 +284,4 @@ def test_conll_input_without_text_gets_space_joined_offsets():
     assert text == "New York rocks" and [text[a:b] for a, b in offsets] == ["New", "York", "rocks"]
     decoded = Decoded(tags=["B-LOC", "I-LOC", "O"], token_confidence=[0.9, 0.8, 1.0],
                       spans=[("LOC", 0, 2, 0.8)])
-    assert _render(write_text, Prediction(sentence, decoded)) == "[New York]{LOC} rocks\n"
+    assert _render(emit_text, Prediction(sentence, decoded)) == "[New York]{LOC} rocks\n"

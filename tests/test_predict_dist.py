@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch.distributed
 
-from mcrf.cli import main
+from mcrf.cli.app import main
 from mcrf.data import load_corpus
 
 from serving import ENV, ROOT

@@ -15,13 +15,13 @@ import torch
 from torch import nn
 
 import tiny_models as tm
-from mcrf.cli import main
-from mcrf.cli_util import load_tagger
+from mcrf.cli.app import main
+from mcrf.cli.util import load_tagger
 from mcrf.errors import ConfigError
 from mcrf.models import Tagger, TaggerConfig
 from mcrf.models.quantize import (QUANTIZATIONS, TokenScaledInt8Linear, check_quantization, is_quantized,
                                   quantize_module)
-from mcrf.predict import PredictConfig
+from mcrf.predict.stream import PredictConfig
 from tiny_models import one_torch_thread  # noqa: F401
 
 LINES = ["john smith visited paris .", "", "the acme corp said mary met peter jones today .",

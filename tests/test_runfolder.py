@@ -1,4 +1,4 @@
-"""One run per folder (``mcrf.runfolder`` and ``mcrf train``): issue 8 cases 3, 4 and the first-checkpoint circle.
+"""One run per folder (``mcrf.io.runfolder`` and ``mcrf train``): issue 8 cases 3, 4 and the first-checkpoint circle.
 
 The CLI cases run ``python -m mcrf train`` in subprocesses; the lock cases use two real processes.
 """
@@ -18,12 +18,12 @@ import pytest
 
 from processes import default_sigint
 
-from mcrf import runfolder
+from mcrf.io import runfolder
 from mcrf.errors import RunFolderBusy, RunFolderUsed
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-HOLD = ("import sys, time\nfrom mcrf import runfolder\n"
+HOLD = ("import sys, time\nfrom mcrf.io import runfolder\n"
         "with runfolder.hold(sys.argv[1]):\n    print('held', flush=True); time.sleep(float(sys.argv[2]))\n")
 TINY = ["--max-steps", "1", "--max-train-sentences", "16", "--max-eval-sentences", "8", "--batch-size", "8"]
 
@@ -149,7 +149,7 @@ def test_case8_first_checkpoint_interruption_has_one_way_out(tmp_path):
         assert "--overwrite" in done.stderr and "Traceback" not in done.stderr
         assert "pass --resume" not in done.stderr and "drop --resume" not in done.stderr
     assert "no checkpoint" in plain.stderr and "nothing to resume" in resume.stderr
-    fresh = subprocess.run([sys.executable, "-c", "import os, sys; os.umask(0o022); from mcrf.cli import main; "
+    fresh = subprocess.run([sys.executable, "-c", "import os, sys; os.umask(0o022); from mcrf.cli.app import main; "
                             "sys.exit(main(sys.argv[1:]))", "train", "sample", "--output", str(out), "--overwrite",
                             *TINY], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
     assert fresh.returncode == 0, fresh.stderr

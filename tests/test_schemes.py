@@ -1,4 +1,4 @@
-"""Tests of mcrf.schemes: brute-force legality against the transition tables, round trips, errors."""
+"""Tests of mcrf.crf.schemes: brute-force legality against the transition tables, round trips, errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcrf import schemes
-from mcrf.schemes import (
+from mcrf.crf import schemes
+from mcrf.crf.schemes import (
     Span, allowed_transitions, canonical_scheme, convert, detect_corpus_scheme, detect_scheme,
     discard, first_illegal, get_spans, is_legal, repair, scheme_labels, spans_to_tags,
 )

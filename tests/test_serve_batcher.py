@@ -113,9 +113,9 @@ def test_a_failing_request_fails_alone_and_the_worker_goes_on(caplog):
 
 
 def test_tag_records_are_the_jsonl_records(sample_model):
-    from mcrf.formats import to_record
+    from mcrf.predict.formats import to_record
     from mcrf.models import Tagger
-    from mcrf.predict import predict_stream
+    from mcrf.predict.stream import predict_stream
 
     tagger = Tagger.from_pretrained(sample_model)
     batch = sentences("John Smith flew to Paris .", "", "Maria Rossi visited Kyoto , Japan .")
@@ -191,8 +191,8 @@ def test_a_full_queue_answers_503_with_retry_after(flaky_server):
 
 
 def test_import_mcrf_and_the_cli_parser_load_no_web_framework():
-    code = ("import sys, mcrf, mcrf.serve, mcrf.html, mcrf.cli\n"
-            "mcrf.cli.build_parser()\n"
+    code = ("import sys, mcrf, mcrf.serve, mcrf.predict.html, mcrf.cli.app\n"
+            "mcrf.cli.app.build_parser()\n"
             "loaded = [m for m in ('fastapi', 'uvicorn', 'starlette', 'httpx') if m in sys.modules]\n"
             "assert not loaded, loaded\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -200,7 +200,7 @@ def test_import_mcrf_and_the_cli_parser_load_no_web_framework():
 
 
 def test_serve_without_fastapi_names_the_extra(sample_model, monkeypatch, capsys):
-    from mcrf.cli import main
+    from mcrf.cli.app import main
 
     monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi -> ImportError
     monkeypatch.delitem(sys.modules, "mcrf.serve.app", raising=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html.parser
 import json
 
-from mcrf.cli import main
-from mcrf.html import asset, data_element, demo_page, html_header
+from mcrf.cli.app import main
+from mcrf.predict.html import asset, data_element, demo_page, html_header
 
 from serving import offline_records
 

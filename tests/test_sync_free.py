@@ -98,3 +98,27 @@ def test_prediction_skips_the_crf_checks_and_gives_the_same_tags():
         tagger.crf.transitions[0, 0] = float("nan")
     with pytest.raises(ValueError, match="CRF parameter transitions holds non-finite values"):
         tagger.predict(sentences)
+
+
+def test_the_counter_attributes_reads_to_the_package_from_a_folder_named_mcrf(tmp_path):
+    """``git clone`` of this repository gives a folder named ``mcrf``: a read in mcrf's code must
+    still be attributed to mcrf's file, not to the counter or torch (whose paths then contain ``/mcrf/``)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    clone = tmp_path / "mcrf"
+    shutil.copytree(here.parent / "mcrf", clone / "mcrf", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(here / "sync_count.py", clone / "sync_count.py")
+    code = ("import torch, sync_count\nfrom mcrf import MaskedCRF\n"
+            "crf = MaskedCRF(3, batch_first=True)\n"
+            "with sync_count.SyncCounter() as reads:\n"
+            "    crf.decode(torch.randn(2, 4, 3))\n"
+            "print(reads.where)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=clone, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(clone)})
+    assert out.returncode == 0, out.stderr
+    where = eval(out.stdout.strip().splitlines()[-1])
+    assert where and all(not w.startswith(("sync_count.py", "?")) for w in where), where

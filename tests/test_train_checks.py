@@ -59,7 +59,7 @@ loop.build_optimizer = poisoned
 def test_a_diverging_run_stops_with_one_clear_line(tmp_path):
     """Non-finite CRF transitions stop ``mcrf train`` at the next evaluation with one line naming them and
     the fix, exit 1 (a NaN used to reach Viterbi and come out as "no legal tag path")."""
-    code = f"import sys\n{POISON}\nfrom mcrf.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    code = f"import sys\n{POISON}\nfrom mcrf.cli.app import main\nsys.exit(main(sys.argv[1:]))\n"
     done = subprocess.run([sys.executable, "-c", code, "train", "sample", "--output", str(tmp_path / "run"),
                            "--max-steps", "4", "--eval-every", "1", *TINY], capture_output=True, text=True, env=ENV,
                           cwd=ROOT, timeout=300)

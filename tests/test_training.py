@@ -255,7 +255,7 @@ def test_bilstm_run_writes_a_working_model_metrics_log_and_curves(tmp_path):
     result = train(_config(tmp_path))
     out = Path(result.output_dir)
     assert result.global_step == 10  # 40 sentences / batch 8 = 5 steps x 2 epochs
-    assert sorted(p.name for p in out.iterdir()) == [  # .mcrf.lock: the run-folder lock (mcrf.runfolder)
+    assert sorted(p.name for p in out.iterdir()) == [  # .mcrf.lock: the run-folder lock (mcrf.io.runfolder)
         ".mcrf.lock", "last", "metrics.json", "model", "train_log.jsonl", "training_curves.png"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dev"]["num_sentences"] == 16 and metrics["test"]["num_sentences"] == 12

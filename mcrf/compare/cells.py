@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mcrf.compare.stats import sentence_counts
 from mcrf.compare.variants import VARIANTS
-from mcrf.outputs import write_text
+from mcrf.io.outputs import save_text
 from mcrf.training import TrainConfig
 
 __all__ = ["CELL_FILE", "cell_name", "read_cell", "run_cell", "train_speed"]
@@ -52,7 +52,7 @@ def _train(config: TrainConfig) -> Tuple[Dict[str, Any], int]:
         finished run still knows which steps its ``train_seconds`` covers.
     """
     from mcrf.training import checkpoint, train
-    from mcrf.files import write_json
+    from mcrf.io.files import write_json
 
     folder = Path(config.output_dir)
     metrics_path, start_path = folder / "metrics.json", folder / START_FILE
@@ -130,7 +130,7 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
         dicts, per-sentence test span counts; training time, steps and sentences/s.
     """
     from mcrf.models import Tagger
-    from mcrf.files import write_json
+    from mcrf.io.files import write_json
 
     metrics, start_step = _train(config)
     tagger = Tagger.from_pretrained(str(folder / "model"))
@@ -150,8 +150,8 @@ def run_cell(config: TrainConfig, splits: Dict[str, List[Any]], folder: Path) ->
             if splits.get(split):
                 entry[split] = _decode(tagger, splits[split], name, config.eval_batch_size, counts=split == "test")
         record["variants"][name] = entry
-    # one line: thousands of count triples (mcrf.outputs: temporary, fsync, rename)
-    write_text(folder / CELL_FILE, json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
+    # one line: thousands of count triples (mcrf.io.outputs: temporary, fsync, rename)
+    save_text(folder / CELL_FILE, json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")
     # the finished cell needs no resume state (optimizer moments: twice the model's size)
     for name in ("last", "last.old"):
         if (folder / name).is_dir():

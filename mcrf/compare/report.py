@@ -195,8 +195,8 @@ def plot_deltas(ax: Any, claims: Sequence[Dict[str, Any]]) -> None:
 
 
 def save_figure(fig: Any, path: Path) -> None:
-    """Lay out and write ``fig`` as a PNG through ``mcrf.outputs`` (atomic for a file)."""
-    from mcrf.outputs import open_output
+    """Lay out and write ``fig`` as a PNG through ``mcrf.io.outputs`` (atomic for a file)."""
+    from mcrf.io.outputs import open_output
 
     fig.tight_layout()
     with open_output(path, binary=True) as stream:
@@ -205,9 +205,9 @@ def save_figure(fig: Any, path: Path) -> None:
 
 def write_results(folder: Path, results: Dict[str, Any]) -> None:
     """Write ``results.json``, ``results.md`` and ``results.png`` into ``folder`` (each atomically)."""
-    from mcrf.files import write_json
-    from mcrf.outputs import write_text
+    from mcrf.io.files import write_json
+    from mcrf.io.outputs import save_text
 
     write_json(folder / "results.json", results)
-    write_text(folder / "results.md", render_markdown(results))
+    save_text(folder / "results.md", render_markdown(results))
     _plot(results, folder / "results.png")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from mcrf import runfolder
+from mcrf.io import runfolder
 from mcrf.compare import cells, report
 from mcrf.compare.variants import DEFAULT_VARIANTS, VARIANTS, objectives_of, parse_variants
 from mcrf.errors import ConfigError
@@ -108,7 +108,7 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
     be compared field by field, so its differences are named in a warning and the comparison
     continues with the settings of now.
     """
-    from mcrf.files import write_json
+    from mcrf.io.files import write_json
 
     settings = {"format": SETTINGS_FORMAT, "dataset": config.dataset, "train": _shared(base)}
     path = folder / SETTINGS_FILE

@@ -36,13 +36,13 @@ def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
     Args:
         gold: gold tags, one sequence per sentence (legal under ``scheme``).
         pred: predicted tags, aligned with ``gold``.
-        scheme: their tag scheme (``mcrf.schemes`` name).
+        scheme: their tag scheme (``mcrf.crf.schemes`` name).
 
     Returns:
         One ``[tp, pred, gold]`` triple per sentence; summed, they give the micro F1 that
         ``mcrf.evaluation.score_predictions`` reports for legal sequences.
     """
-    from mcrf.schemes import get_spans
+    from mcrf.crf.schemes import get_spans
 
     rows = []
     for g, p in zip(gold, pred):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from mcrf.compare.report import plot_deltas, save_figure, shown
 from mcrf.compare.variants import VARIANTS
 from mcrf.errors import InputNotFound
-from mcrf.outputs import write_text
+from mcrf.io.outputs import save_text
 
 __all__ = ["PAPER", "summarize", "render_summary"]
 
@@ -141,6 +141,6 @@ def summarize(folder: Union[str, Path]) -> Path:
         raise InputNotFound(f"expected comparison folders with results.json under {folder}/*/, found none; "
                             "run `mcrf compare DATASET --output DIR/NAME` first")
     readme = folder / "README.md"
-    write_text(readme, render_summary(all_results, _unfinished(folder)))
+    save_text(readme, render_summary(all_results, _unfinished(folder)))
     _plot(all_results, folder / "summary.png")
     return readme

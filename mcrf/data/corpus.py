@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data import hub
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import (REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, layout_note,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data.types import Corpus
 
 __all__ = ["inspect_corpus", "format_inspection"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from mcrf import schemes
+from mcrf.crf import schemes
 from mcrf.data.readers import DOCSTART, iter_lines, require_binary, source_name, split_fields
 
 SNIFF_BYTES = 1 << 16

@@ -39,7 +39,7 @@ def _labels(name: str, value: Any) -> List[str]:
 
 
 def _scheme(name: str, value: Any) -> str:
-    from mcrf.schemes import canonical_scheme
+    from mcrf.crf.schemes import canonical_scheme
 
     try:
         return canonical_scheme(value)
@@ -93,7 +93,7 @@ class TaggerConfig:
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and the fix."""
         validate(self)
-        from mcrf.schemes import allowed_transitions
+        from mcrf.crf.schemes import allowed_transitions
 
         try:
             allowed_transitions(self.labels, self.scheme)  # every label must be a tag of the scheme

@@ -2,7 +2,7 @@
 
 ``crf`` and ``softmax`` decoders can output tag sequences that violate the scheme
 (an ``I-PER`` after ``O``). As in the paper they are then fixed by one of two
-rules (``mcrf.schemes``): ``retain`` (conlleval semantics: the orphan starts an
+rules (``mcrf.crf.schemes``): ``retain`` (conlleval semantics: the orphan starts an
 entity) or ``discard`` (the orphan segment becomes ``O``). ``Decoded.raw_illegal``
 records whether the decoder's own output was illegal BEFORE that fix — the
 illegal path rate of the paper. The masked decoders never produce illegal output.
@@ -59,7 +59,7 @@ class Decoded:
 
 @dataclass(frozen=True)
 class Prediction:
-    """One input sentence and its prediction (what ``mcrf.predict`` yields and ``mcrf.formats`` writes)."""
+    """One input sentence and its prediction (what ``mcrf.predict.stream`` yields and ``mcrf.predict.formats`` writes)."""
 
     sentence: Sentence
     decoded: Decoded
@@ -71,7 +71,7 @@ def postprocess(tags: Sequence[str], scheme: str, rule: str) -> Tuple[List[str],
     Args:
         tags: predicted tags of one sentence.
         scheme: canonical scheme name.
-        rule: ``"retain"`` (``mcrf.schemes.repair``) or ``"discard"`` (``mcrf.schemes.discard``).
+        rule: ``"retain"`` (``mcrf.crf.schemes.repair``) or ``"discard"`` (``mcrf.crf.schemes.discard``).
 
     Returns:
         ``(legal_tags, was_illegal)``; a legal input is returned unchanged.
@@ -79,7 +79,7 @@ def postprocess(tags: Sequence[str], scheme: str, rule: str) -> Tuple[List[str],
     Raises:
         ConfigError: for an unknown rule.
     """
-    from mcrf import schemes
+    from mcrf.crf import schemes
 
     if rule not in POSTPROCESS:
         raise ConfigError(f"expected postprocess rule in {POSTPROCESS}, got {rule!r}")
@@ -109,7 +109,7 @@ def make_decoded(
     Returns:
         Final tags, raw-illegal flag, token confidences and spans with confidence.
     """
-    from mcrf.schemes import get_spans
+    from mcrf.crf.schemes import get_spans
 
     tags, illegal = postprocess(raw_tags, scheme, rule)
     rows = probabilities.detach().float().cpu()  # shape: (n, K)

@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional, Type, Union
 import torch
 
 from mcrf.errors import ConfigError, InputNotFound, ModelDirError
-from mcrf.files import atomic_directory, write_json
+from mcrf.io.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
 from mcrf.models.encoders import ENCODERS, encoder_class
 
@@ -41,7 +41,7 @@ def save_model_dir(tagger: Any, directory: Union[str, Path], metrics: Optional[D
     """Save ``tagger`` into ``directory`` so that an interruption never leaves a broken model.
 
     Everything is written into a staging sibling first, which then replaces ``directory`` by
-    renames (``mcrf.files.atomic_directory``).
+    renames (``mcrf.io.files.atomic_directory``).
 
     Args:
         tagger: the ``mcrf.models.Tagger`` to save.

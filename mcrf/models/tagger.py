@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mcrf.crf import MaskedCRF
+from mcrf.crf.layer import MaskedCRF
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError
 from mcrf.models.config import TaggerConfig

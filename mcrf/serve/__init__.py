@@ -5,7 +5,7 @@
   concurrent requests together in length-sorted batches.
 - ``mcrf.serve.app``: the FastAPI app (``create_app``) and the uvicorn runner (``serve``).
 - ``page/``: the demo page's HTML, CSS and JavaScript, packaged (no CDN, no build step) and
-  read with ``importlib.resources`` (``mcrf.html``).
+  read with ``importlib.resources`` (``mcrf.predict.html``).
 
 Only ``mcrf.serve.app`` imports FastAPI/uvicorn (the ``serve`` extra: ``pip install "mcrf[serve]"``);
 ``import mcrf`` and ``import mcrf.serve`` do not.

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from mcrf import __version__
 from mcrf.data.text import tokenize_line
 from mcrf.data.types import Sentence
-from mcrf.html import demo_page
+from mcrf.predict.html import demo_page
 from mcrf.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
 from mcrf.serve.config import ServeConfig
 

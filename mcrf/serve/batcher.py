@@ -5,7 +5,7 @@ Requests (each a list of sentences) are queued with ``submit``, which returns a
 more until the batch holds ``max_batch`` sentences or ``max_wait_ms`` have passed since that
 oldest request arrived, whichever comes first, and tags them all through ``predict_stream``
 (length-sorted forward passes that pad little, ``padding_groups``; the
-records are built by ``mcrf.records.to_record``, exactly as ``mcrf predict --format jsonl``
+records are built by ``mcrf.predict.records.to_record``, exactly as ``mcrf predict --format jsonl``
 builds them).
 
 The queue is bounded (``max_queue`` sentences): ``submit`` raises ``QueueFull`` rather than let a
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Sequence
 
 from mcrf.data.types import Sentence
-from mcrf.records import to_record
-from mcrf.predict import predict_stream
+from mcrf.predict.records import to_record
+from mcrf.predict.stream import predict_stream
 
 __all__ = ["MicroBatcher", "QueueFull", "BatcherClosed", "tag_records", "padding_groups"]
 

@@ -8,7 +8,7 @@ from typing import Optional
 from mcrf.errors import ConfigError
 from mcrf.fields import inherit, integer, number, option, text, validate
 from mcrf.models.quantize import check_quantization
-from mcrf.predict import PredictConfig
+from mcrf.predict.stream import PredictConfig
 
 __all__ = ["ServeConfig"]
 

@@ -7,7 +7,7 @@ Layout of ``output_dir``::
     model/           the final model (the best one, with dev and test metrics in its card)
 
 Every directory is first written under a temporary name and then renamed into place
-(``mcrf.files.replace_dir``); the previous version is moved to ``<name>.old`` for the instant
+(``mcrf.io.files.replace_dir``); the previous version is moved to ``<name>.old`` for the instant
 between the two renames and deleted afterwards. A run killed at any point therefore leaves either the old or the new
 complete directory, never a half-written one (``find_checkpoint`` falls back to ``.old``).
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
 from mcrf.errors import InputNotFound, ModelDirError
-from mcrf.files import replace_dir, write_json
-from mcrf.outputs import apply_umask
+from mcrf.io.files import replace_dir, write_json
+from mcrf.io.outputs import apply_umask
 
 
 __all__ = ["save_last", "read_last", "restore_last", "find_checkpoint", "TRAINER_STATE", "ENCODER_DIR"]

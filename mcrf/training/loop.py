@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from mcrf import runfolder
+from mcrf.io import runfolder
 from mcrf.data.batching import LengthBucketSampler, SentenceDataset, sentence_lengths
-from mcrf.files import write_json
-from mcrf.outputs import clean_temporaries
+from mcrf.io.files import write_json
+from mcrf.io.outputs import clean_temporaries
 from mcrf.training import checkpoint, preflight, report
 from mcrf.training.preflight import TRAIN_OUTPUTS
 from mcrf.training.config import TrainConfig

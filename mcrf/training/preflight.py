@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from mcrf import runfolder
+from mcrf.io import runfolder
 from mcrf.errors import ConfigError, DataError, InputNotFound, TrainingDiverged
 from mcrf.training import checkpoint
 from mcrf.training.config import TrainConfig
@@ -88,7 +88,7 @@ def check_output_dir(config: TrainConfig, output_dir: Path) -> None:
 
 def warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset: str) -> None:
     """Warn when training cannot learn what dev/test score: no entity tags at all, or unseen types."""
-    from mcrf.schemes import entity_types
+    from mcrf.crf.schemes import entity_types
 
     def types(sentences: List[Any]) -> List[str]:
         return entity_types({tag for sentence in sentences for tag in sentence.tags})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from mcrf.errors import DataError, located
-from mcrf.outputs import open_output, write_text
+from mcrf.io.outputs import open_output, save_text
 
 __all__ = ["append_log", "read_log", "truncate_log", "plot_curves", "card_metrics"]
 
@@ -52,7 +52,7 @@ def truncate_log(path: PathLike, max_step: int) -> List[Dict[str, Any]]:
         The kept records (also rewritten to ``path`` atomically).
     """
     kept = [r for r in read_log(path) if int(r.get("step", 0)) <= max_step]
-    write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    save_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     return kept
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from mcrf.errors import ConfigError, ModelDirError
 from mcrf.fields import flag_bool, integer, number, option
-from mcrf.files import write_json
+from mcrf.io.files import write_json
 from mcrf.models.encoders.base import Encoder, Featurizer
 
 __all__ = ["BiLSTMVocab", "BiLSTMOptions", "BiLSTMEncoder", "bilstm_inputs", "run_bilstm"]

@@ -214,3 +214,9 @@ def configure_logging(debug: bool, quiet: bool) -> None:
     for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
                   "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def load_dataset(dataset: str, args: argparse.Namespace):
+    from mcrf.data import LoadConfig, load_corpus
+
+    return load_corpus(dataset, config=build(LoadConfig, **given(args, args.load_fields)))

@@ -116,12 +116,12 @@ def log_partition_scan(emissions: Tensor, lengths: Tensor, chain) -> Tuple[Tenso
 
     Args:
         emissions: ``(B, L, K)`` packed emissions, ``L >= 1``. lengths: ``(B,)``.
-        chain: a :class:`mcrf.crf_ops.Chain` (scores and the allowed tables).
+        chain: a :class:`mcrf.crf.ops.Chain` (scores and the allowed tables).
 
     Returns:
         ``(log_z (B,), risky (B,) bool)``: 0 for empty sequences; ``risky`` marks rows the
         exp-space products may have computed inexactly (scores beyond float32's exp range,
-        or no legal path at all), for :func:`mcrf.crf_ops.log_partition_exact`.
+        or no legal path at all), for :func:`mcrf.crf.ops.log_partition_exact`.
     """
     trans = torch.where(chain.allowed_trans, chain.trans, NEG)  # shape: (K, K)
     blocks = _step_blocks(emissions, lengths, trans, NEG)  # shape: (B, n, K, K)
@@ -152,7 +152,7 @@ def viterbi_scan(emissions: Tensor, lengths: Tensor, start_m: Tensor, trans_m: T
         forbidden entries at ``-inf``.
 
     Returns:
-        ``(paths (B, 1, L) long, scores (B, 1))``, like ``mcrf.viterbi.viterbi_kbest`` with
+        ``(paths (B, 1, L) long, scores (B, 1))``, like ``mcrf.crf.viterbi.viterbi_kbest`` with
         ``k=1`` (entries past a length are meaningless; ``-inf`` score: no legal path).
     """
     batch, steps, num_tags = emissions.shape

@@ -28,7 +28,6 @@ Standard library only: every layer may write through it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import os
 import shutil
@@ -39,8 +38,9 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, List, Optional, Union
 
 from mcrf.errors import OutputError
+from mcrf.io.locks import lock_nowait
 
-__all__ = ["TEMP_SUFFIX", "check_output", "open_output", "clean_temporaries", "write_text", "temporary_prefix",
+__all__ = ["TEMP_SUFFIX", "check_output", "open_output", "clean_temporaries", "save_text", "temporary_prefix",
            "apply_umask"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -108,7 +108,7 @@ def open_output(path: PathLike, *, inputs: Iterable[PathLike] = (), encoding: Op
         yield stream
 
 
-def write_text(path: PathLike, text: str, *, inputs: Iterable[PathLike] = (), encoding: str = "utf-8") -> None:
+def save_text(path: PathLike, text: str, *, inputs: Iterable[PathLike] = (), encoding: str = "utf-8") -> None:
     """Write the whole of ``text`` to ``path`` through ``open_output``."""
     with open_output(path, inputs=inputs, encoding=encoding) as stream:
         stream.write(text)
@@ -200,7 +200,7 @@ def _unlink_unlocked(path: Path) -> bool:
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_nowait(fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return False
         path.unlink()
@@ -248,7 +248,7 @@ def _atomic(target: Path, info: Optional[os.stat_result], encoding: Optional[str
     fd, name = tempfile.mkstemp(prefix=temporary_prefix(target.name), suffix=TEMP_SUFFIX, dir=folder)
     tmp = Path(name)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_nowait(fd)
         os.fchmod(fd, stat.S_IMODE(info.st_mode) if info is not None else 0o666 & ~_umask())
         raw = os.fdopen(fd, "wb")
     except BaseException:

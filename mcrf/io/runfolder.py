@@ -1,6 +1,6 @@
 """One run per folder: an advisory lock held for the whole run, and the guard for a used folder.
 
-``hold(folder)`` takes an ``fcntl.flock`` on ``folder/.mcrf.lock`` (created, and the folder
+``hold(folder)`` takes an exclusive lock (``mcrf.io.locks``) on ``folder/.mcrf.lock`` (created, and the folder
 with it, when missing) and keeps it until the ``with`` block ends; the kernel drops it when
 the process dies, so a killed run never leaves a stale lock. A second run into the same folder
 gets ``RunFolderBusy`` naming the PID of the run that holds it. The lock file stays in the
@@ -19,7 +19,6 @@ filesystems and on NFS v4; elsewhere a second run may not be stopped.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Union
 
 from mcrf.errors import OutputError, RunFolderBusy, RunFolderUsed
+from mcrf.io.locks import lock_nowait
 
 __all__ = ["LOCK_FILE", "hold", "holder", "used_outputs", "require_unused", "remove_outputs"]
 
@@ -55,7 +55,7 @@ def hold(folder: PathLike) -> Iterator[Path]:
         raise OutputError(f"cannot use {folder} as a run folder: {error.strerror or error} ({path}); "
                           "choose a folder you can write") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_nowait(fd)
     except OSError:
         os.close(fd)
         raise RunFolderBusy(f"{folder} is in use by another mcrf run ({holder(folder)}); wait for it to finish "

@@ -11,22 +11,22 @@ import argparse
 import shlex
 from typing import Any, List
 
-from mcrf.cli_util import UsageError, add_fields, build, given
+from mcrf.cli.util import UsageError, add_fields, build, given
 
-__all__ = ["add_compare"]
+__all__ = ["add_parser"]
 
 #: ``mcrf train`` flags compare does not take (it sets them per cell, or owns ``--output``).
 _NOT_SHARED = ("decoder", "postprocess", "seed", "output_dir", "resume", "overwrite")
 
 
 def _train_flags() -> List[str]:
-    from mcrf.cli_util import config_fields
+    from mcrf.cli.util import config_fields
     from mcrf.training.config import TrainConfig
 
     return [name for name in config_fields(TrainConfig) if name not in _NOT_SHARED]
 
 
-def add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register ``mcrf compare`` on the CLI's sub-command parsers."""
     from mcrf.compare import CompareConfig
     from mcrf.training.config import TrainConfig
@@ -51,7 +51,7 @@ def add_compare(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _command(args: argparse.Namespace, names: List[str]) -> str:
     """The command line that reproduces ``args`` (flags in a fixed order, only those given)."""
-    from mcrf.cli_util import flag
+    from mcrf.cli.util import flag
 
     words = ["mcrf", "compare", args.dataset]
     if hasattr(args, "threads"):

@@ -10,15 +10,15 @@ import argparse
 import logging
 from typing import Any
 
-from mcrf.cli_util import add_fields, build, given, load_tagger
+from mcrf.cli.util import add_fields, build, given, load_tagger
 from mcrf.errors import ConfigError
 
-__all__ = ["add_serve"]
+__all__ = ["add_parser"]
 
 logger = logging.getLogger(__name__)
 
 
-def add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     """Register ``mcrf serve`` on the sub-command parser ``commands``."""
     from mcrf.serve.config import ServeConfig
 
@@ -52,7 +52,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"mcrf serve needs FastAPI and uvicorn ({error}); install them with "
                           "pip install \"mcrf[serve]\"") from None
     if config.mmap_threshold is not None:
-        from mcrf.predict import set_mmap_threshold
+        from mcrf.predict.stream import set_mmap_threshold
 
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))

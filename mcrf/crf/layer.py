@@ -13,9 +13,9 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from mcrf import crf_checks, crf_ops, crf_scan
-from mcrf.crf_ops import FORBIDDEN_SCORE
-from mcrf.viterbi import viterbi_kbest
+from mcrf.crf import checks as crf_checks, ops as crf_ops, scan as crf_scan
+from mcrf.crf.ops import FORBIDDEN_SCORE
+from mcrf.crf.viterbi import viterbi_kbest
 
 MODES = ("mcrf", "mcrf-decoding", "crf")
 ALGORITHMS = ("auto", "scan", "sequential")
@@ -50,7 +50,7 @@ class MaskedCRF(nn.Module):
             itself needs (``decode`` returns lists: one); use it once the data layer has
             checked the data. Shapes and dtypes are checked either way (they cost nothing).
         algorithm: ``"sequential"`` (one step per position), ``"scan"`` (log-depth parallel
-            scan, :mod:`mcrf.crf_scan`) or ``"auto"``: per call, the faster one for the
+            scan, :mod:`mcrf.crf.scan`) or ``"auto"``: per call, the faster one for the
             shape by a measured rule (``crf_scan.use_scan``). Both give the same results.
 
     Example:
@@ -106,7 +106,7 @@ class MaskedCRF(nn.Module):
         if any(explicit) and labels is not None and scheme is not None:
             raise ValueError("expected either labels/scheme or explicit allowed_* tables, got both")
         if labels is not None and not any(explicit):
-            from mcrf import schemes
+            from mcrf.crf import schemes
 
             if len(self.labels) != k:
                 raise ValueError(f"expected {k} labels (num_tags), got {len(self.labels)}: {self.labels}")

@@ -1,6 +1,6 @@
 """One prediction as the JSON record of ``mcrf predict --format jsonl`` (also the HTML page's data and ``mcrf serve``'s answer).
 
-Its own module so that the output formats (``mcrf.formats``) and the HTML page (``mcrf.html``)
+Its own module so that the output formats (``mcrf.predict.formats``) and the HTML page (``mcrf.predict.html``)
 both build on it without importing each other.
 """
 

@@ -1,14 +1,14 @@
 """Crash-safe files and folders: the one JSON writer and the one atomic directory writer of mcrf.
 
-- ``write_json``: a JSON file written through ``mcrf.outputs`` (a temporary sibling, fsync,
+- ``write_json``: a JSON file written through ``mcrf.io.outputs`` (a temporary sibling, fsync,
   rename), so a reader never sees half a file.
 - ``replace_dir`` / ``atomic_directory``: a complete directory put in place by renames. A kill
   at any point leaves the old or the new complete directory (the old one possibly as
   ``<name>.old``, which ``mcrf.training.checkpoint.find_checkpoint`` also accepts). The staging
-  folder is named like ``mcrf.outputs``' temporaries, so a later save cleans what a killed one
+  folder is named like ``mcrf.io.outputs``' temporaries, so a later save cleans what a killed one
   left, and its files get the umask's modes (readable by others, like ``save_pretrained``).
 
-Standard library only (plus ``mcrf.outputs``): every layer may use it.
+Standard library only (plus ``mcrf.io.outputs``): every layer may use it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Union
 
-from mcrf.outputs import TEMP_SUFFIX, apply_umask, clean_temporaries, temporary_prefix, write_text
+from mcrf.io.outputs import TEMP_SUFFIX, apply_umask, clean_temporaries, temporary_prefix, save_text
 
 __all__ = ["write_json", "replace_dir", "atomic_directory"]
 
@@ -38,14 +38,14 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(path: PathLike, data: Any, *, sort_keys: bool = True) -> None:
-    """Write ``data`` as indented UTF-8 JSON to ``path`` atomically and durably (``mcrf.outputs.write_text``).
+    """Write ``data`` as indented UTF-8 JSON to ``path`` atomically and durably (``mcrf.io.outputs.save_text``).
 
     Numpy/torch scalars are written as numbers.
 
     Raises:
         TypeError: a value JSON cannot hold.
     """
-    write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=_plain) + "\n")
+    save_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys, default=_plain) + "\n")
 
 
 def replace_dir(tmp: PathLike, final: PathLike) -> None:

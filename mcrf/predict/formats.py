@@ -11,7 +11,7 @@ the input (an empty input line gives an empty record):
   exclusive), ``char_start``/``char_end`` (offsets into ``text``: ``text[char_start:char_end]``
   is the span text), ``text`` and ``confidence``.
 - ``text``: the original line with entities marked as ``[John Smith]{PER}``, spacing kept.
-- ``html``: one self-contained page (``mcrf.html``): entities highlighted by type, tokens shaded
+- ``html``: one self-contained page (``mcrf.predict.html``): entities highlighted by type, tokens shaded
   by confidence, a table of spans; ``header("html")`` is written before the first record.
 
 Sentences read from CoNLL files have no original line; their ``text`` is the words joined
@@ -33,10 +33,10 @@ from typing import Callable, Dict, List, TextIO
 
 from mcrf.errors import ConfigError
 from mcrf.models.decoding import Prediction
-from mcrf.records import sentence_text, to_record
+from mcrf.predict.records import sentence_text, to_record
 
-__all__ = ["FORMATS", "header", "one_line", "sentence_text", "to_record", "write_conll", "write_jsonl", "write_text",
-           "write_html", "writer"]
+__all__ = ["FORMATS", "header", "one_line", "sentence_text", "to_record", "emit_conll", "emit_jsonl", "emit_text",
+           "emit_html", "writer"]
 
 #: characters ``str.splitlines`` breaks at (besides ``\n``), mapped to one space for ``text``/``conll``
 _LINE_BREAKS = {ord(c): " " for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
@@ -53,18 +53,18 @@ def one_line(text: str) -> str:
     return text.translate(_LINE_BREAKS)
 
 
-def write_conll(prediction: Prediction, out: TextIO) -> None:
+def emit_conll(prediction: Prediction, out: TextIO) -> None:
     """``token<TAB>tag`` lines, then a blank line (an empty sentence writes only the blank line)."""
     lines = [f"{one_line(token)}\t{tag}\n" for token, tag in zip(prediction.sentence.tokens, prediction.decoded.tags)]
     out.write("".join(lines) + "\n")
 
 
-def write_jsonl(prediction: Prediction, out: TextIO) -> None:
+def emit_jsonl(prediction: Prediction, out: TextIO) -> None:
     """One JSON object per line (non-ASCII kept as is but the line separators U+0085/U+2028/U+2029)."""
     out.write(json.dumps(to_record(prediction), ensure_ascii=False).translate(_JSON_BREAKS) + "\n")
 
 
-def write_text(prediction: Prediction, out: TextIO) -> None:
+def emit_text(prediction: Prediction, out: TextIO) -> None:
     """The line with inline markup ``[words]{LABEL}``, keeping the original spacing."""
     sentence = prediction.sentence
     text, offsets = sentence_text(sentence.tokens, sentence.text, sentence.offsets)
@@ -78,24 +78,24 @@ def write_text(prediction: Prediction, out: TextIO) -> None:
     out.write(one_line("".join(pieces)) + "\n")
 
 
-def write_html(prediction: Prediction, out: TextIO) -> None:
-    """One record of a self-contained HTML page (``mcrf.html``; the page starts with ``header("html")``)."""
-    from mcrf.html import write_html as write
+def emit_html(prediction: Prediction, out: TextIO) -> None:
+    """One record of a self-contained HTML page (``mcrf.predict.html``; the page starts with ``header("html")``)."""
+    from mcrf.predict.html import emit_record as write
 
     write(prediction, out)
 
 
 FORMATS: Dict[str, Callable[[Prediction, TextIO], None]] = {
-    "conll": write_conll,
-    "jsonl": write_jsonl,
-    "text": write_text,
-    "html": write_html,
+    "conll": emit_conll,
+    "jsonl": emit_jsonl,
+    "text": emit_text,
+    "html": emit_html,
 }
 
 
 def header(name: str) -> str:
     """What a file of format ``name`` starts with before its first record ("" but for ``html``)."""
-    from mcrf.html import html_header
+    from mcrf.predict.html import html_header
 
     return html_header() if name == "html" else ""
 

@@ -13,16 +13,15 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from mcrf.crf_ops import Chain
-from mcrf.crf_scan import viterbi_scan
-from mcrf.crf_scan import viterbi_scan
+from mcrf.crf.ops import Chain
+from mcrf.crf.scan import viterbi_scan
 
 
 def viterbi_kbest(
     emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1, scan: bool = False
 ) -> Tuple[Tensor, Tensor]:
     """The ``k`` best legal paths of packed sequences (``scan``: the 1-best by the log-depth
-    :func:`mcrf.crf_scan.viterbi_scan`, same paths as the sequential recursion).
+    :func:`mcrf.crf.scan.viterbi_scan`, same paths as the sequential recursion).
 
     Forbidden transitions are never candidates (they are ``-inf`` in this max-product
     recursion, which has no gradient), so a returned finite-score path is legal whatever

@@ -17,7 +17,7 @@ Constraints are boolean tables: ``allowed_start (K,)``, ``allowed_trans (K, K)``
 * float32 ``exp`` spans ~87 nats: a sequence whose scores within one step spread wider
   than ``_SAFE_GAP`` is detected and recomputed by an exact log-space recursion, so no
   probability mass is silently lost at extreme scales;
-* Viterbi (``mcrf.viterbi``) never takes a forbidden transition as a candidate.
+* Viterbi (``mcrf.crf.viterbi``) never takes a forbidden transition as a candidate.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import NamedTuple, Tuple
 import torch
 from torch import Tensor
 
-from mcrf import crf_scan
+from mcrf.crf import scan as crf_scan
 
 #: The score the layer reports for a forbidden transition (see ``MaskedCRF.masked_transitions``).
 #: A finite constant: the likelihood itself never adds it (forbidden transitions are exact
@@ -290,7 +290,7 @@ def log_partition(
             recursion runs for every row and ``torch.where`` keeps it for the flagged rows
             (more arithmetic, no device->host synchronisation; what tracing uses too).
             Otherwise one host read of the flags and the exact recursion for those rows only.
-        scan: run the log-depth tree (:mod:`mcrf.crf_scan`) instead of the sequential scan.
+        scan: run the log-depth tree (:mod:`mcrf.crf.scan`) instead of the sequential scan.
     """
     if scan:
         log_z, risky = crf_scan.log_partition_scan(emissions, lengths, chain)

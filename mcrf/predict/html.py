@@ -1,13 +1,13 @@
 """Self-contained HTML views of predictions: the ``mcrf serve`` demo page and ``mcrf predict --format html``.
 
-Both use one renderer, ``mcrf/serve/page/page.js`` with ``page.css`` (packaged files read with
+Both use one renderer, ``mcrf/predict/page/page.js`` with ``page.css`` (packaged files read with
 ``importlib.resources``, inlined into the page: no CDN, no build step, nothing fetched). It draws
 each record — the object ``mcrf predict --format jsonl`` writes — with entities highlighted by
 type, every token shaded by its marginal confidence (exact value in its tooltip), and a table
 of the spans.
 
 ``mcrf predict --format html`` streams: ``html_header()`` (the page head with the inlined CSS
-and JavaScript) is written once, then ``write_html`` writes each record as a JSON data element
+and JavaScript) is written once, then ``emit_record`` writes each record as a JSON data element
 that the script renders when the page has loaded. HTML allows the closing ``</body></html>``
 tags to be omitted, so the file is a complete page after every record.
 """
@@ -20,9 +20,9 @@ from importlib.resources import files
 from typing import TextIO
 
 from mcrf.models.decoding import Prediction
-from mcrf.records import to_record
+from mcrf.predict.records import to_record
 
-__all__ = ["asset", "html_header", "write_html", "demo_page", "data_element"]
+__all__ = ["asset", "html_header", "emit_record", "demo_page", "data_element"]
 
 
 def asset(name: str) -> str:
@@ -31,7 +31,7 @@ def asset(name: str) -> str:
     Raises:
         FileNotFoundError: the file is not in the installed package (a broken install).
     """
-    return (files("mcrf.serve") / "page" / name).read_text(encoding="utf-8")
+    return (files("mcrf.predict") / "page" / name).read_text(encoding="utf-8")
 
 
 def _head(title: str) -> str:
@@ -59,6 +59,6 @@ def data_element(record: dict) -> str:
     return f"<script type=\"application/json\" class=\"mcrf-data\">{payload}</script>\n"
 
 
-def write_html(prediction: Prediction, out: TextIO) -> None:
+def emit_record(prediction: Prediction, out: TextIO) -> None:
     """One prediction of a ``--format html`` page (after ``html_header()``): its record, rendered on load."""
     out.write(data_element(to_record(prediction)))

@@ -30,7 +30,7 @@ from mcrf.data.text import read_pretokenized, read_text_lines
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, InputNotFound
 from mcrf.fields import choice, codec, integer, option, text, validate
-from mcrf.formats import FORMATS
+from mcrf.predict.formats import FORMATS
 from mcrf.models.decoding import Prediction
 from mcrf.models.quantize import QUANTIZATIONS, check_quantization
 
@@ -60,7 +60,7 @@ class PredictConfig:
         "sentence per line), pretokenized (one sentence of whitespace-separated words per line) or conll (one "
         "word per line, first column)"))
     output_format: str = option("conll", check=choice(tuple(FORMATS)), help=(
-        f"{', '.join(FORMATS)} (see mcrf.formats)"))
+        f"{', '.join(FORMATS)} (see mcrf.predict.formats)"))
     encoding: str = option("utf-8", check=codec(), help=(
         "encoding of the input, any text encoding Python knows, utf-16/utf-32 included"))
     device: Optional[str] = option(None, check=text(optional=True), help=(

@@ -5,7 +5,7 @@ Under ``torchrun`` or ``accelerate launch`` (``WORLD_SIZE`` > 1; see ``launched_
 block ``k`` goes to rank ``k % N``. Each rank tags its blocks and writes their records to its own
 part file in a hidden folder next to ``OUT``, with the size of each block. After a barrier, rank 0
 alone assembles ``OUT``: the format's header, then the blocks in input order, into a temporary
-file in the same folder that is fsynced and renamed over ``OUT`` (``mcrf.outputs.open_output``). So the output is byte-identical
+file in the same folder that is fsynced and renamed over ``OUT`` (``mcrf.io.outputs.open_output``). So the output is byte-identical
 to a single-process run (same order, same records, same batches), and a run killed at any point
 leaves either the old ``OUT`` or none, never a complete-looking partial one (the hidden parts
 folder and temporary file of a killed run can be deleted).
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Tuple
 
 from mcrf.errors import ConfigError
-from mcrf.formats import header, writer
-from mcrf.predict import PredictConfig, predict_stream, read_input
+from mcrf.predict.formats import header, writer
+from mcrf.predict.stream import PredictConfig, predict_stream, read_input
 
 __all__ = ["launched_world", "predict_sharded", "write_shard", "assemble"]
 
@@ -100,12 +100,12 @@ def _index(path: Path) -> List[Tuple[int, int]]:
 def assemble(folder: Path, world: int, target: Path, first: str = "", inputs: Tuple[str, ...] = ()) -> int:
     """Write ``target`` from the parts of ``world`` ranks: ``first``, then block ``k`` from rank ``k % world``.
 
-    Written through ``mcrf.outputs.open_output``: a file is replaced atomically once complete.
+    Written through ``mcrf.io.outputs.open_output``: a file is replaced atomically once complete.
 
     Returns:
         The number of sentences written.
     """
-    from mcrf.outputs import open_output
+    from mcrf.io.outputs import open_output
 
     indexes = [_index(folder / f"rank{rank}.index") for rank in range(world)]
     sentences = 0
@@ -140,7 +140,7 @@ def predict_sharded(source: str, output: Optional[str], config: PredictConfig,
         raise ConfigError("with several processes one writer assembles the output: pass --output FILE")
     if source == "-":
         raise ConfigError("with several processes every rank reads the input: pass a file, not - (stdin)")
-    from mcrf.outputs import check_output
+    from mcrf.io.outputs import check_output
 
     target = check_output(output, inputs=[source])
     from accelerate import PartialState

@@ -1,0 +1,48 @@
+"""``mcrf train``: train a tagger on a dataset, evaluate it and save it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from mcrf.cli.util import add_fields, build, given
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
+    from mcrf.training.config import PRESETS, TrainConfig
+
+    presets = "\n".join(f"  {name} preset: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                        for name, values in PRESETS.items())
+    parser = commands.add_parser(
+        "train", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train a tagger on a dataset, evaluate it and save it",
+        description="Train a tagger, evaluate the best checkpoint on dev and test, and save it to OUTPUT/model.",
+        epilog="Settings are resolved in layers: the defaults, then the encoder's recommendations (learning "
+               "rates, decay,\nwarmup, clipping, epochs, the sub-word window), then the dataset preset, then "
+               "your flags; the\nsettings header at the start of training shows each value with its source.\n"
+               f"{presets}\n\nexamples:\n"
+               "  mcrf train sample --output runs/sample\n"
+               "  mcrf train conll2003 --data-dir ~/corpora --encoder bert-base-cased --output runs/conll\n"
+               "  mcrf train path/to/folder --scheme BIOES --decoder crf --epochs 5\n"
+               "  mcrf train sample --output runs/sample --resume")
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
+    parser.set_defaults(func=_train, fields=add_fields(parser, TrainConfig))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mcrf.evaluation import EvalResult, format_table
+    from mcrf.training import TrainConfig, train
+
+    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields))
+    result = train(config)
+    for split in ("dev", "test"):
+        metrics = result.metrics.get(split)
+        if metrics:
+            print(f"\n{split} ({config.dataset}):\n{format_table(EvalResult(**metrics))}")
+    print(f"\nmodel saved to {result.model_dir}  (best step {result.best_step} of {result.global_step})")
+    print(f"try it: echo \"Helga Eriksen joined Aurora Energy in Berlin .\" | mcrf predict - --model {result.model_dir}")
+    return 0

@@ -1,0 +1,421 @@
+"""Tag schemes: allowed transitions, legality, spans, repair and conversion.
+
+Seven schemes are described as data tables (in the style of seqeval): which prefix a
+tag carries in each *role* of an entity (the single token of a one-token entity, the
+first, an inside and the last token of a longer one). The allowed-transition rules
+are one pure function over roles (in the style of AllenNLP's ``allowed_transitions``).
+
+Every tag is ``"O"``, ``"<prefix>-<type>"`` or a bare prefix (``"B"``, ``"M"`` ... as in
+Chinese word segmentation, entity type ``""``). Roles are ``B`` (begins), ``I``
+(inside), ``E`` (ends), ``S`` (single) and ``O``; ``START``/``END`` stand for the
+sequence borders.
+
+Depends on torch and the standard library only.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = [
+    "SCHEMES", "Constraints", "Span", "canonical_scheme", "allowed_transitions", "detect_scheme",
+    "detect_corpus_scheme", "get_spans", "first_illegal", "is_legal", "repair", "discard",
+    "convert", "spans_to_tags", "entity_types", "scheme_labels",
+]
+
+
+class SchemeSpec(NamedTuple):
+    """One tag scheme as data.
+
+    ``roles`` maps each prefix to its role; ``single``/``first``/``inside``/``last`` are
+    the prefixes written when encoding an entity; ``after_same`` (IOB1) is the prefix
+    of the first token of an entity that directly follows one of the same type, and
+    ``before_same`` (IOE1) the prefix of the last token of an entity directly followed
+    by one of the same type.
+    """
+
+    roles: Dict[str, str]
+    single: str
+    first: str
+    inside: str
+    last: str
+    after_same: Optional[str] = None
+    before_same: Optional[str] = None
+
+
+SCHEMES: Dict[str, SchemeSpec] = {
+    "IOB1": SchemeSpec({"I": "I", "B": "B"}, "I", "I", "I", "I", after_same="B"),
+    "BIO": SchemeSpec({"B": "B", "I": "I"}, "B", "B", "I", "I"),
+    "IOE1": SchemeSpec({"I": "I", "E": "E"}, "I", "I", "I", "I", before_same="E"),
+    "IOE2": SchemeSpec({"I": "I", "E": "E"}, "E", "I", "I", "E"),
+    "BIOES": SchemeSpec({"B": "B", "I": "I", "E": "E", "S": "S"}, "S", "B", "I", "E"),
+    "BILOU": SchemeSpec({"B": "B", "I": "I", "L": "E", "U": "S"}, "U", "B", "I", "L"),
+    "BMES": SchemeSpec({"B": "B", "M": "I", "E": "E", "S": "S"}, "S", "B", "M", "E"),
+}
+_ALIASES = {"IOB2": "BIO", "IOBES": "BIOES", "BIOUL": "BILOU"}
+_ALL_PREFIXES = frozenset("BIESLUM")
+
+
+class Constraints(NamedTuple):
+    """Allowed-transition tables: ``start (K,)``, ``transitions (K, K)[from, to]``, ``end (K,)`` (bool)."""
+
+    start: torch.Tensor
+    transitions: torch.Tensor
+    end: torch.Tensor
+
+
+class Span(NamedTuple):
+    """An entity: its type ``label`` and token range ``[start, end)``."""
+
+    label: str
+    start: int
+    end: int
+
+
+def canonical_scheme(name: str) -> str:
+    """Return the canonical name of a tag scheme (case-insensitive, aliases resolved).
+
+    >>> canonical_scheme("iob2"), canonical_scheme("IOBES"), canonical_scheme("bioul")
+    ('BIO', 'BIOES', 'BILOU')
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"expected a scheme name (str), got {type(name).__name__}")
+    upper = name.strip().upper()
+    upper = _ALIASES.get(upper, upper)
+    if upper not in SCHEMES:
+        valid = ", ".join(list(SCHEMES) + list(_ALIASES))
+        raise ValueError(f"unknown tag scheme {name!r}; expected one of {valid}")
+    return upper
+
+
+def _split_tag(tag: str) -> Tuple[str, str]:
+    """Split a tag into ``(prefix, type)``; ``"O"`` gives ``("O", "")``."""
+    if tag == "O":
+        return "O", ""
+    prefix, sep, etype = tag.partition("-")
+    if sep and not etype:
+        raise ValueError(f"tag {tag!r} has an empty entity type; expected e.g. '{prefix}-PER'")
+    return prefix, etype
+
+
+def _parse(tag: str, scheme: str, position: Optional[int] = None) -> Tuple[str, str]:
+    """Return ``(role, type)`` of ``tag`` under ``scheme`` or raise a ValueError naming the prefix."""
+    prefix, etype = _split_tag(tag)
+    if prefix == "O":
+        return "O", ""
+    role = SCHEMES[scheme].roles.get(prefix)
+    if role is None:
+        where = f" at position {position}" if position is not None else ""
+        valid = ", ".join(f"{p}-TYPE" for p in SCHEMES[scheme].roles)
+        raise ValueError(
+            f"unknown tag prefix in {tag!r}{where} for scheme {scheme}: expected O, {valid} "
+            f"(or a bare prefix); pass the scheme the data is written in"
+        )
+    return role, etype
+
+
+def _allowed(scheme: str, from_role: str, from_type: str, to_role: str, to_type: str) -> bool:
+    """Whether ``to`` may follow ``from`` under ``scheme`` (roles; START/END are the borders)."""
+    same = from_type == to_type
+    from_entity = from_role not in ("START", "O")
+    if scheme == "IOB1":
+        # B-X marks an entity that directly follows another X entity, so it may only come
+        # after an X tag (B-X or I-X); I-X may start an entity anywhere, O and END anywhere.
+        if to_role == "B":
+            return from_entity and same
+        return True
+    if scheme == "BIO":
+        # I-X continues an X entity: only after B-X or I-X. Everything else is free.
+        if to_role == "I":
+            return from_entity and same
+        return True
+    if scheme == "IOE1":
+        # E-X ends an entity that is directly followed by another X entity, so after E-X
+        # only I-X or E-X may come (not O, another type, or the end of the sequence).
+        if from_role == "E":
+            return to_role in ("I", "E") and same
+        return True
+    if scheme == "IOE2":
+        # Every entity ends with E-X, so I-X must be followed by I-X or E-X.
+        if from_role == "I":
+            return to_role in ("I", "E") and same
+        return True
+    # BIOES / BILOU / BMES: after B-X or I-X (M-X) the entity must go on with I-X or close with
+    # E-X; after O, E, S or at the start an entity can only open with B or S (or O / END).
+    if from_role in ("B", "I"):
+        return to_role in ("I", "E") and same
+    return to_role not in ("I", "E")
+
+
+def allowed_transitions(labels: Sequence[str], scheme: str) -> Constraints:
+    """Build the allowed start ``(K,)``, transition ``(K, K)[from, to]`` and end ``(K,)`` tables.
+
+    Args:
+        labels: the tag strings, index ``k`` is tag id ``k``.
+        scheme: a scheme name (aliases accepted).
+
+    >>> c = allowed_transitions(["O", "B-PER", "I-PER"], "BIO")
+    >>> c.start.tolist(), c.transitions[0].tolist(), c.end.tolist()
+    ([True, True, False], [True, True, False], [True, True, True])
+    """
+    scheme = canonical_scheme(scheme)
+    parsed = [_parse(tag, scheme, i) for i, tag in enumerate(labels)]
+    k = len(parsed)
+    start = torch.tensor([_allowed(scheme, "START", "", r, t) for r, t in parsed], dtype=torch.bool)  # shape: (K,)
+    end = torch.tensor([_allowed(scheme, r, t, "END", "") for r, t in parsed], dtype=torch.bool)  # shape: (K,)
+    trans = torch.tensor(
+        [[_allowed(scheme, fr, ft, tr, tt) for tr, tt in parsed] for fr, ft in parsed], dtype=torch.bool
+    ).reshape(k, k)  # shape: (K, K) [from, to]
+    return Constraints(start, trans, end)
+
+
+def first_illegal(tags: Sequence[str], scheme: str) -> Optional[int]:
+    """Index of the first tag that cannot follow the previous one (``len(tags)`` if the sequence
+    cannot end there), or ``None`` for a legal sequence.
+
+    >>> first_illegal(["O", "I-PER"], "BIO"), first_illegal(["B-PER", "I-PER"], "BIOES")
+    (1, 2)
+    >>> first_illegal(["I-PER", "B-PER"], "IOB1") is None
+    True
+    """
+    scheme = canonical_scheme(scheme)
+    prev_role, prev_type = "START", ""
+    for i, tag in enumerate(tags):
+        role, etype = _parse(tag, scheme, i)
+        if not _allowed(scheme, prev_role, prev_type, role, etype):
+            return i
+        prev_role, prev_type = role, etype
+    if not _allowed(scheme, prev_role, prev_type, "END", ""):
+        return len(tags)
+    return None
+
+
+def is_legal(tags: Sequence[str], scheme: str) -> bool:
+    """Whether every transition of ``tags`` (start and end included) is allowed.
+
+    >>> is_legal(["B-LOC", "I-LOC", "O"], "BIO"), is_legal(["I-LOC"], "BIO")
+    (True, False)
+    """
+    return first_illegal(tags, scheme) is None
+
+
+def _chunks(tags: Sequence[str], scheme: str) -> List[Span]:
+    """Lenient (conlleval) chunking: every non-O tag belongs to some entity.
+
+    A new entity starts at a non-O tag when it is the first tag, or the previous tag is O,
+    ends an entity (E, S), has another type, or the tag itself begins one (B, S).
+    """
+    spans: List[Span] = []
+    prev_role, prev_type, start = "O", "", -1
+    for i, tag in enumerate(tags):
+        role, etype = _parse(tag, scheme, i)
+        if role == "O":
+            if start >= 0:
+                spans.append(Span(prev_type, start, i))
+            start = -1
+        elif start < 0 or prev_role in ("E", "S") or role in ("B", "S") or etype != prev_type:
+            if start >= 0:
+                spans.append(Span(prev_type, start, i))
+            start = i
+        prev_role, prev_type = role, etype
+    if start >= 0:
+        spans.append(Span(prev_type, start, len(tags)))
+    return spans
+
+
+def _encode(spans: Sequence[Span], length: int, scheme: str) -> List[str]:
+    spec = SCHEMES[scheme]
+    tags = ["O"] * length
+    for j, (label, start, end) in enumerate(spans):
+        suffix = f"-{label}" if label else ""
+        if end - start == 1:
+            tags[start] = spec.single + suffix
+        else:
+            tags[start] = spec.first + suffix
+            for i in range(start + 1, end - 1):
+                tags[i] = spec.inside + suffix
+            tags[end - 1] = spec.last + suffix
+        if spec.after_same and j > 0 and spans[j - 1].end == start and spans[j - 1].label == label:
+            tags[start] = spec.after_same + suffix
+        if spec.before_same and j + 1 < len(spans) and spans[j + 1].start == end and spans[j + 1].label == label:
+            tags[end - 1] = spec.before_same + suffix
+    return tags
+
+
+def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> List[str]:
+    """Write non-overlapping spans as a legal tag sequence of ``length`` tags.
+
+    An empty label gives bare prefixes (``"B"``, ``"E"`` ...).
+
+    >>> spans_to_tags([Span("PER", 0, 2), Span("PER", 2, 3)], 4, "IOB1")
+    ['I-PER', 'I-PER', 'B-PER', 'O']
+    >>> spans_to_tags([("", 0, 3), ("", 3, 4)], 4, "BMES")
+    ['B', 'M', 'E', 'S']
+    """
+    scheme = canonical_scheme(scheme)
+    ordered = sorted((Span(*s) for s in spans), key=lambda s: s.start)
+    for j, s in enumerate(ordered):
+        if not (0 <= s.start < s.end <= length):
+            raise ValueError(f"span {tuple(s)} is outside [0, {length}) or empty; expected 0 <= start < end <= length")
+        if j and ordered[j - 1].end > s.start:
+            raise ValueError(f"spans {tuple(ordered[j - 1])} and {tuple(s)} overlap; expected disjoint spans")
+    return _encode(ordered, length, scheme)
+
+
+def get_spans(tags: Sequence[str], scheme: str) -> List[Span]:
+    """Strict span extraction: entities whose tags are exactly what ``scheme`` writes for them.
+
+    Illegal fragments (an orphan ``I-X`` in BIO, an unclosed ``B-X`` in BIOES ...) are not spans.
+
+    >>> get_spans(["B-PER", "I-PER", "O", "I-LOC", "B-ORG"], "BIO")
+    [Span(label='PER', start=0, end=2), Span(label='ORG', start=4, end=5)]
+    >>> get_spans(["B-PER", "E-PER", "B-LOC", "O"], "BIOES")
+    [Span(label='PER', start=0, end=2)]
+    """
+    scheme = canonical_scheme(scheme)
+    chunks = _chunks(tags, scheme)
+    canonical = _encode(chunks, len(tags), scheme)
+    return [c for c in chunks if all(canonical[i] == tags[i] for i in range(c.start, c.end))]
+
+
+def repair(tags: Sequence[str], scheme: str) -> List[str]:
+    """Make ``tags`` legal with conlleval semantics: every non-O tag stays in an entity, an
+    orphan continuation (``I-X`` after ``O``) starts a new one, an unclosed entity is closed.
+
+    >>> repair(["O", "I-PER", "I-PER", "I-LOC"], "BIO")
+    ['O', 'B-PER', 'I-PER', 'B-LOC']
+    >>> repair(["B-PER", "I-PER", "O"], "BIOES")
+    ['B-PER', 'E-PER', 'O']
+    """
+    scheme = canonical_scheme(scheme)
+    return _encode(_chunks(tags, scheme), len(tags), scheme)
+
+
+def discard(tags: Sequence[str], scheme: str) -> List[str]:
+    """Make ``tags`` legal by turning every illegal fragment into ``O`` (strict spans are kept).
+
+    >>> discard(["O", "I-PER", "I-PER", "B-LOC"], "BIO")
+    ['O', 'O', 'O', 'B-LOC']
+    """
+    scheme = canonical_scheme(scheme)
+    return _encode(get_spans(tags, scheme), len(tags), scheme)
+
+
+def convert(tags: Sequence[str], source: str, target: str) -> List[str]:
+    """Convert a tag sequence between any two schemes, preserving its entities.
+
+    Illegal input is read with conlleval semantics (as :func:`repair` does) before conversion.
+
+    >>> convert(["I-ORG", "I-ORG", "B-ORG", "O", "I-PER"], "IOB1", "BIO")
+    ['B-ORG', 'I-ORG', 'B-ORG', 'O', 'B-PER']
+    >>> convert(["B-PER", "I-PER", "I-PER", "B-LOC"], "BIO", "BIOES")
+    ['B-PER', 'I-PER', 'E-PER', 'S-LOC']
+    >>> convert(["B-PER", "M-PER", "E-PER", "S-LOC"], "BMES", "BILOU")
+    ['B-PER', 'I-PER', 'L-PER', 'U-LOC']
+    """
+    source, target = canonical_scheme(source), canonical_scheme(target)
+    if source == target:
+        return repair(tags, source)
+    return _encode(_chunks(tags, source), len(tags), target)
+
+
+def entity_types(labels: Iterable[str]) -> List[str]:
+    """Sorted entity types named in ``labels`` (bare prefixes give the type ``""``).
+
+    >>> entity_types(["O", "B-PER", "I-PER", "B-LOC"])
+    ['LOC', 'PER']
+    """
+    types = set()
+    for label in labels:
+        prefix, etype = _split_tag(label)
+        if prefix == "O":
+            continue
+        if prefix not in _ALL_PREFIXES:
+            raise ValueError(
+                f"label {label!r} is not a tag: expected 'O', PREFIX-TYPE or a bare prefix with "
+                f"PREFIX one of {', '.join(sorted(_ALL_PREFIXES))}"
+            )
+        types.add(etype)
+    return sorted(types)
+
+
+def scheme_labels(types: Iterable[str], scheme: str) -> List[str]:
+    """The complete tag inventory of ``scheme`` for ``types``: ``"O"`` first, then sorted.
+
+    >>> scheme_labels(["PER", "LOC"], "BIO")
+    ['O', 'B-LOC', 'B-PER', 'I-LOC', 'I-PER']
+    >>> scheme_labels([""], "BMES")
+    ['O', 'B', 'E', 'M', 'S']
+    """
+    scheme = canonical_scheme(scheme)
+    prefixes = SCHEMES[scheme].roles
+    tags = {f"{p}-{t}" if t else p for t in set(types) for p in prefixes}
+    return ["O"] + sorted(tags)
+
+
+def _candidates(prefixes: set) -> List[str]:
+    return [name for name, spec in SCHEMES.items() if prefixes <= set(spec.roles)]
+
+
+def detect_scheme(labels: Iterable[str]) -> str:
+    """Guess the scheme of a label list from its prefixes.
+
+    ``B``/``I`` alone is ambiguous between IOB1 and BIO: label lists default to BIO (use
+    :func:`detect_corpus_scheme` on sequences to tell them apart); likewise ``I``/``E``
+    defaults to IOE2. Only ``I`` prefixes give IOB1 (IOB1 and IOE1 coincide then).
+
+    >>> detect_scheme(["O", "B-PER", "I-PER"]), detect_scheme(["O", "B-X", "E-X", "S-X"])
+    ('BIO', 'BIOES')
+    >>> detect_scheme(["B", "M", "E", "S"]), detect_scheme(["O", "U-X", "L-X"])
+    ('BMES', 'BILOU')
+    """
+    labels = list(labels)
+    entity_types(labels)  # validates every label
+    prefixes = {_split_tag(label)[0] for label in labels} - {"O"}
+    if not prefixes:
+        raise ValueError(f"cannot detect a tag scheme from {labels[:5]!r}: no entity tags; pass the scheme explicitly")
+    if prefixes == {"I"}:  # BIO cannot write I-X without B-X; IOB1 (= IOE1 here) can
+        return "IOB1"
+    candidates = _candidates(prefixes)
+    for preferred in ("BIO", "IOB1", "IOE2", "BIOES", "BILOU", "BMES"):
+        if preferred in candidates:
+            return preferred
+    raise ValueError(
+        f"labels with prefixes {sorted(prefixes)} fit no single scheme (candidates: IOB1, BIO, IOE1, IOE2, "
+        f"BIOES, BILOU, BMES); fix the labels or pass the scheme explicitly"
+    )
+
+
+def detect_corpus_scheme(sequences: Iterable[Sequence[str]]) -> str:
+    """Detect the scheme of tag sequences, telling IOB1 from BIO (and IOE1 from IOE2) by usage.
+
+    Entities opened by ``I-X`` (after ``O``, another type or at the start) count for IOB1,
+    entities opened by ``B-X`` there count for BIO; the majority wins (ties go to BIO), so a
+    few annotation slips do not flip the verdict. IOE1/IOE2 are decided the same way at
+    entity ends.
+
+    >>> detect_corpus_scheme([["I-PER", "O", "I-LOC", "B-LOC"]])
+    'IOB1'
+    >>> detect_corpus_scheme([["B-PER", "I-PER", "O"], ["I-LOC"]])
+    'BIO'
+    """
+    sequences = [list(s) for s in sequences]
+    scheme = detect_scheme({tag for seq in sequences for tag in seq})
+    if scheme not in ("BIO", "IOB1", "IOE2"):
+        return scheme
+    votes = {"IOB1": 0, "BIO": 0, "IOE1": 0, "IOE2": 0}
+    for seq in sequences:
+        parts = [_split_tag(t) for t in seq]
+        for i, (prefix, etype) in enumerate(parts):
+            if prefix == "O":
+                continue
+            prev, nxt = parts[i - 1] if i else ("O", ""), parts[i + 1] if i + 1 < len(parts) else ("O", "")
+            if prev[0] == "O" or prev[1] != etype:
+                votes["IOB1" if prefix == "I" else "BIO"] += prefix in ("I", "B")
+            if nxt[0] == "O" or nxt[1] != etype:
+                votes["IOE1" if prefix == "I" else "IOE2"] += prefix in ("I", "E")
+    if scheme == "IOE2":
+        return "IOE1" if votes["IOE1"] > votes["IOE2"] else "IOE2"
+    return "IOB1" if votes["IOB1"] > votes["BIO"] else "BIO"
