@@ -18,7 +18,7 @@ from mcrf.compare.report import shown
 from mcrf.compare.stats import f1_points, mean_std, paired_test, sentence_counts
 from mcrf.errors import ConfigError
 from mcrf.evaluation import score_predictions
-from mcrf.training import loop
+from mcrf.training import build
 
 from tiny_models import one_torch_thread  # noqa: F401
 
@@ -45,7 +45,7 @@ def compared(tmp_path_factory, one_torch_thread):  # noqa: F811
     """A comparison interrupted inside its second cell, then re-run: (folder, first run, second run)."""
     folder = tmp_path_factory.mktemp("compare") / "sample-bilstm"
     argv = ["compare", "sample", *VARIANTS, "--output", folder, *BUDGET]
-    original = loop._Run.save_last
+    original = build.Run.save_last
 
     def save_then_die(self):
         original(self)
@@ -53,7 +53,7 @@ def compared(tmp_path_factory, one_torch_thread):  # noqa: F811
             raise Interrupted("injected: killed after the first checkpoint of the mcrf cell")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(loop._Run, "save_last", save_then_die)
+        patch.setattr(build.Run, "save_last", save_then_die)
         first = run(*argv)
     crf_log = (folder / "cells" / "crf-seed1" / "train_log.jsonl").read_text()
     interrupted = {"mcrf_cell_json": (folder / "cells" / "mcrf-seed1" / "cell.json").exists(),

@@ -39,8 +39,8 @@ def corpus(folder: Path, splits: dict) -> Path:
 # ---------------------------------------------------------------------------- divergence
 POISON = """
 import torch
-import mcrf.training.loop as loop
-built = loop.build_optimizer
+import mcrf.training.build as build
+built = build.build_optimizer
 
 def poisoned(tagger, **kwargs):  # each step leaves a NaN in the CRF transitions, as a diverged step does
     optimizer = built(tagger, **kwargs)
@@ -52,7 +52,7 @@ def poisoned(tagger, **kwargs):  # each step leaves a NaN in the CRF transitions
     optimizer.register_step_post_hook(poison)
     return optimizer
 
-loop.build_optimizer = poisoned
+build.build_optimizer = poisoned
 """
 
 
@@ -72,10 +72,10 @@ def test_a_diverging_run_stops_with_one_clear_line(tmp_path):
 
 def test_non_finite_scores_between_evaluations_are_divergence_too(tmp_path, monkeypatch):
     """Between evaluations, the CRF refusing NaN parameters or emissions (or a NaN loss) is divergence."""
-    import mcrf.training.loop as loop
+    import mcrf.training.build as build
 
-    monkeypatch.setattr(loop, "build_optimizer", loop.build_optimizer)  # restored after the test
-    exec(POISON, {})  # noqa: S102 - the test's own code: replaces loop.build_optimizer
+    monkeypatch.setattr(build, "build_optimizer", build.build_optimizer)  # restored after the test
+    exec(POISON, {})  # noqa: S102 - the test's own code: replaces build.build_optimizer
     config = TrainConfig.for_dataset("sample", output_dir=str(tmp_path / "run"), max_steps=3, eval_every=100,
                                      max_train_sentences=16, max_eval_sentences=8, batch_size=8)
     with pytest.raises(TrainingDiverged, match=r"training diverged at step 2 \(non-finite CRF transitions\)"):

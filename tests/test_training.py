@@ -337,7 +337,7 @@ def test_corpus_without_dev_split_trains_on_a_carved_dev(tmp_path, caplog):
     (corpus / "dev.txt").unlink()
     config = TrainConfig.for_dataset(str(corpus), encoder="bilstm", output_dir=str(tmp_path / "run"),
                                      max_steps=1, batch_size=8, patience=None)
-    with caplog.at_level("INFO", logger="mcrf.training.loop"):
+    with caplog.at_level("INFO", logger="mcrf.training"):
         result = train(config)
     assert result.metrics["dev"]["num_sentences"] == 4  # 10% of 40
     assert "no dev split" in caplog.text and "dev_fraction" in caplog.text

@@ -4,6 +4,8 @@ Accelerate, transformers, seqeval and matplotlib are imported only when ``train`
 """
 
 from mcrf.training.config import TrainConfig
-from mcrf.training.loop import TrainerState, TrainResult, train
+from mcrf.training.build import TrainerState
+from mcrf.training.finish import TrainResult
+from mcrf.training.loop import train
 
 __all__ = ["TrainConfig", "TrainResult", "TrainerState", "train"]
