@@ -103,31 +103,42 @@ def restore_last(accelerator: Any, output_dir: PathLike, stateful: Sequence[Any]
     """Restore the state saved by ``save_last`` into the prepared objects and ``stateful``. Call on every process.
 
     Every file of the checkpoint is checked first (safetensors headers, the zip structure and
-    CRCs of ``torch.save`` files), so a truncated or corrupt file is named instead of failing
-    deep inside Accelerate (which also skips unreadable RNG states silently). What Accelerate
-    reads with ``torch.load`` it reads with ``weights_only=True``; nothing is unpickled freely.
+    CRCs of ``torch.save`` files, and their contents read as tensors and numbers only), so a
+    truncated, corrupt or hostile file is named instead of failing deep inside Accelerate (which
+    also skips unreadable RNG states silently). Nothing is ever unpickled freely: a pickle that
+    asks for anything beyond tensors and numbers is refused, never run.
 
     Raises:
         InputNotFound: no complete ``last`` checkpoint in ``output_dir``.
-        ModelDirError: a checkpoint file is truncated or corrupt, or the checkpoint lacks the
-            ``stateful`` states (written by an older mcrf).
+        ModelDirError: a checkpoint file is truncated, corrupt or untrusted, this process's RNG
+            state is missing, or the checkpoint lacks the ``stateful`` states (written by an older mcrf).
     """
     path = _last_dir(output_dir)
     for file in sorted(path.iterdir()):
         problem = _damage(file)
         if problem:
-            raise ModelDirError(_corrupt(file, problem))
+            raise ModelDirError(problem)
+    rng = path / f"random_states_{accelerator.process_index}.pkl"
+    if not rng.is_file():
+        raise ModelDirError(f"cannot resume from {path}: it lacks {rng.name}, the random state of process "
+                            f"{accelerator.process_index}, so the resumed run would not replay the interrupted one; "
+                            "resume with as many processes as the run had, or pass --overwrite to start over")
     states = read_last(output_dir).get(STATEFUL)
     if not isinstance(states, list) or len(states) != len(stateful):
         raise ModelDirError(f"cannot resume from {path}: its {TRAINER_STATE} lacks the scheduler and sampler "
-                            "states (written by an older mcrf); pass --overwrite (overwrite=True) to start over")
+                            "states (written by an older mcrf); pass --overwrite to start over")
     accelerator.load_state(str(path))
     for obj, state in zip(stateful, states):
         obj.load_state_dict(state)
 
 
+#: what Accelerate's ``random_states_<process>.pkl`` holds; without any of them it silently skips the file
+_RNG_KEYS = ("random_state", "numpy_random_seed", "torch_manual_seed")
+
+
 def _damage(file: Path) -> Optional[str]:
-    """What is wrong with one checkpoint file (``None`` when it reads, or is not a kind we know)."""
+    """What is wrong with one checkpoint file, as the error's text (``None`` when it reads, or is not a kind we know)."""
+    import pickle
     import zipfile
 
     if file.suffix == ".safetensors":
@@ -137,21 +148,32 @@ def _damage(file: Path) -> Optional[str]:
             with safe_open(str(file), "pt") as handle:
                 handle.keys()
         except (SafetensorError, OSError) as error:
-            return str(error)
+            return _corrupt(file, error)
     elif file.suffix in (".bin", ".pkl", ".pt"):  # torch.save writes zip archives with CRCs
         try:
             with zipfile.ZipFile(file) as archive:
                 bad = archive.testzip()
         except (zipfile.BadZipFile, OSError, EOFError) as error:
-            return str(error)
+            return _corrupt(file, error)
         if bad is not None:
-            return f"checksum mismatch in {bad}"
+            return _corrupt(file, f"checksum mismatch in {bad}")
+        from accelerate.utils import load
+
+        try:  # what Accelerate's load_state reads next, read the same way (weights_only), tensors mapped lazily
+            content = load(file, map_location="cpu", mmap=True)
+        except pickle.UnpicklingError:  # its text advises weights_only=False: never repeated
+            return (f"cannot resume: checkpoint file {file} is corrupt or untrusted: it holds Python objects other "
+                    "than tensors and numbers, which mcrf never loads (nothing in it was run); resume from an intact "
+                    "copy of the run folder, or pass --overwrite to start over")
+        if file.name.startswith("random_states_") and not (
+                isinstance(content, dict) and all(key in content for key in _RNG_KEYS)):
+            return _corrupt(file, f"expected the random states {', '.join(_RNG_KEYS)}, got {type(content).__name__}")
     return None
 
 
 def _corrupt(file: Path, problem: object) -> str:
     return (f"cannot resume: checkpoint file {file} is truncated or corrupt ({problem}); resume from an intact "
-            "copy of the run folder, or pass --overwrite (overwrite=True) to start over")
+            "copy of the run folder, or pass --overwrite to start over")
 
 
 def _last_dir(output_dir: PathLike) -> Path:
