@@ -237,3 +237,26 @@ def test_conll2003_train_every_word_gets_one_position():
         rows, positions = out["word_window"][out["word_mask"]], out["word_position"][out["word_mask"]]
         firsts = [p[0] for sentence in pieces for p in sentence]
         assert out["input_ids"][rows, positions].tolist() == firsts
+
+
+def test_a_sentence_longer_than_the_model_limit_raises_no_transformers_warning(tmp_path, caplog):
+    """mcrf windows long sentences, so transformers' "Token indices sequence length is longer than the
+    specified maximum sequence length ... indexing errors" is wrong for it (issue 17, quiet means quiet);
+    the tokenizer's other warnings stay."""
+    import logging
+
+    tokenizer = tm.make_tokenizer(tmp_path)
+    tokenizer.model_max_length = 16
+    aligner = SubwordAligner(tokenizer, max_length=16, stride=4)
+    hf_logger = logging.getLogger("transformers")  # it does not propagate to the root logger
+    hf_logger.addHandler(caplog.handler)
+    try:
+        out = aligner([["john"] * 50])
+        fresh = tm.make_tokenizer(tmp_path / "other")  # untouched by mcrf: transformers still warns there
+        fresh.model_max_length = 16
+        fresh([["john"] * 50], is_split_into_words=True)
+    finally:
+        hf_logger.removeHandler(caplog.handler)
+    assert out["word_mask"].sum() == 50
+    warnings = [r.getMessage() for r in caplog.records if "Token indices sequence length" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # the untouched tokenizer's only

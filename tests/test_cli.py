@@ -7,6 +7,8 @@ trained a few steps on the sample corpus, and a tiny random BERT with a 16-sub-w
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import subprocess
@@ -93,7 +95,8 @@ def test_top_level_help_version_and_no_command(capsys):
 
 def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
     _, out, _ = run(capsys, "train", "--help")
-    for field in TrainConfig.field_names():
+    offered = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("cli")]
+    for field in offered + ["max_length", "stride"]:  # the last two: options of the Hugging Face encoders
         if field != "dataset":
             flag = "--output" if field == "output_dir" else "--no-bucket" if field == "bucket" else \
                 "--" + field.replace("_", "-")
@@ -109,7 +112,9 @@ def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
     (["train", "sample", "--head-lr", "inf"], "expected a finite number 0 < head_lr <= 1"),
     (["train", "sample", "--head-lr", "nan"], "expected a finite number 0 < head_lr <= 1"),
     (["train", "sample", "--max-grad-norm=-inf"], "max_grad_norm"),
-    (["train", "sample", "--stride", "600", "--max-length", "512"], "stride"),
+    (["train", "sample", "--encoder", "x/bert", "--stride", "600", "--max-length", "512"],
+     "expected stride < max_length=512"),
+    (["train", "sample", "--max-length", "512"], "the bilstm encoder ('bilstm') has no option max_length"),
     (["inspect", "sample", "--policy", "fix"], "unknown policy 'fix'"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):
@@ -380,7 +385,8 @@ def test_bad_or_missing_devices_are_usage_errors(sample_model, text_input, capsy
 def test_predict_a_5000_word_line_with_a_windowed_encoder(tmp_path, capsys):
     torch.manual_seed(0)
     bert = tm.make_bert_dir(tmp_path / "bert", max_positions=64)
-    tagger = Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS, max_length=16, stride=4))
+    tagger = Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS,
+                                       encoder_options=dict(max_length=16, stride=4)))
     tagger.save_pretrained(tmp_path / "model")
     words = (tm.PERSONS + tm.PLACES + tm.FILLER + ["unseenword"]) * 200
     line = " ".join(words[:5000])

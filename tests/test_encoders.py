@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -14,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from mcrf.errors import ConfigError
+from mcrf.errors import ConfigError, ModelDirError
 from mcrf.fields import integer, option
 from mcrf.models import Tagger, TaggerConfig
 from mcrf.models import encoders as registry
-from mcrf.models.encoders import Encoder, encoder_class
+from mcrf.models.encoders import Encoder, encoder_class, register_encoder, unregister_encoder
 from mcrf.models.encoders.bilstm import BiLSTMEncoder
 from mcrf.models.encoders.frozen import FrozenStackEncoder
 from mcrf.models.encoders.hf import HFEncoder
@@ -71,7 +72,7 @@ def test_every_encoder_trains_saves_and_loads_through_the_interface(kind, bert, 
     before = tagger.predict(data)
     tagger.save_pretrained(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
-    assert config["format_version"] == 2 and config["encoder"] == encoder_name(kind, bert)
+    assert config["format_version"] == 3 and config["encoder_kind"] == type(tagger.encoder).kind and config["encoder"] == encoder_name(kind, bert)
     assert set(type(tagger.encoder).files) <= {p.name for p in (tmp_path / "model").iterdir()}
     loaded = Tagger.from_pretrained(tmp_path / "model")
     assert type(loaded.encoder) is type(tagger.encoder) and loaded.config == tagger.config
@@ -97,18 +98,20 @@ def test_the_frozen_stack_trains_only_its_bilstm(bert):
         optimizer.step()
     assert all(torch.equal(base[k], v) for k, v in tagger.encoder.base.state_dict().items())
     assert not torch.equal(lstm, tagger.encoder.lstm.weight_ih_l0)
-    assert tagger.config.encoder_options == {"lstm_hidden": 8, "lstm_layers": 1}
+    assert tagger.config.encoder_options == {"lstm_hidden": 8, "lstm_layers": 1, "max_length": 512, "stride": 128}
 
 
 def test_the_window_comes_from_the_encoder(tmp_path):
     small = tm.make_bert_dir(tmp_path / "small", max_positions=64)
     tagger = Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS))
-    assert (tagger.config.max_length, tagger.config.stride) == (64, 16)
+    assert tagger.config.encoder_options == {"max_length": 64, "stride": 16}
     long = tm.toy_sentences(1)[0].__class__(tokens=("john",) * 150)  # 152 sub-words: three windows
     assert len(tagger.predict([long])[0].tags) == 150
     with pytest.raises(ConfigError, match=r"max_length=65 exceeds .* 64 sub-words \(max_position_embeddings=64\)"):
-        Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS, max_length=65))
-    with pytest.raises(ConfigError, match="unknown option"):
+        Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS, encoder_options={"max_length": 65}))
+    with pytest.raises(ConfigError, match=r"stride < max_length=64, got stride=64"):  # stride checked after the window
+        Tagger.build(TaggerConfig(encoder=str(small), labels=tm.TOY_LABELS, encoder_options={"stride": 64}))
+    with pytest.raises(ConfigError, match="the bilstm encoder .* has no option hidden; its options are word_dim"):
         Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS, encoder_options={"hidden": 3}),
                      tm.toy_sentences(2))
 
@@ -125,7 +128,7 @@ def test_defaults_come_in_layers_with_their_source():
     assert (sample.lr, sample.sources["lr"]) == (1e-2, "flag")
     assert (sample.head_lr, sample.sources["head_lr"]) == (1e-2, "encoder")
     assert (sample.max_grad_norm, sample.sources["max_grad_norm"]) == (5.0, "encoder")
-    assert sample.sources["dataset"] == "flag" and sample.sources["max_length"] == "encoder"
+    assert sample.sources["dataset"] == "flag" and sample.sources["encoder_options"] == "default"
     bert = dataclasses.replace(sample, encoder="bert-base-cased")  # encoder-sourced values follow the encoder
     assert (bert.max_grad_norm, bert.layer_decay, bert.lr, bert.head_lr) == (1.0, 0.9, 1e-2, 1e-3)
     assert bert.sources["encoder"] == "flag"
@@ -192,15 +195,16 @@ def test_a_bert_with_64_positions_trains_with_no_max_length_and_the_header_shows
     with caplog.at_level(logging.INFO, logger="mcrf"):
         result = train(config)
     header = caplog.text
-    assert re.search(r"max_length +64 +\(encoder\)", header) and re.search(r"stride +16 +\(encoder\)", header)
+    assert re.search(r"encoder_options\.max_length +64 +\(encoder\)", header)
+    assert re.search(r"encoder_options\.stride +16 +\(encoder\)", header)
     assert re.search(r"lr +5e-05 +\(encoder\)", header) and re.search(r"epochs +1 +\(flag\)", header)
     assert re.search(r"batch_size +8 +\(flag\)", header) and re.search(r"seed +42 +\(default\)", header)
-    assert Tagger.from_pretrained(result.model_dir).config.max_length == 64
+    assert Tagger.from_pretrained(result.model_dir).config.encoder_options["max_length"] == 64
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["sources"]["lr"] == "encoder" and metrics["sources"]["epochs"] == "flag"
     first = json.loads((tmp_path / "run" / "train_log.jsonl").read_text().splitlines()[0])
     assert first["event"] == "settings"
-    assert first["settings"]["max_length"] == {"value": 64, "source": "encoder"}
+    assert first["settings"]["encoder_options.max_length"] == {"value": 64, "source": "encoder"}
     assert first["settings"]["head_lr"] == {"value": 1e-3, "source": "encoder"}
 
 
@@ -261,16 +265,57 @@ def featurize_chars(sentences):
     return {"codes": codes, "word_mask": mask}
 
 
-def test_a_new_encoder_is_one_class_and_one_registry_entry(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "ENCODERS", (CharBagEncoder,) + registry.ENCODERS)
-    config = TrainConfig.for_dataset(_toy_corpus(tmp_path), encoder="charbag", output_dir=str(tmp_path / "run"),
-                                     batch_size=8, max_steps=3)
-    assert config.lr == 1e-2 and config.sources["lr"] == "encoder" and config.epochs == 2
+@pytest.fixture
+def charbag():
+    """``CharBagEncoder`` registered as ``charbag`` through the public API, for one test."""
+    register_encoder("charbag", CharBagEncoder)
+    yield CharBagEncoder
+    unregister_encoder("charbag")
+
+
+def test_a_new_encoder_is_one_class_registered_from_outside_mcrf(tmp_path, charbag):
+    """Trains on the sample, saves, loads and resumes, with no edit of mcrf (issue 18)."""
+    config = TrainConfig.for_dataset("sample", encoder="charbag", output_dir=str(tmp_path / "run"),
+                                     batch_size=8, max_steps=3, max_eval_sentences=20)
+    assert config.lr == 1e-2 and config.sources["lr"] == "encoder" and config.sources["epochs"] == "dataset"
     result = train(config)
     tagger = Tagger.from_pretrained(result.model_dir)
     assert isinstance(tagger.encoder, CharBagEncoder) and "`charbag`" in (Path(result.model_dir) / "README.md").read_text()
+    assert tagger.config.encoder_options == {"dim": 8}
     resumed = train(dataclasses.replace(config, resume=True, max_steps=6))
     assert resumed.global_step == 6
+
+
+def test_registering_a_taken_name_or_a_non_encoder_is_an_error(charbag):
+    for name in ("charbag", "bilstm", "frozen:some/bert"):
+        with pytest.raises(ConfigError, match=f"the encoder name '{re.escape(name)}' is taken"):
+            register_encoder(name, CharBagEncoder)
+    with pytest.raises(TypeError, match="abstract: .*forward"):
+        register_encoder("half", type("Half", (Encoder,), {"create": classmethod(lambda cls, c, t=None: None)}))
+    with pytest.raises(TypeError, match="concrete subclass"):
+        register_encoder("module", nn.Linear)
+    with pytest.raises(ConfigError, match="no encoder is registered as 'nothing'"):
+        unregister_encoder("nothing")
+
+
+def test_the_encoder_base_class_is_abstract():
+    assert inspect.isabstract(Encoder)
+    assert {"create", "load", "featurizer", "forward", "hidden_size"} <= Encoder.__abstractmethods__
+    with pytest.raises(TypeError, match="abstract"):
+        Encoder()
+
+
+def test_a_model_folder_naming_an_unregistered_encoder_says_how_to_register_it(tmp_path, charbag):
+    tagger = Tagger.build(TaggerConfig(encoder="charbag", labels=tm.TOY_LABELS))
+    tagger.save_pretrained(tmp_path / "model")
+    unregister_encoder("charbag")
+    try:
+        with pytest.raises(ModelDirError, match=r"holds a 'charbag' encoder named 'charbag'.*"
+                                                r"register_encoder\('charbag', ItsEncoderClass\)") as error:
+            Tagger.from_pretrained(tmp_path / "model")
+        assert "\n" not in str(error.value)
+    finally:
+        register_encoder("charbag", CharBagEncoder)
 
 
 def test_no_encoder_kind_branches_outside_the_encoders():
@@ -284,6 +329,15 @@ def test_no_encoder_kind_branches_outside_the_encoders():
             if pattern.search(line) and "format 1" not in line and "format-1" not in line:
                 offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_the_window_is_named_only_by_the_hugging_face_encoder_and_the_alignment():
+    """Issue 18: max_length/stride are the Hugging Face encoder's options, not tagger or training fields."""
+    owners = {Path("mcrf/models/encoders/hf.py"), Path("mcrf/data/alignment.py")}
+    named = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "mcrf").rglob("*.py")
+                   if "max_length" in path.read_text(encoding="utf-8") and path.relative_to(ROOT) not in owners)
+    assert not named
+    assert "max_length" not in {f.name for f in dataclasses.fields(TaggerConfig)} | set(TrainConfig.field_names())
 
 
 def test_format_1_models_still_load(bert, tmp_path):
@@ -308,6 +362,121 @@ def test_format_1_models_still_load(bert, tmp_path):
             save_file({k.replace("encoder.model.", "encoder.", 1): v for k, v in weights.items()},
                       str(directory / "model.safetensors"))
         assert [p.tags for p in Tagger.from_pretrained(directory).predict(data)] == before
+
+
+@pytest.mark.parametrize("kind", ["bilstm", "hf", "frozen"])
+def test_format_2_models_with_the_window_at_the_top_level_still_load(kind, bert, tmp_path):
+    """Format 2 (before the window became a Hugging Face encoder option) kept max_length/stride as
+    top-level TaggerConfig keys, null for a BiLSTM, and no encoder_kind."""
+    tagger = trained(kind, bert, steps=2)
+    data = tm.toy_sentences(4, seed=5)
+    before = [p.tags for p in tagger.predict(data)]
+    directory = tmp_path / kind
+    tagger.save_pretrained(directory)
+    config = json.loads((directory / "config.json").read_text())
+    del config["encoder_kind"]
+    options = config["encoder_options"]
+    window = {name: options.pop(name, None) for name in ("max_length", "stride")}
+    if kind != "bilstm":
+        window = {"max_length": 16, "stride": 4}  # a window set by hand, not the encoder's default
+    (directory / "config.json").write_text(json.dumps({**config, **window, "format_version": 2}))
+    loaded = Tagger.from_pretrained(directory)
+    if kind == "bilstm":
+        assert loaded.config.encoder_options == tagger.config.encoder_options
+        assert [p.tags for p in loaded.predict(data)] == before
+    else:
+        assert loaded.config.encoder_options == {**tagger.config.encoder_options, **window}
+        assert loaded.encoder.featurizer()([["john"] * 40])["input_ids"].shape[1] <= 16  # the saved window is used
+
+
+def _groups_by_the_old_regex(model, *, lr, head_lr, layer_decay, weight_decay):
+    """``param_groups`` as it was before the encoders said which layer a parameter is in (a regex over names)."""
+    layer = re.compile(r"^encoder\..*?\blayers?\.(\d+)\.")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    indices = [int(m.group(1)) for m in (layer.match(n) for n, _ in named) if m]
+    num_layers = max(indices) + 1 if indices else 0
+    groups = {}
+    for name, param in named:
+        if name.startswith("encoder."):
+            match = layer.match(name)
+            if match:
+                depth = int(match.group(1)) + 1
+            elif "embeddings" in name.split(".")[1:3]:
+                depth = 0
+            else:
+                depth = num_layers + 1
+            group_lr = lr * layer_decay ** max(0, num_layers - depth) if num_layers else lr
+            key = f"encoder.depth{depth}"
+        else:
+            group_lr, key = head_lr, "head"
+        lowered = name.lower()
+        decay = not (param.ndim < 2 or "norm" in lowered or lowered.endswith("bias") or name.startswith("crf."))
+        groups.setdefault((key, decay), {"name": f"{key}{'' if decay else '.no_decay'}", "params": [], "lr": group_lr,
+                                         "weight_decay": weight_decay if decay else 0.0})["params"].append(name)
+    return list(groups.values())
+
+
+def test_layer_wise_decay_asks_the_encoder_and_gives_the_same_groups_as_the_old_regex(tmp_path):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from mcrf.training.optim import param_groups
+
+    bert = tm.make_bert_dir(tmp_path / "bert", layers=3)
+    distil = tmp_path / "distil"
+    DistilBertModel(DistilBertConfig(vocab_size=len(tm.WORDS) + 10, dim=16, n_layers=2, n_heads=2, hidden_dim=32,
+                                     max_position_embeddings=64)).save_pretrained(distil)
+    for path in bert.iterdir():
+        if path.name.startswith(("tokenizer", "vocab", "special")):
+            (distil / path.name).write_bytes(path.read_bytes())
+    expected_lrs = {"bert": [0.125, 0.25, 0.5, 1.0, 10.0], "distil": [0.25, 0.5, 1.0, 10.0],
+                    "bilstm": [1.0, 10.0], "frozen": [1.0, 10.0]}
+    for key, name in (("bert", str(bert)), ("distil", str(distil)), ("bilstm", "bilstm"), ("frozen", f"frozen:{bert}")):
+        tagger = Tagger.build(TaggerConfig(encoder=name, labels=tm.TOY_LABELS, encoder_options=SMALL.get(key, {})),
+                              tm.toy_sentences(4))
+        names = {id(p): n for n, p in tagger.named_parameters()}
+        settings = dict(lr=1.0, head_lr=10.0, layer_decay=0.5, weight_decay=0.1)
+        now = [{"name": g["name"], "params": [names[id(p)] for p in g["params"]], "lr": g["lr"],
+                "weight_decay": g["weight_decay"]} for g in param_groups(tagger, **settings)]
+        assert now == _groups_by_the_old_regex(tagger, **settings), key
+        assert sorted({g["lr"] for g in now}) == expected_lrs[key], key  # the decay really steps over the layers
+
+
+def test_the_window_flags_reach_a_hugging_face_encoder_and_are_an_error_with_the_bilstm(capsys, monkeypatch,
+                                                                                           tmp_path):
+    """Issue 17: `--max-length` with the BiLSTM was accepted and ignored."""
+    from mcrf.cli import app
+    from mcrf.errors import UserError
+
+    seen = {}
+
+    def fake_train(config):
+        seen["config"] = config
+        raise UserError("stop here")
+
+    monkeypatch.setattr("mcrf.training.train", fake_train)
+    assert app.main(["train", "sample", "--encoder", "some/bert", "--max-length", "64", "--stride", "8"]) == 1
+    assert seen["config"].encoder_options == {"max_length": 64, "stride": 8}
+    assert seen["config"].sources["encoder_options"] == "flag"
+    assert app.main(["train", "sample", "--encoder", "frozen:some/bert", "--max-length", "64"]) == 1
+    assert seen["config"].encoder_options == {"max_length": 64}
+    capsys.readouterr()
+    assert app.main(["train", "sample", "--max-length", "64"]) == 2  # the sample preset's encoder: bilstm
+    err = capsys.readouterr().err
+    assert "the bilstm encoder ('bilstm') has no option max_length" in err and "Traceback" not in err
+
+
+def test_a_bug_inside_the_hugging_face_encoder_is_not_retold_as_a_config_error(bert, monkeypatch):
+    """hf.py once turned any ValueError of the aligner into a ConfigError (the user's fault, exit 2)."""
+    from mcrf.errors import UserError
+    from mcrf.models.encoders import hf
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the aligner")
+
+    monkeypatch.setattr(hf, "SubwordAligner", broken)
+    with pytest.raises(ValueError, match="a bug in the aligner") as error:
+        Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS))
+    assert not isinstance(error.value, UserError)
 
 
 # ---------------------------------------------------------------------------- real corpora

@@ -32,7 +32,7 @@ def bert_dir(tmp_path_factory):
 
 def _tagger(encoder, decoder="mcrf") -> Tagger:
     torch.manual_seed(0)
-    extra = SMALL_LSTM if encoder == "bilstm" else dict(max_length=16, stride=4)
+    extra = SMALL_LSTM if encoder == "bilstm" else dict(encoder_options=dict(max_length=16, stride=4))
     config = TaggerConfig(encoder=str(encoder), labels=tm.TOY_LABELS, decoder=decoder, **extra)
     return Tagger.build(config, tm.toy_sentences(20, seed=0))
 

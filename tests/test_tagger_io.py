@@ -24,7 +24,7 @@ SMALL_LSTM = dict(encoder_options=dict(word_dim=16, char_dim=8, char_filters=8, 
 def trained(encoder, decoder, steps=15):
     """A tagger trained a few steps, so its CRF and head are not at their initial values."""
     torch.manual_seed(0)
-    extra = SMALL_LSTM if encoder == "bilstm" else dict(max_length=16, stride=4)
+    extra = SMALL_LSTM if encoder == "bilstm" else dict(encoder_options=dict(max_length=16, stride=4))
     data = tm.toy_sentences(20)
     tagger = Tagger.build(TaggerConfig(encoder=str(encoder), labels=tm.TOY_LABELS, decoder=decoder, **extra), data)
     batch = tagger.collator()(data)
@@ -151,7 +151,8 @@ def test_real_minilm_predicts_and_round_trips(tmp_path, monkeypatch):
     directory = Path(package.__file__).resolve().parent / "model"
     if not (directory / "config.json").is_file():
         pytest.skip(f"no model files in {directory}")
-    config = TaggerConfig(encoder=str(directory), labels=tm.TOY_LABELS, decoder="mcrf", max_length=128, stride=32)
+    config = TaggerConfig(encoder=str(directory), labels=tm.TOY_LABELS, decoder="mcrf",
+                          encoder_options=dict(max_length=128, stride=32))
     tagger = Tagger.build(config)
     data = [Sentence(("John", "Smith", "visited", "New", "York", "yesterday", ".")),
             Sentence(tuple("the bank of england said".split() * 60))]  # 300 words: several windows

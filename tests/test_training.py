@@ -16,7 +16,7 @@ from tiny_models import toy_sentences
 
 from mcrf.training import TrainConfig, train
 from mcrf.training.checkpoint import find_checkpoint, replace_dir
-from mcrf.training.optim import build_optimizer, encoder_depth, linear_schedule, param_groups
+from mcrf.training.optim import build_optimizer, linear_schedule, param_groups
 from mcrf.training.report import append_log, plot_curves, read_log, truncate_log
 
 # ---------------------------------------------------------------------------- config
@@ -47,7 +47,8 @@ def test_defaults_and_sample_preset():
         ("warmup_ratio", 1.0, "warmup_ratio"),
         ("eval_every", "sometimes", "eval_every"),
         ("eval_every", 0, "eval_every"),
-        ("stride", -1, "stride"),
+        ("encoder_options", {"hidden": 3}, "the bilstm encoder .* has no option hidden"),
+        ("encoder_options", [3], "encoder_options"),
         ("patience", 0, "patience"),
         ("scheme", "BIOZ", "scheme"),
         ("source_scheme", "IOBX", "scheme"),
@@ -93,39 +94,26 @@ def test_eval_every_accepts_step_counts_as_text_and_unknown_fields_fail():
 # ---------------------------------------------------------------------------- optimizer
 
 
-class _FakeBertTagger(nn.Module):
-    """Parameter names shaped like a Tagger over a 3-layer HF BERT."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.encoder = nn.Module()
-        self.encoder.embeddings = nn.Module()
-        self.encoder.embeddings.word_embeddings = nn.Embedding(10, 4)
-        self.encoder.embeddings.LayerNorm = nn.LayerNorm(4)
-        self.encoder.encoder = nn.Module()
-        self.encoder.encoder.layer = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
-        self.encoder.final_norm = nn.LayerNorm(4)
-        self.head = nn.Linear(4, 3)
-        self.crf = nn.Module()
-        self.crf.transitions = nn.Parameter(torch.zeros(3, 3))
-
-
 def _lr_of(groups, param):
     return next(g for g in groups if any(p is param for p in g["params"]))
 
 
-def test_llrd_groups_and_no_weight_decay_rules():
-    model = _FakeBertTagger()
+def test_llrd_groups_and_no_weight_decay_rules(tmp_path):
+    from mcrf.models import Tagger, TaggerConfig
+    from tiny_models import TOY_LABELS, make_bert_dir
+
+    model = Tagger.build(TaggerConfig(encoder=str(make_bert_dir(tmp_path / "bert", layers=3)), labels=TOY_LABELS))
     groups = param_groups(model, lr=1.0, head_lr=10.0, layer_decay=0.5, weight_decay=0.1)
-    enc = model.encoder
+    bert = model.encoder.model
+    layer = bert.encoder.layer
     cases = [
-        (enc.embeddings.word_embeddings.weight, 0.5 ** 3, 0.1),
-        (enc.embeddings.LayerNorm.weight, 0.5 ** 3, 0.0),
-        (enc.encoder.layer[0].weight, 0.5 ** 2, 0.1),
-        (enc.encoder.layer[0].bias, 0.5 ** 2, 0.0),
-        (enc.encoder.layer[1].weight, 0.5, 0.1),
-        (enc.encoder.layer[2].weight, 1.0, 0.1),
-        (enc.final_norm.weight, 1.0, 0.0),
+        (bert.embeddings.word_embeddings.weight, 0.5 ** 3, 0.1),
+        (bert.embeddings.LayerNorm.weight, 0.5 ** 3, 0.0),
+        (layer[0].attention.self.query.weight, 0.5 ** 2, 0.1),
+        (layer[0].attention.self.query.bias, 0.5 ** 2, 0.0),
+        (layer[1].output.dense.weight, 0.5, 0.1),
+        (layer[2].output.dense.weight, 1.0, 0.1),
+        (layer[2].output.LayerNorm.weight, 1.0, 0.0),
         (model.head.weight, 10.0, 0.1),
         (model.head.bias, 10.0, 0.0),
         (model.crf.transitions, 10.0, 0.0),
@@ -135,16 +123,18 @@ def test_llrd_groups_and_no_weight_decay_rules():
         assert group["lr"] == pytest.approx(lr) and group["weight_decay"] == decay, group["name"]
     n_params = sum(len(g["params"]) for g in groups)
     assert n_params == len(list(model.parameters()))
-    assert encoder_depth("encoder.transformer.layer.4.ffn.lin1.weight", 6) == 5  # DistilBERT naming
-    assert encoder_depth("encoder.embeddings.word_embeddings.weight", 6) == 0
+    assert model.encoder.layer_count() == 3
+    assert model.encoder.layer_index("model.transformer.layer.4.ffn.lin1.weight") == 5  # DistilBERT naming
+    assert model.encoder.layer_index("model.embeddings.word_embeddings.weight") == 0
 
 
-def test_bilstm_like_encoder_without_layers_trains_at_lr():
-    model = nn.Module()
-    model.encoder = nn.Module()
-    model.encoder.embeddings = nn.Embedding(5, 3)
-    model.encoder.lstm = nn.LSTM(3, 3)
-    model.head = nn.Linear(3, 2)
+def test_bilstm_encoder_without_layers_trains_at_lr():
+    from mcrf.models import Tagger, TaggerConfig
+    from tiny_models import TOY_LABELS, toy_sentences
+
+    model = Tagger.build(TaggerConfig(labels=TOY_LABELS, encoder_options=dict(word_dim=4, lstm_hidden=4)),
+                         toy_sentences(4))
+    assert model.encoder.layer_count() == 0
     groups = param_groups(model, lr=0.01, head_lr=0.1, layer_decay=0.5)
     assert {g["lr"] for g in groups if g["name"].startswith("encoder")} == {0.01}
     frozen = nn.Linear(2, 2)
@@ -383,7 +373,7 @@ def test_tiny_bert_with_llrd_bf16_and_softmax(tmp_path):
     bert = make_bert_dir(tmp_path / "bert")
     result = train(_config(tmp_path, encoder=str(bert), decoder="softmax", postprocess="discard",
                            lr=1e-3, head_lr=1e-2, layer_decay=0.8, mixed_precision="bf16",
-                           max_length=16, stride=4, epochs=1, bucket=False))
+                           encoder_options=dict(max_length=16, stride=4), epochs=1, bucket=False))
     assert result.global_step == 5
     metrics = result.metrics
     assert metrics["dev"]["num_sentences"] == 16 and 0.0 <= metrics["dev"]["illegal_path_rate"] <= 1.0
@@ -443,3 +433,13 @@ def test_fp16_on_cpu_is_a_clear_error_not_a_silent_float32_run(tmp_path):
         pytest.skip("a GPU is present: fp16 is valid")
     with pytest.raises(ValueError, match="bf16"):
         train(_config(tmp_path, mixed_precision="fp16", max_steps=1))
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"stride": -1}, "expected stride to be an integer >= 0"),
+    ({"max_length": 1}, "expected max_length to be an integer >= 2"),
+    ({"max_length": 16, "stride": 16}, "expected stride < max_length=16"),
+])
+def test_bad_window_options_of_a_hugging_face_encoder_are_refused_before_loading_it(options, match):
+    with pytest.raises(ValueError, match=match):  # no such model: the options fail first, without a download
+        TrainConfig(encoder="no-such/bert", encoder_options=options)

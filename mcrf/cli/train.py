@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
+from typing import Any, List
 
-from mcrf.cli.util import add_fields, build, given
+from mcrf.cli.util import add_fields, build, config_fields, given
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +30,34 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf train sample --output runs/sample --resume")
     parser.add_argument("dataset", metavar="DATASET",
                         help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
-    parser.set_defaults(func=_train, fields=add_fields(parser, TrainConfig))
+    fields = add_fields(parser, TrainConfig)
+    parser.set_defaults(func=_train, fields=fields, encoder_fields=add_encoder_options(parser, taken=fields))
+
+
+def add_encoder_options(parser: argparse.ArgumentParser, taken: List[str]) -> List[str]:
+    """One flag per command-line option of every known encoder (``--max-length``, ``--stride``), generated
+    from the encoders' ``Options`` dataclasses; given ones go to ``TrainConfig.encoder_options``.
+
+    An option offered by several encoders (the frozen stack shares the Hugging Face window) is one
+    flag; an option named like a ``TrainConfig`` field (``taken``) stays off the command line.
+    """
+    from mcrf.models.encoders import encoder_classes
+
+    added: List[str] = []
+    for cls in encoder_classes():
+        names = [name for name in config_fields(cls.Options) if name not in added and name not in taken]
+        added += add_fields(parser, cls.Options, names)
+    return added
 
 
 def _train(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvalResult, format_table
     from mcrf.training import TrainConfig, train
 
-    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields))
+    options = given(args, args.encoder_fields)
+    if options:  # an option the chosen encoder lacks is refused by TrainConfig, naming the encoder
+        options = {"encoder_options": options}
+    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields), **options)
     result = train(config)
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)

@@ -139,7 +139,7 @@ class SubwordAligner:
                 f"{type(tokenizer).__name__}; load it with AutoTokenizer.from_pretrained(..., use_fast=True) "
                 "or convert the model's tokenizer to tokenizer.json"
             )
-        self.tokenizer = tokenizer
+        self.tokenizer = _without_length_warning(tokenizer)
         self.max_length = int(max_length)
         self.stride = int(stride)
         self.prefix, self.suffix, self.prefix_types, self.word_type, self.suffix_types = _special_layout(tokenizer)
@@ -261,6 +261,24 @@ def gather_words(states: Tensor, word_window: Tensor, word_position: Tensor) -> 
         batch, width = word_window.shape
         return states.new_zeros(batch, width, states.shape[-1])  # shape: (B, W, H)
     return states[word_window, word_position]  # shape: (B, W, H)
+
+
+#: The key under which a transformers tokenizer records that it gave its one "Token indices sequence length is
+#: longer than the specified maximum sequence length ... indexing errors" warning.
+_LENGTH_WARNING = "sequence-length-is-longer-than-the-specified-maximum"
+
+
+def _without_length_warning(tokenizer: Any) -> Any:
+    """``tokenizer`` marked as having given its too-long-sequence warning already, so it never does.
+
+    The warning says a sequence longer than ``model_max_length`` will cause indexing errors; mcrf
+    tokenizes whole sentences and then cuts them into windows that fit, so it is wrong here. Only that
+    warning of only this tokenizer is affected (transformers keeps a once-only flag per tokenizer).
+    """
+    flags = getattr(tokenizer, "deprecation_warnings", None)
+    if isinstance(flags, dict):
+        flags[_LENGTH_WARNING] = True
+    return tokenizer
 
 
 def _special_layout(tokenizer: Any) -> tuple[list[int], list[int], list[int], int, list[int]]:

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping
 
 from mcrf import __version__
 from mcrf.errors import ConfigError
-from mcrf.fields import choice, integer, number, option, text, validate
+from mcrf.fields import choice, number, option, scheme_name, text, validate
 
-__all__ = ["TaggerConfig", "DECODERS", "POSTPROCESS", "check_window"]
+__all__ = ["TaggerConfig", "DECODERS", "POSTPROCESS"]
 
 DECODERS = ("mcrf", "mcrf-decoding", "crf", "softmax")
 POSTPROCESS = ("retain", "discard")
 
-def check_window(max_length: Optional[int], stride: Optional[int]) -> None:
-    """The one check between the two window fields: windows must overlap by less than their length.
-
-    Raises:
-        ConfigError: ``stride >= max_length`` (both known).
-    """
-    if max_length is not None and stride is not None and stride >= max_length:
-        raise ConfigError(f"expected stride < max_length={max_length}, got stride={stride}; lower --stride or "
-                          "leave it unset (max_length // 4)")
 
 
 def _labels(name: str, value: Any) -> List[str]:
@@ -38,15 +29,6 @@ def _labels(name: str, value: Any) -> List[str]:
     return labels
 
 
-def _scheme(name: str, value: Any) -> str:
-    from mcrf.crf.schemes import canonical_scheme
-
-    try:
-        return canonical_scheme(value)
-    except (ValueError, AttributeError, TypeError) as error:
-        raise ConfigError(f"expected {name} to be a tag scheme name: {error}") from None
-
-
 def _options(name: str, value: Any) -> Dict[str, Any]:
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ConfigError(f"expected {name} to be a dict of the encoder's options, got {value!r}")
@@ -57,8 +39,9 @@ def _options(name: str, value: Any) -> Dict[str, Any]:
 class TaggerConfig:
     """Architecture of a tagger (everything needed to rebuild it before loading weights).
 
-    The encoder-specific architecture (BiLSTM sizes, ...) is in ``encoder_options``, checked by the
-    encoder's own ``Options`` dataclass (``mcrf.models.encoders``); unset options take its defaults.
+    The encoder's own settings (BiLSTM sizes, the sub-word window of a Hugging Face encoder, ...) are
+    in ``encoder_options``, checked by the encoder's ``Options`` dataclass (``mcrf.models.encoders``);
+    unset options take its defaults, and the built tagger's config holds them all (``Encoder.complete``).
     """
 
     encoder: str = option("bilstm", check=text(what="'bilstm', 'frozen:NAME_OR_PATH' or a Hugging Face "
@@ -68,7 +51,7 @@ class TaggerConfig:
         "model name/path (fine-tuned)"))
     labels: List[str] = option(default_factory=list, check=_labels, cli=False, help=(
         "tag inventory; row i of the emission matrix scores labels[i]"))
-    scheme: str = option("BIO", check=_scheme, cli=False, help="tag scheme of the labels")
+    scheme: str = option("BIO", check=scheme_name(), cli=False, help="tag scheme of the labels")
     decoder: str = option("mcrf", check=choice(DECODERS), help=(
         "mcrf (masked CRF in training and decoding), mcrf-decoding (plain CRF training, masked Viterbi), "
         "crf (plain CRF) or softmax (per-word argmax)"))
@@ -76,13 +59,6 @@ class TaggerConfig:
         "how crf/softmax outputs that break the scheme are made legal: retain (conlleval: an orphan I-X "
         "starts an entity) or discard (orphan segments become O); the masked decoders need none"))
     dropout: float = option(0.1, check=number(0, 1, high_open=True), help="dropout before the tag-score layer")
-    max_length: Optional[int] = option(None, check=integer(2, optional=True, none_means="the encoder's limit"),
-                                       help=(
-        "encoder window in sub-words including special tokens (sub-word encoders); default: the encoder's "
-        "position limit and its tokenizer's model_max_length"))
-    stride: Optional[int] = option(None, check=integer(0, optional=True, none_means="max_length // 4"), help=(
-        "sub-words of overlap between the windows of a sentence longer than max_length (default: "
-        "max_length // 4)"))
     encoder_options: Dict[str, Any] = option(default_factory=dict, check=_options, cli=False, help=(
         "the encoder's own architecture options (see its Options dataclass)"))
     mcrf_version: str = option(__version__, cli=False, help="version of mcrf that created the tagger")
@@ -99,7 +75,6 @@ class TaggerConfig:
             allowed_transitions(self.labels, self.scheme)  # every label must be a tag of the scheme
         except ValueError as error:
             raise ConfigError(f"labels do not fit scheme {self.scheme}: {error}") from None
-        check_window(self.max_length, self.stride)
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-ready dict of every field."""

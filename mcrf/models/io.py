@@ -1,9 +1,10 @@
 """Saving and loading taggers: a self-contained directory, written atomically, loaded without pickle.
 
-Layout of a saved tagger directory (format 2)::
+Layout of a saved tagger directory (format 3)::
 
-    config.json          TaggerConfig fields + "format", "format_version" and "encoder_state"
-                         (what the encoder's ``save`` returned, e.g. the HF config dict)
+    config.json          TaggerConfig fields + "format", "format_version", "encoder_kind" (the
+                         encoder class's ``kind``) and "encoder_state" (what the encoder's ``save``
+                         returned, e.g. the HF config dict)
     model.safetensors    all weights (encoder, head, crf)
     <encoder files>      written by the encoder: tokenizer/ (Hugging Face), vocab.json (BiLSTM)
     README.md            model card with the evaluation results passed to save
@@ -11,7 +12,8 @@ Layout of a saved tagger directory (format 2)::
 
 The encoder is rebuilt by its own ``load`` (no download of the original Hugging Face encoder)
 and the weights are read with safetensors, which never unpickles. Format 1 directories (mcrf
-before the encoder interface) load too.
+before the encoder interface) and format 2 ones (the sub-word window as top-level keys, no
+``encoder_kind``) load too (``Encoder.upgrade_config``).
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ import torch
 from mcrf.errors import ConfigError, InputNotFound, ModelDirError
 from mcrf.io.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
-from mcrf.models.encoders import ENCODERS, encoder_class
+from mcrf.models.encoders import encoder_class, encoder_classes
 
-__all__ = ["save_model_dir", "load_model_dir", "FORMAT", "FORMAT_VERSION", "MODEL_FILES"]
+__all__ = ["save_model_dir", "load_model_dir", "FORMAT", "FORMAT_VERSION", "model_files"]
 
 FORMAT = "mcrf-tagger"
-FORMAT_VERSION = 2
-MODEL_FILES = frozenset({"config.json", "model.safetensors", "README.md", "metrics.json"}
-                        | {name for cls in ENCODERS for name in cls.files})
+FORMAT_VERSION = 3
+
+
+def model_files() -> frozenset:
+    """Names a saved tagger directory may hold (those of every encoder known now, registered ones included)."""
+    return frozenset({"config.json", "model.safetensors", "README.md", "metrics.json"}
+                     | {name for cls in encoder_classes() for name in cls.files})
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
@@ -60,7 +66,8 @@ def save_model_dir(tagger: Any, directory: Union[str, Path], metrics: Optional[D
     if target.exists():
         if not target.is_dir():
             raise ModelDirError(f"cannot save a tagger to {target}: it is a file; pass a directory path")
-        foreign = sorted(p.name for p in target.iterdir() if p.name not in MODEL_FILES)
+        known = model_files()
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in known)
         if foreign:
             raise ModelDirError(
                 f"{target} holds files that are not part of a saved tagger ({foreign[:5]}); saving replaces the "
@@ -69,7 +76,8 @@ def save_model_dir(tagger: Any, directory: Union[str, Path], metrics: Optional[D
     with atomic_directory(target) as staging:
         encoder_state = tagger.encoder.save(staging)
         write_json(staging / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                             **tagger.config.to_dict(), "encoder_state": encoder_state})
+                                             **tagger.config.to_dict(), "encoder_kind": type(tagger.encoder).kind,
+                                             "encoder_state": encoder_state})
         save_model(tagger, str(staging / "model.safetensors"), metadata={"format": "pt", "mcrf": FORMAT})
         if metrics is not None:
             write_json(staging / "metrics.json", metrics)
@@ -142,6 +150,12 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
     if not isinstance(name, str) or not name:
         raise ModelDirError(f"{path / 'config.json'} names no encoder; save the model again")
     kind = encoder_class(name)
+    saved_kind = data.pop("encoder_kind", kind.kind)
+    if saved_kind != kind.kind:
+        raise ModelDirError(
+            f"{path} holds a {saved_kind!r} encoder named {name!r}, which no encoder registered here handles "
+            f"({name!r} means a {kind.kind!r} encoder in this process); import the package defining it and call "
+            f"mcrf.models.encoders.register_encoder({name!r}, ItsEncoderClass) before loading")
     if version < FORMAT_VERSION:
         data, encoder_state = kind.upgrade_config(data, version)
     else:
@@ -159,7 +173,7 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
     tagger = cls(config, kind.load(config, path, encoder_state))
     weights = path / "model.safetensors"
     try:
-        if version >= FORMAT_VERSION:
+        if version >= 2:
             load_model(tagger, str(weights), strict=True)  # handles tensors shared inside the encoder
         else:
             tagger.load_state_dict(kind.upgrade_state_dict(load_file(str(weights)), version), strict=True)

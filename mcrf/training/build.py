@@ -94,9 +94,8 @@ class Run:
         return self.accelerator.unwrap_model(self.model)
 
     def decided(self) -> Dict[str, Any]:
-        """The settings the built model decided (its sub-word window), for the header and the records."""
-        model = self.tagger.config
-        return {"max_length": model.max_length, "stride": model.stride}
+        """The settings the built model decided (its encoder's options), for the header and the records."""
+        return {"encoder_options": self.tagger.config.encoder_options}
 
     def header(self) -> str:
         """The settings block and what the run found (processes, device, splits, steps, parameters)."""

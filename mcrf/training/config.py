@@ -4,7 +4,7 @@
 each field with its default, help and validator; nothing is restated here):
 
 - data loading: ``mcrf.data.LoadConfig``;
-- the model: ``mcrf.models.TaggerConfig`` (encoder, decoder, dropout, sub-word window);
+- the model: ``mcrf.models.TaggerConfig`` (encoder, decoder, dropout, the encoder's own options);
 - optimisation: ``mcrf.training.optim.OptimConfig``;
 - and the run's own fields below (epochs, batches, evaluation, output).
 
@@ -13,7 +13,7 @@ Values are resolved in layers, each overriding the one before:
 1. ``default``: the field defaults;
 2. ``encoder``: the encoder's recommendations (``Encoder.recommended``: learning rates, decay,
    warmup, clipping, epochs) for the fields left unset (``None``), and, once the model is built,
-   its sub-word window (``max_length``/``stride``);
+   the encoder options it decided (``Encoder.complete``: e.g. the sub-word window);
 3. ``dataset``: the dataset preset (``PRESETS``; ``sample`` trains a small BiLSTM quickly);
 4. ``flag``: what the user set (a command-line flag or a keyword argument).
 
@@ -31,18 +31,14 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from mcrf.data.corpus import LoadConfig
 from mcrf.errors import ConfigError
 from mcrf.fields import choice, flag_bool, integer, inherit, option, text, validate
-from mcrf.models.config import DECODERS, POSTPROCESS, TaggerConfig, check_window
+from mcrf.models.config import DECODERS, POSTPROCESS, TaggerConfig
 from mcrf.training.optim import OptimConfig
 
-__all__ = ["TrainConfig", "DECODERS", "POSTPROCESS", "MIXED_PRECISION", "PRESETS", "ENCODER_TUNED", "SOURCES"]
+__all__ = ["TrainConfig", "DECODERS", "POSTPROCESS", "MIXED_PRECISION", "PRESETS", "ENCODER_TUNED"]
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
-#: The layers, lowest first.
-SOURCES = ("default", "encoder", "dataset", "flag")
 #: Fields whose unset value (``None``) the encoder's recommendation fills.
 ENCODER_TUNED = tuple(f.name for f in dataclasses.fields(OptimConfig)) + ("epochs",)
-#: Fields the built model decides when unset (``Encoder.complete``).
-MODEL_DECIDED = ("max_length", "stride")
 
 #: Dataset presets (the ``dataset`` layer). ``sample`` is the bundled toy corpus: a BiLSTM trains,
 #: evaluates and saves in well under 2 minutes on 2 CPU cores. A preset holds what suits the
@@ -83,8 +79,7 @@ class TrainConfig:
     decoder: str = inherit(TaggerConfig, "decoder")
     postprocess: str = inherit(TaggerConfig, "postprocess")
     dropout: float = inherit(TaggerConfig, "dropout")
-    max_length: Optional[int] = inherit(TaggerConfig, "max_length")
-    stride: Optional[int] = inherit(TaggerConfig, "stride")
+    encoder_options: Dict[str, Any] = inherit(TaggerConfig, "encoder_options")
     # optimisation (OptimConfig)
     lr: Optional[float] = inherit(OptimConfig, "lr")
     head_lr: Optional[float] = inherit(OptimConfig, "head_lr")
@@ -158,12 +153,13 @@ class TrainConfig:
             if field.name == "sources":
                 continue
             value, source = getattr(self, field.name), sources.get(field.name)
-            if source == "encoder" and field.name in ENCODER_TUNED + MODEL_DECIDED:
+            default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            if source == "encoder" and field.name in ENCODER_TUNED:
                 setattr(self, field.name, None)
             elif source == "dataset" and field.name in preset and value == preset[field.name]:
                 pass
-            elif source not in ("flag", "default") or (source == "default" and value != field.default):
-                sources[field.name] = "default" if value == field.default else "flag"
+            elif source not in ("flag", "default") or (source == "default" and value != default):
+                sources[field.name] = "default" if value == default else "flag"
         validate(self, ["encoder"])
         recommended = encoder_class(self.encoder).recommended()
         for name in ENCODER_TUNED:
@@ -171,9 +167,6 @@ class TrainConfig:
                 if name not in recommended:
                     raise ConfigError(f"the {self.encoder!r} encoder recommends no {name}; set {name}")
                 setattr(self, name, recommended[name])
-                sources[name] = "encoder"
-        for name in MODEL_DECIDED:
-            if getattr(self, name) is None:
                 sources[name] = "encoder"
         self.sources = sources
 
@@ -184,9 +177,12 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ checks and views
     def validate(self) -> None:
-        """Run each field's validator (``mcrf.fields``); raise ``ConfigError`` saying what was expected."""
+        """Run each field's validator (``mcrf.fields``) and the encoder's check of its options; raise
+        ``ConfigError`` saying what was expected (an option the encoder lacks names the encoder)."""
+        from mcrf.models.encoders import encoder_class
+
         validate(self)
-        check_window(self.max_length, self.stride)
+        encoder_class(self.encoder).options(self)
 
     def load_config(self) -> LoadConfig:
         """The ``LoadConfig`` for ``mcrf.data.load_corpus`` (the data-loading fields)."""
@@ -213,17 +209,21 @@ class TrainConfig:
     def settings(self, decided: Optional[Mapping[str, Any]] = None) -> Dict[str, Dict[str, Any]]:
         """``{field: {"value": ..., "source": ...}}`` for every setting.
 
+        The encoder's options are one entry each, ``encoder_options.NAME``: the user's with the
+        source of ``encoder_options``, the ones the built model decided (``decided``) with ``encoder``.
+
         Args:
-            decided: values the built model decided for the fields left unset (``max_length``,
-                ``stride`` from ``Tagger.config``); shown with the source ``encoder``.
+            decided: ``{"encoder_options": ...}`` of the built model (``Tagger.config``), all its options.
         """
         decided = decided or {}
         out = {}
         for name in self.field_names():
-            value = getattr(self, name)
-            if value is None and name in decided:
-                value = decided[name]
-            out[name] = {"value": value, "source": self.sources.get(name, "default")}
+            value, source = getattr(self, name), self.sources.get(name, "default")
+            if name == "encoder_options":
+                for key, option in {**decided.get(name, {}), **value}.items():
+                    out[f"{name}.{key}"] = {"value": option, "source": source if key in value else "encoder"}
+                continue
+            out[name] = {"value": value, "source": source}
         return out
 
     def header(self, decided: Optional[Mapping[str, Any]] = None) -> str:

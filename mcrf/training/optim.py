@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -12,7 +11,7 @@ from torch import nn
 from mcrf.errors import ConfigError
 from mcrf.fields import number, option
 
-__all__ = ["OptimConfig", "param_groups", "build_optimizer", "linear_schedule", "encoder_depth"]
+__all__ = ["OptimConfig", "param_groups", "build_optimizer", "linear_schedule"]
 
 _RECOMMENDED = "default: the encoder's recommendation"
 
@@ -36,9 +35,6 @@ class OptimConfig:
     max_grad_norm: Optional[float] = option(None, check=number(0, optional=True), help=(
         f"gradient clipping norm, 0 disables clipping ({_RECOMMENDED})"))
 
-# ``encoder.encoder.layer.3.``, ``encoder.transformer.layer.3.`` (DistilBERT), ``encoder.layers.3.``
-_LAYER = re.compile(r"^encoder\..*?\blayers?\.(\d+)\.")
-
 
 def _no_decay(name: str, param: nn.Parameter) -> bool:
     """Biases, normalisation weights and other vectors are not weight-decayed."""
@@ -46,48 +42,31 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or "norm" in lowered or lowered.endswith("bias")
 
 
-def encoder_depth(name: str, num_layers: int) -> int:
-    """Depth of an encoder parameter for LLRD: 0 = embeddings, N+1 = layer N, L+1 = the rest.
-
-    Args:
-        name: parameter name inside the Tagger (``encoder.…``).
-        num_layers: number of numbered encoder layers ``L``.
-    """
-    match = _LAYER.match(name)
-    if match:
-        return int(match.group(1)) + 1
-    if name.startswith("encoder.") and "embeddings" in name.split(".")[1:3]:
-        return 0
-    return num_layers + 1
-
-
-def _num_layers(names: List[str]) -> int:
-    indices = [int(m.group(1)) for m in map(_LAYER.match, names) if m]
-    return max(indices) + 1 if indices else 0
-
-
 def param_groups(
     model: nn.Module, *, lr: float, head_lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0
 ) -> List[Dict]:
     """AdamW parameter groups for a ``Tagger``.
 
-    Encoder parameters (names starting with ``encoder.``) get ``lr * layer_decay ** max(0, L - depth)``
-    (see ``encoder_depth``): the top layer ``L-1`` and non-layer encoder parameters (pooler, final
-    norm) train at ``lr``, each layer below one factor slower, the embeddings at
-    ``lr * layer_decay ** L``. Everything else (head, CRF) trains at ``head_lr``. Biases/norm
-    weights/vectors and the CRF get no weight decay. A BiLSTM encoder has no numbered layers, so
-    all of it trains at ``lr``. Frozen parameters are skipped.
+    Encoder parameters (``model.encoder``, an ``mcrf.models.encoders.Encoder``) get
+    ``lr * layer_decay ** max(0, L - depth)``, where the encoder says how many layers ``L`` it
+    stacks (``Encoder.layer_count``) and the depth of each parameter (``Encoder.layer_index``):
+    the top layer ``L-1`` and non-layer encoder parameters (final norm) train at ``lr``, each
+    layer below one factor slower, the embeddings at ``lr * layer_decay ** L``. Everything else
+    (head, CRF) trains at ``head_lr``. Biases/norm weights/vectors and the CRF get no weight
+    decay. An encoder without a layer stack (the BiLSTM) trains all at ``lr``. Frozen parameters
+    are skipped.
 
     Returns:
         A list of dicts with ``params``, ``lr``, ``weight_decay`` and a descriptive ``name``;
         empty groups are omitted. Each group also stores ``initial_lr`` for the scheduler.
     """
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    num_layers = _num_layers([n for n, _ in named])
+    encoder = getattr(model, "encoder", None)
+    num_layers = encoder.layer_count() if encoder is not None else 0
     groups: Dict[Tuple[str, bool], Dict] = {}
     for name, param in named:
         if name.startswith("encoder."):
-            depth = encoder_depth(name, num_layers)
+            depth = encoder.layer_index(name[len("encoder."):])
             # without numbered layers (BiLSTM) there is nothing to decay over
             group_lr = lr * layer_decay ** max(0, num_layers - depth) if num_layers else lr
             key = f"encoder.depth{depth}"

@@ -152,16 +152,17 @@ def run_bilstm(lstm: nn.LSTM, features: Tensor, word_mask: Tensor) -> Tensor:
 class BiLSTMOptions:
     """Architecture of the BiLSTM encoder (``TaggerConfig.encoder_options``)."""
 
-    word_dim: int = option(100, check=integer(1), help="word-embedding size")
-    char_dim: int = option(30, check=integer(1), help="character-embedding size")
-    char_filters: int = option(50, check=integer(1), help="character-CNN filters (the char vector size)")
-    char_kernel: int = option(3, check=integer(1), help="character-CNN kernel width")
-    lstm_hidden: int = option(200, check=integer(1), help="LSTM hidden size per direction")
-    lstm_layers: int = option(1, check=integer(1), help="LSTM layers")
-    min_word_count: int = option(1, check=integer(1), help="words seen fewer times in training become unknown")
-    lowercase: bool = option(False, check=flag_bool, help="lower-case words for the word vocabulary")
-    max_word_chars: int = option(40, check=integer(1), help="characters of a word the char CNN reads")
-    word_dropout: float = option(0.05, check=number(0, 1, high_open=True), help=(
+    word_dim: int = option(100, cli=False, check=integer(1), help="word-embedding size")
+    char_dim: int = option(30, cli=False, check=integer(1), help="character-embedding size")
+    char_filters: int = option(50, cli=False, check=integer(1), help="character-CNN filters (the char vector size)")
+    char_kernel: int = option(3, cli=False, check=integer(1), help="character-CNN kernel width")
+    lstm_hidden: int = option(200, cli=False, check=integer(1), help="LSTM hidden size per direction")
+    lstm_layers: int = option(1, cli=False, check=integer(1), help="LSTM layers")
+    min_word_count: int = option(1, cli=False, check=integer(1), help=(
+        "words seen fewer times in training become unknown"))
+    lowercase: bool = option(False, cli=False, check=flag_bool, help="lower-case words for the word vocabulary")
+    max_word_chars: int = option(40, cli=False, check=integer(1), help="characters of a word the char CNN reads")
+    word_dropout: float = option(0.05, cli=False, check=number(0, 1, high_open=True), help=(
         "training only: probability of replacing a word by the unknown word, so its embedding is trained"))
 
 
@@ -211,11 +212,6 @@ class BiLSTMEncoder(Encoder):
         """
         return {"lr": 1e-2, "head_lr": 1e-2, "layer_decay": 1.0, "weight_decay": 0.0, "warmup_ratio": 0.05,
                 "max_grad_norm": 5.0, "epochs": 10}
-
-    @classmethod
-    def upgrade_architecture(cls, data: Dict[str, Any], architecture: Dict[str, Any]) -> Dict[str, Any]:
-        """Format 1 kept the sizes as top-level keys, and a window that a BiLSTM never used."""
-        return {**data, "encoder_options": architecture, "max_length": None, "stride": None}
 
     @classmethod
     def create(cls, config: Any, train_sentences: Optional[Sequence[Any]] = None) -> "BiLSTMEncoder":

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from mcrf.fields import integer, option
 from mcrf.models.encoders.base import Encoder, Featurizer
 from mcrf.models.encoders.bilstm import run_bilstm
-from mcrf.models.encoders.hf import HFEncoder
+from mcrf.models.encoders.hf import HFEncoder, HFOptions
 
 __all__ = ["FrozenStackEncoder", "FrozenStackOptions", "PREFIX"]
 
@@ -27,16 +27,19 @@ PREFIX = "frozen:"
 
 
 @dataclass
-class FrozenStackOptions:
-    """Architecture of the BiLSTM over the frozen encoder (``TaggerConfig.encoder_options``)."""
+class FrozenStackOptions(HFOptions):
+    """The frozen encoder's options (its sub-word window) and the architecture of the BiLSTM over it
+    (``TaggerConfig.encoder_options``)."""
 
-    lstm_hidden: int = option(256, check=integer(1), help="LSTM hidden size per direction")
-    lstm_layers: int = option(1, check=integer(1), help="LSTM layers")
+    lstm_hidden: int = option(256, check=integer(1), cli=False, help="LSTM hidden size per direction")
+    lstm_layers: int = option(1, check=integer(1), cli=False, help="LSTM layers")
 
 
 def _base_config(config: Any) -> Any:
-    """``config`` as the Hugging Face encoder underneath sees it (its own name, no options)."""
-    return dataclasses.replace(config, encoder=config.encoder[len(PREFIX):], encoder_options={})
+    """``config`` as the Hugging Face encoder underneath sees it (its own name and options)."""
+    own = {field.name for field in dataclasses.fields(HFOptions)}
+    return dataclasses.replace(config, encoder=config.encoder[len(PREFIX):],
+                               encoder_options={k: v for k, v in config.encoder_options.items() if k in own})
 
 
 class FrozenStackEncoder(Encoder):
@@ -76,8 +79,9 @@ class FrozenStackEncoder(Encoder):
                 "max_grad_norm": 5.0, "epochs": 5}
 
     def complete(self, config: Any) -> Any:
-        window = self.base.complete(_base_config(config))
-        return dataclasses.replace(super().complete(config), max_length=window.max_length, stride=window.stride)
+        window = self.base.complete(_base_config(config)).encoder_options
+        options = super().complete(config).encoder_options
+        return dataclasses.replace(config, encoder_options={**options, **window})
 
     @classmethod
     def create(cls, config: Any, train_sentences: Optional[Sequence[Any]] = None) -> "FrozenStackEncoder":

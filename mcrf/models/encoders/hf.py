@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
@@ -15,15 +16,18 @@ from torch import Tensor, nn
 
 from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, ModelDirError
-from mcrf.models.config import check_window
-from mcrf.models.encoders.base import Encoder, Featurizer, NoOptions
+from mcrf.fields import integer, option, validate
+from mcrf.models.encoders.base import Encoder, Featurizer
 
-__all__ = ["HFEncoder", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
+__all__ = ["HFEncoder", "HFOptions", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
 
 logger = logging.getLogger(__name__)
 
 #: A tokenizer's ``model_max_length`` at or above this means "no limit set" (transformers uses 1e30).
 _UNSET_LIMIT = 1_000_000
+#: A numbered transformer layer in a parameter name: ``model.encoder.layer.3.``, ``model.transformer.layer.3.``
+#: (DistilBERT), ``model.layers.3.``.
+_LAYER = re.compile(r"\blayers?\.(\d+)\.")
 
 
 def _byte_level_without_prefix_space(tokenizer: Any) -> bool:
@@ -168,6 +172,28 @@ def window_limit(model: nn.Module, tokenizer: Any) -> "tuple[int, str]":
     return min(limits)
 
 
+@dataclasses.dataclass
+class HFOptions:
+    """The sub-word window of a Hugging Face encoder (``TaggerConfig.encoder_options``); ``mcrf train`` flags.
+
+    Unset (``None``) values are decided by the encoder when it is built (``HFEncoder.complete``).
+    """
+
+    max_length: Optional[int] = option(None, check=integer(2, optional=True, none_means="the encoder's limit"),
+                                       help=(
+        "encoder window in sub-words including special tokens (Hugging Face encoders); default: the encoder's "
+        "position limit and its tokenizer's model_max_length"))
+    stride: Optional[int] = option(None, check=integer(0, optional=True, none_means="max_length // 4"), help=(
+        "sub-words of overlap between the windows of a sentence longer than max_length (Hugging Face "
+        "encoders; default: max_length // 4)"))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.max_length is not None and self.stride is not None and self.stride >= self.max_length:
+            raise ConfigError(f"expected stride < max_length={self.max_length}, got stride={self.stride}; lower "
+                              "--stride or leave it unset (max_length // 4)")
+
+
 class HFEncoder(Encoder):
     """Any Hugging Face ``AutoModel`` encoder, fine-tuned; each word is read from its first sub-word.
 
@@ -182,7 +208,7 @@ class HFEncoder(Encoder):
     """
 
     kind = "huggingface"
-    Options = NoOptions  # the window is TaggerConfig.max_length/stride
+    Options = HFOptions
     files = ("tokenizer",)
 
     def __init__(self, model: nn.Module, tokenizer: Any, max_length: int, stride: int) -> None:
@@ -202,36 +228,32 @@ class HFEncoder(Encoder):
                 "max_grad_norm": 1.0, "epochs": 3}
 
     @staticmethod
-    def window(model: nn.Module, tokenizer: Any, config: Any) -> "tuple[int, int]":
-        """``(max_length, stride)`` of ``config``, the encoder's limit where unset, checked against it.
+    def window(model: nn.Module, tokenizer: Any, name: str, options: HFOptions) -> HFOptions:
+        """``options`` with the encoder's limit where ``max_length`` is unset, checked against it.
 
         Raises:
             ConfigError: ``max_length`` above the encoder's limit, or ``stride`` not below it.
         """
         limit, why = window_limit(model, tokenizer)
-        max_length = limit if config.max_length is None else config.max_length
+        max_length = limit if options.max_length is None else options.max_length
         if max_length > limit:
-            raise ConfigError(f"max_length={max_length} exceeds what the encoder {config.encoder!r} takes: "
+            raise ConfigError(f"max_length={max_length} exceeds what the encoder {name!r} takes: "
                               f"{limit} sub-words ({why}); pass max_length <= {limit} or leave it unset")
-        stride = max_length // 4 if config.stride is None else config.stride
-        check_window(max_length, stride)
-        return max_length, stride
+        stride = max_length // 4 if options.stride is None else options.stride
+        return dataclasses.replace(options, max_length=max_length, stride=stride)
 
     def complete(self, config: Any) -> Any:
-        max_length, stride = self.window(self.model, self.tokenizer, config)
-        return dataclasses.replace(super().complete(config), max_length=max_length, stride=stride)
+        window = HFOptions(max_length=self.aligner.max_length, stride=self.aligner.stride)
+        return dataclasses.replace(config, encoder_options=dataclasses.asdict(window))
 
     @classmethod
     def _build(cls, model: nn.Module, tokenizer: Any, config: Any) -> "HFEncoder":
-        max_length, stride = cls.window(model, tokenizer, config)
-        try:
-            return cls(model, tokenizer, max_length, stride)
-        except ValueError as error:  # the aligner's checks of the window against the special tokens
-            raise ConfigError(str(error)) from None
+        window = cls.window(model, tokenizer, config.encoder, cls.options(config))
+        return cls(model, tokenizer, window.max_length, window.stride)
 
     @classmethod
     def create(cls, config: Any, train_sentences: Optional[Sequence[Any]] = None) -> "HFEncoder":
-        cls.options(config)
+        cls.options(config)  # a bad option fails before the (slow) download
         return cls._build(load_encoder(config.encoder), load_tokenizer(config.encoder), config)
 
     def save(self, directory: Path) -> Dict[str, Any]:
@@ -257,6 +279,21 @@ class HFEncoder(Encoder):
             return state
         return {("encoder.model." + k[len("encoder."):] if k.startswith("encoder.") else k): v
                 for k, v in state.items()}
+
+    def layer_count(self) -> int:
+        """The numbered transformer layers among the trainable parameters (the highest index + 1)."""
+        indices = [int(match.group(1)) for name, param in self.named_parameters()
+                   if param.requires_grad and (match := _LAYER.search(name))]
+        return max(indices) + 1 if indices else 0
+
+    def layer_index(self, name: str) -> int:
+        """0 for the embeddings, ``N + 1`` for transformer layer ``N``, ``L + 1`` for the rest (a final norm)."""
+        match = _LAYER.search(name)
+        if match:
+            return int(match.group(1)) + 1
+        if "embeddings" in name.split(".")[:2]:
+            return 0
+        return self.layer_count() + 1
 
     @property
     def hidden_size(self) -> int:
