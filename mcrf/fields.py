@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from mcrf.errors import ConfigError
 
-__all__ = ["option", "inherit", "validate", "help_of", "choice", "integer", "number", "text", "flag_bool",
+__all__ = ["option", "inherit", "validate", "choice", "integer", "number", "text", "flag_bool",
            "codec", "scheme_name", "Check"]
 
 #: A validator: ``check(name, value) -> value`` (possibly normalised), raising ``ConfigError``.
@@ -82,11 +82,6 @@ def validate(obj: Any, names: Optional[Iterable[str]] = None) -> None:
         if check is None or (wanted is not None and field.name not in wanted):
             continue
         setattr(obj, field.name, check(field.name, getattr(obj, field.name)))
-
-
-def help_of(cls: type, name: str) -> str:
-    """The help text of field ``name`` of ``cls`` (empty when it has none)."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}[name]
 
 
 # ---------------------------------------------------------------------------- validators

@@ -157,7 +157,7 @@ def test_settings_of_another_mcrf_version_are_named_not_refused(compared):
     folder = compared[0]
     saved = (folder / "compare.json").read_text()
     settings = json.loads(saved)
-    assert settings["format"] == 2
+    assert settings["format"] == 3
     del settings["format"]  # as written before the layered TrainConfig
     del settings["train"]["epochs"]  # a field this mcrf has and the writer did not
     settings["train"]["retired_knob"] = 7  # and one the writer had and this mcrf does not
@@ -168,7 +168,7 @@ def test_settings_of_another_mcrf_version_are_named_not_refused(compared):
     finally:
         (folder / "compare.json").write_text(saved)
     assert code == 0, err[-2000:]
-    assert "records settings differently (format 1, now 2)" in err
+    assert "records settings differently (format 1, now 3)" in err
     assert "epochs: '<absent>' (saved) != 3 (now)" in err and "retired_knob: 7 (saved)" in err
     assert "lr: 0.5 (saved) != 0.01 (now)" in err
 
@@ -258,3 +258,37 @@ def test_paired_test_identical_systems_and_a_clear_difference():
     assert paired_test(better, worse, resamples=500, seed=1) == result  # seeded: reruns agree
     with pytest.raises(ValueError, match="same sentences"):
         paired_test(better, [_system([2] * 39)] * 2, resamples=200)
+
+
+def test_the_training_fields_each_cell_sets_are_one_list():
+    """Issue 18: the CLI, CompareConfig and the settings check kept three copies of this list, and they
+    differed (CompareConfig accepted `overwrite`, which every cell sets itself)."""
+    from mcrf.cli.compare import _train_flags
+    from mcrf.compare.cells import SET_PER_CELL
+    from mcrf.compare.runner import PER_CELL_FIELDS
+
+    assert not set(_train_flags()) & set(SET_PER_CELL) and set(SET_PER_CELL) <= PER_CELL_FIELDS
+    for name in SET_PER_CELL:
+        with pytest.raises(ConfigError, match=f"compare sets \\['{name}'\\] itself"):
+            CompareConfig(train={name: True})
+
+
+@pytest.mark.parametrize("value", [99, 100.0, True, "1000"])
+def test_resamples_take_the_shared_integer_check(value):
+    with pytest.raises(ConfigError, match="expected resamples to be an integer >= 100"):
+        CompareConfig(resamples=value)
+    assert CompareConfig(resamples=100).resamples == 100
+
+
+def test_compare_takes_the_encoder_window_flags(monkeypatch):
+    seen = {}
+
+    def fake_compare(config, command=None):
+        seen["config"], seen["command"] = config, command
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("mcrf.compare.compare", fake_compare)
+    code, _, err = run("compare", "sample", "--encoder", "some/bert", "--max-length", "64", "--output", "x")
+    assert code == 2 and "stop here" in err
+    assert seen["config"].train == {"encoder": "some/bert", "encoder_options": {"max_length": 64}}
+    assert "--max-length 64" in seen["command"]

@@ -285,3 +285,17 @@ def test_conll_input_without_text_gets_space_joined_offsets():
     decoded = Decoded(tags=["B-LOC", "I-LOC", "O"], token_confidence=[0.9, 0.8, 1.0],
                       spans=[("LOC", 0, 2, 0.8)])
     assert _render(emit_text, Prediction(sentence, decoded)) == "[New York]{LOC} rocks\n"
+
+
+def test_the_device_field_is_written_once_and_inherited():
+    """Issue 18: evaluate, predict and serve each restated the same device field."""
+    import dataclasses
+
+    from mcrf.evaluation import EvaluateConfig
+    from mcrf.predict.stream import PredictConfig
+    from mcrf.serve.config import ServeConfig
+
+    fields = [{f.name: f for f in dataclasses.fields(cls)}["device"] for cls in (EvaluateConfig, PredictConfig,
+                                                                                ServeConfig)]
+    assert all(f.metadata["check"] is fields[0].metadata["check"] for f in fields)
+    assert all(f.metadata["help"] == fields[0].metadata["help"] and f.default is None for f in fields)

@@ -11,19 +11,18 @@ import argparse
 import shlex
 from typing import Any, List
 
-from mcrf.cli.util import UsageError, add_fields, build, given
+from mcrf.cli.util import UsageError, add_encoder_options, add_fields, build, encoder_options, given
 
 __all__ = ["add_parser"]
 
-#: ``mcrf train`` flags compare does not take (it sets them per cell, or owns ``--output``).
-_NOT_SHARED = ("decoder", "postprocess", "seed", "output_dir", "resume", "overwrite")
-
 
 def _train_flags() -> List[str]:
+    """The ``mcrf train`` flags compare takes: all but those each cell sets itself (``--output`` is compare's own)."""
     from mcrf.cli.util import config_fields
+    from mcrf.compare.cells import SET_PER_CELL
     from mcrf.training.config import TrainConfig
 
-    return [name for name in config_fields(TrainConfig) if name not in _NOT_SHARED]
+    return [name for name in config_fields(TrainConfig) if name not in SET_PER_CELL]
 
 
 def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -45,8 +44,9 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                         help="registered name, folder or hub id, as for `mcrf train`")
     parser.add_argument("--summarize", metavar="DIR", default=argparse.SUPPRESS,
                         help="instead: write DIR/README.md and DIR/summary.png over the comparisons in DIR/*/")
-    parser.set_defaults(func=_compare, fields=add_fields(parser, CompareConfig),
-                        train_fields=add_fields(parser, TrainConfig, _train_flags()))
+    fields, train_fields = add_fields(parser, CompareConfig), add_fields(parser, TrainConfig, _train_flags())
+    parser.set_defaults(func=_compare, fields=fields, train_fields=train_fields,
+                        encoder_fields=add_encoder_options(parser, taken=fields + train_fields))
 
 
 def _command(args: argparse.Namespace, names: List[str]) -> str:
@@ -86,7 +86,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.dataset is None:
         raise UsageError("expected DATASET (e.g. sample, conll2003, a folder) or --summarize DIR")
     config = build(CompareConfig, dataset=args.dataset, **given(args, args.fields),
-                   train=given(args, args.train_fields))
-    results = compare(config, command=_command(args, args.fields + args.train_fields))
+                   train={**given(args, args.train_fields), **encoder_options(args)})
+    results = compare(config, command=_command(args, args.fields + args.train_fields + args.encoder_fields))
     print(render_markdown(results))
     return 0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any, List
+from typing import Any
 
-from mcrf.cli.util import add_fields, build, config_fields, given
+from mcrf.cli.util import add_encoder_options, add_fields, build, encoder_options, given
 
 logger = logging.getLogger(__name__)
 
@@ -34,30 +34,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=_train, fields=fields, encoder_fields=add_encoder_options(parser, taken=fields))
 
 
-def add_encoder_options(parser: argparse.ArgumentParser, taken: List[str]) -> List[str]:
-    """One flag per command-line option of every known encoder (``--max-length``, ``--stride``), generated
-    from the encoders' ``Options`` dataclasses; given ones go to ``TrainConfig.encoder_options``.
-
-    An option offered by several encoders (the frozen stack shares the Hugging Face window) is one
-    flag; an option named like a ``TrainConfig`` field (``taken``) stays off the command line.
-    """
-    from mcrf.models.encoders import encoder_classes
-
-    added: List[str] = []
-    for cls in encoder_classes():
-        names = [name for name in config_fields(cls.Options) if name not in added and name not in taken]
-        added += add_fields(parser, cls.Options, names)
-    return added
-
-
 def _train(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvalResult, format_table
     from mcrf.training import TrainConfig, train
 
-    options = given(args, args.encoder_fields)
-    if options:  # an option the chosen encoder lacks is refused by TrainConfig, naming the encoder
-        options = {"encoder_options": options}
-    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields), **options)
+    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields), **encoder_options(args))
     result = train(config)
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from mcrf.errors import ConfigError, ModelDirError, UserError
 
 __all__ = ["UsageError", "positive_int", "build", "flag", "config_fields", "add_fields", "given",
+           "add_encoder_options", "encoder_options",
            "resolve_device", "load_tagger", "configure_logging"]
 
 
@@ -132,6 +133,31 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, names: Optional[Seque
 def given(args: argparse.Namespace, fields: Sequence[str]) -> Dict[str, Any]:
     """The values of ``fields`` the user gave on the command line."""
     return {field: getattr(args, field) for field in fields if hasattr(args, field)}
+
+
+def add_encoder_options(parser: argparse.ArgumentParser, taken: Sequence[str]) -> List[str]:
+    """One flag per command-line option of every known encoder (``--max-length``, ``--stride``), generated
+    from the encoders' ``Options`` dataclasses; ``encoder_options`` collects the given ones.
+
+    An option offered by several encoders (the frozen stack shares the Hugging Face window) is one
+    flag; an option named like a ``TrainConfig`` field (``taken``) stays off the command line.
+    """
+    from mcrf.models.encoders import encoder_classes
+
+    added: List[str] = []
+    for cls in encoder_classes():
+        names = [name for name in config_fields(cls.Options) if name not in added and name not in taken]
+        added += add_fields(parser, cls.Options, names)
+    return added
+
+
+def encoder_options(args: argparse.Namespace) -> Dict[str, Any]:
+    """``{"encoder_options": {...}}`` of the encoder flags the user gave (``add_encoder_options``), else ``{}``.
+
+    An option the chosen encoder lacks is refused when ``TrainConfig`` is built, naming the encoder.
+    """
+    options = given(args, args.encoder_fields)
+    return {"encoder_options": options} if options else {}
 
 
 #: device types mcrf runs on, each with its availability check

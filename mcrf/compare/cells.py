@@ -21,11 +21,14 @@ from mcrf.compare.variants import VARIANTS
 from mcrf.io.outputs import save_text
 from mcrf.training import TrainConfig
 
-__all__ = ["CELL_FILE", "cell_name", "read_cell", "run_cell", "train_speed"]
+__all__ = ["CELL_FILE", "SET_PER_CELL", "cell_name", "read_cell", "run_cell", "train_speed"]
 
 logger = logging.getLogger(__name__)
 
 CELL_FILE = "cell.json"
+#: ``TrainConfig`` fields each cell sets itself: not flags of ``mcrf compare``, not in ``CompareConfig.train``,
+#: not in the shared settings of ``compare.json`` and ``results.json``.
+SET_PER_CELL = ("decoder", "postprocess", "seed", "output_dir", "resume", "overwrite")
 #: Sidecar recording the step the last training process started from (see ``train_speed``).
 START_FILE = "compare_start.json"
 

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from mcrf.compare.cells import SET_PER_CELL
 from mcrf.compare.stats import mean_std, paired_test
 from mcrf.compare.variants import PAIRS, VARIANTS
 
@@ -97,8 +98,7 @@ def build_results(config: Any, base: Any, cells: List[Dict[str, Any]], sizes: Di
     variants = {name: _variant_row(name, of(name)) for name in config.variants}
     pairs = [_pair(a, b, of(a), of(b), config.resamples) for a, b in PAIRS
              if a in variants and b in variants and "test_f1" in variants[a]]
-    train = {k: v for k, v in base.to_dict().items() if k not in ("decoder", "postprocess", "seed", "output_dir",
-                                                                 "resume", "overwrite")}
+    train = {k: v for k, v in base.to_dict().items() if k not in SET_PER_CELL}
     return {"dataset": config.dataset, "encoder": base.encoder, "seeds": list(config.seeds),
             "variants": variants, "pairs": pairs, "sentences": sizes, "train_config": train,
             "cells": {f"{c['objective']}-seed{c['seed']}": {k: c[k] for k in (

@@ -22,7 +22,7 @@ from mcrf.io import runfolder
 from mcrf.compare import cells, report
 from mcrf.compare.variants import DEFAULT_VARIANTS, VARIANTS, objectives_of, parse_variants
 from mcrf.errors import ConfigError
-from mcrf.fields import option, validate
+from mcrf.fields import integer, option, validate
 from mcrf.training import TrainConfig
 
 __all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_CELL_FIELDS"]
@@ -30,16 +30,16 @@ __all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "compare.json"
-#: How ``compare.json`` records settings: 2 = ``TrainConfig`` with layered defaults, resolved (format 1,
-#: without the key, kept unresolved defaults such as ``dropout: None``).
-SETTINGS_FORMAT = 2
+#: How ``compare.json`` records settings: 3 = ``TrainConfig`` with layered defaults, resolved, the encoder's
+#: options in ``encoder_options`` (format 2 had the sub-word window as top-level fields; format 1, without the
+#: key, kept unresolved defaults such as ``dropout: None``).
+SETTINGS_FORMAT = 3
 #: what a comparison writes besides ``compare.json``: a folder holding any of them without a
 #: ``compare.json`` is refused (it is not a comparison that can be continued).
 COMPARE_OUTPUTS = ("cells", "results.json", "results.md", "results.png")
 #: ``TrainConfig`` fields set per cell, or free to differ between runs of one comparison (they
 #: change where or how fast it runs, not what it computes). All others must match ``compare.json``.
-PER_CELL_FIELDS = frozenset({"decoder", "postprocess", "seed", "output_dir", "resume", "overwrite",
-                             "data_dir", "eval_batch_size", "num_workers", "cpu"})
+PER_CELL_FIELDS = frozenset(cells.SET_PER_CELL) | {"data_dir", "eval_batch_size", "num_workers", "cpu"}
 
 
 def _seeds(text: str) -> Tuple[int, ...]:
@@ -54,12 +54,6 @@ def _variants(name: str, value: Any) -> Tuple[str, ...]:
     return parse_variants(value)
 
 
-def _resamples(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 100:
-        raise ConfigError(f"expected {name} to be an integer >= 100, got {value!r}")
-    return value
-
-
 @dataclass
 class CompareConfig:
     """Defaults of ``mcrf compare`` (the CLI builds its own flags from these fields)."""
@@ -71,7 +65,7 @@ class CompareConfig:
         f"variants to report, comma-separated, from {', '.join(VARIANTS)}; the objectives they need are trained"))
     output_dir: str = option("runs/compare", metavar="DIR", help=(
         "the comparison's folder (cells, results.md/json/png)"))
-    resamples: int = option(10000, check=_resamples, help="randomizations and bootstrap draws of the paired tests")
+    resamples: int = option(10000, check=integer(100), help="randomizations and bootstrap draws of the paired tests")
     train: Dict[str, Any] = option(default_factory=dict, cli=False, help=(
         "TrainConfig values shared by every cell (the flags of mcrf train), on top of "
         "TrainConfig.for_dataset(dataset)"))
@@ -83,7 +77,7 @@ class CompareConfig:
                 or len(set(seeds)) != len(seeds):
             raise ConfigError(f"expected one or more distinct integer seeds, got {self.seeds!r}; e.g. --seeds 1,2,3")
         self.seeds = seeds
-        taken = sorted(set(self.train) & {"decoder", "postprocess", "seed", "output_dir", "resume"})
+        taken = sorted(set(self.train) & set(cells.SET_PER_CELL))
         if taken:
             raise ConfigError(f"compare sets {taken} itself (per cell); drop them from the training settings "
                               "(--variants picks decoders and post-processing, --seeds the seeds)")

@@ -29,7 +29,8 @@ from mcrf.data.sniff import sniff_input
 from mcrf.data.text import read_pretokenized, read_text_lines
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, InputNotFound
-from mcrf.fields import choice, codec, integer, option, text, validate
+from mcrf.evaluation import EvaluateConfig
+from mcrf.fields import choice, codec, inherit, integer, option, validate
 from mcrf.predict.formats import FORMATS
 from mcrf.models.decoding import Prediction
 from mcrf.models.quantize import QUANTIZATIONS, check_quantization
@@ -63,8 +64,7 @@ class PredictConfig:
         f"{', '.join(FORMATS)} (see mcrf.predict.formats)"))
     encoding: str = option("utf-8", check=codec(), help=(
         "encoding of the input, any text encoding Python knows, utf-16/utf-32 included"))
-    device: Optional[str] = option(None, check=text(optional=True), help=(
-        "cpu, cuda, cuda:1, ... (default: CUDA when available)"))
+    device: Optional[str] = inherit(EvaluateConfig, "device")
     mmap_threshold: Optional[int] = option(128 * 1024, check=integer(1, optional=True, none_means="leave malloc "
                                                                                                     "alone"), help=(
         "glibc only: allocations of at least this many bytes get their own memory map, returned to the system "

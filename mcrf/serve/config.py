@@ -29,8 +29,7 @@ class ServeConfig:
         "instead of waiting behind an unbounded queue"))
     max_body: int = option(1_000_000, check=integer(1), help="largest request body in bytes (413 above it)")
     max_words: int = option(1000, check=integer(1), help="most words in one text (413 above it)")
-    device: Optional[str] = option(None, check=text(optional=True), help=(
-        "cpu, cuda, cuda:1, ... (default: CUDA when available)"))
+    device: Optional[str] = inherit(PredictConfig, "device")
     retry_after: int = option(1, check=integer(1), help=(
         "seconds a client is told to wait (Retry-After) when the queue is full"))
     mmap_threshold: Optional[int] = inherit(PredictConfig, "mmap_threshold", help=(
