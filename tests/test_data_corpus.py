@@ -12,6 +12,8 @@ from mcrf.data import hub as hub_module
 from mcrf.data.registry import REGISTRY, find_split_files, split_of
 from mcrf.errors import ConfigError, DataError, InputNotFound
 
+from extras import extra
+
 
 def _write_split(folder, name, sentences, columns=1):
     folder.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,7 @@ def test_jsonl_and_pairs_folders(tmp_path):
 
 
 def test_hub_folder_through_load_corpus(tmp_path):
-    datasets = pytest.importorskip("datasets")
+    datasets = extra("datasets", "pip install mcrf (a dependency)")
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
     features = datasets.Features({"tokens": datasets.Sequence(datasets.Value("string")),
                                   "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names))})
@@ -167,6 +169,30 @@ def test_registry_not_found_says_where_to_put_files(tmp_path, monkeypatch):
         load_corpus("no-such-corpus")
     with pytest.raises(FileNotFoundError, match="'someone/corpus' is no local path, and as a Hugging Face hub id"):
         load_corpus("someone/corpus")
+
+
+def test_a_missing_hub_dataset_is_not_found_but_a_bug_in_the_reader_is_not_retold(tmp_path, monkeypatch):
+    """Issue 18: every exception of the hub reader became "not found", hiding bugs behind the user's fault."""
+    from datasets.exceptions import DatasetNotFoundError
+
+    from mcrf.errors import UserError
+
+    monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
+
+    def missing(*args, **kwargs):
+        raise DatasetNotFoundError("Dataset 'lhoestq/conll2003' doesn't exist on the Hub")
+
+    monkeypatch.setattr(hub_module, "read_hub_dataset", missing)
+    with pytest.raises(FileNotFoundError, match="lhoestq/conll2003: DatasetNotFoundError"):
+        load_corpus("conll2003", data_dir=str(tmp_path))
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug in the reader")
+
+    monkeypatch.setattr(hub_module, "read_hub_dataset", broken)
+    with pytest.raises(KeyError, match="a bug in the reader") as error:
+        load_corpus("conll2003", data_dir=str(tmp_path))
+    assert not isinstance(error.value, UserError)
 
 
 def test_find_split_files_conventions(tmp_path):

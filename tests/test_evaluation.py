@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import List
 
@@ -97,8 +98,26 @@ def test_illegal_path_rate_and_speed():
 
 
 def test_no_spans_anywhere_scores_zero_without_warnings():
-    result = score_predictions([["O", "O"], []], [["O", "O"], []], "BIO")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # seqeval averages over no types: numpy's empty-mean warnings stay inside
+        result = score_predictions([["O", "O"], []], [["O", "O"], []], "BIO")
     assert (result.f1, result.macro_f1, result.num_gold_spans, result.per_type) == (0.0, 0.0, 0, {})
+
+
+def test_other_warnings_of_seqeval_are_not_silenced(monkeypatch):
+    """Issue 18: evaluation silenced every warning seqeval raised, so a real problem could not be seen."""
+    import seqeval.metrics
+
+    real = seqeval.metrics.classification_report
+
+    def warning_report(*args, **kwargs):
+        warnings.warn("something seqeval wants you to know", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(seqeval.metrics, "classification_report", warning_report)
+    with pytest.warns(UserWarning, match="something seqeval wants you to know"):
+        result = score_predictions([["B-PER", "O"]], [["B-PER", "O"]], "BIO")
+    assert result.f1 == 1.0
 
 
 @pytest.mark.parametrize(

@@ -269,12 +269,18 @@ def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
         files, searched = find_local(entry, cfg.data_dir)
         if files is not None:
             return _read_files(files, cfg, entry)
+        from datasets.exceptions import DatasetsError
+
         errors = []
         for source in entry.hub:
             try:
                 splits = hub.read_hub_dataset(source.repo_id, config=source.config, revision=source.revision,
                                               tag_column=cfg.hub_tag_column or source.tag_column)
-            except Exception as err:  # noqa: BLE001 - every hub failure is reported, then the next is tried
+            # what the hub raises for a source it cannot give: missing (DatasetNotFoundError is an OSError),
+            # offline or refused (OSError, ConnectionError), broken on the hub (DatasetsError), or in a
+            # layout mcrf cannot read (DataError): reported, then the next source is tried. Anything else
+            # is a bug of mcrf and propagates.
+            except (OSError, DatasetsError, DataError) as err:
                 errors.append(f"{source.repo_id}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
                 continue
             return RawSplits(splits, entry.scheme, {s: "hub" for s in splits}, [])
