@@ -16,6 +16,7 @@ from mcrf.data.alignment import SubwordAligner, gather_words, plan_windows
 from mcrf.errors import ConfigError
 
 import tiny_models as tm
+from extras import data_dir, extra
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 
@@ -191,7 +192,7 @@ def test_stitched_rows_equal_their_owner_window_run_alone(bert_dir):
 
 
 def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
-    tokenizers = pytest.importorskip("tokenizers")
+    tokenizers = extra("tokenizers", "pip install mcrf (a dependency)")
     from transformers import RobertaTokenizer
 
     from mcrf.models.encoders.hf import load_tokenizer
@@ -212,7 +213,7 @@ def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
     assert int(out["word_mask"].sum()) == 20 and "token_type_ids" not in out
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = data_dir()  # $MCRF_DATA_DIR, else ../shared/data
 
 
 @pytest.mark.slow

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from extras import extra
+
 pytestmark = pytest.mark.browser
 
 if os.environ.get("MCRF_REQUIRE_BROWSER"):  # CI installed Chromium: these tests must run, not skip
     from selenium import webdriver
 else:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
-pytest.importorskip("fastapi", reason="mcrf serve needs fastapi (pip install \"mcrf[serve]\")")
+    webdriver = extra("selenium.webdriver")
+extra("fastapi", 'pip install "mcrf[serve]"')
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions  # noqa: E402

@@ -11,8 +11,8 @@ from mcrf import MaskedCRF
 from mcrf.crf.schemes import allowed_transitions, is_legal, scheme_labels
 
 from crf_oracle import all_paths, log_z, marginals
+from extras import extra
 
-torchcrf = pytest.importorskip("torchcrf")
 
 SCHEMES = ["BIO", "IOB1", "BIOES", "BILOU", "IOE2", "BMES"]
 MODES = ["mcrf", "mcrf-decoding", "crf"]
@@ -101,6 +101,7 @@ def test_mcrf_puts_no_mass_on_illegal_paths_but_crf_does(scheme):
 def test_unconstrained_equals_pytorch_crf(batch_first, reduction):
     torch.manual_seed(0)
     num_tags, batch, steps = 6, 5, 8
+    torchcrf = extra("torchcrf")  # only the comparisons with pytorch-crf need it
     ref = torchcrf.CRF(num_tags, batch_first=batch_first)
     ours = MaskedCRF(num_tags, batch_first=batch_first)
     ours.load_state_dict(ref.state_dict())  # a pytorch-crf state_dict loads as is
@@ -128,6 +129,7 @@ def test_unconstrained_equals_pytorch_crf(batch_first, reduction):
 
 def test_decode_matches_pytorch_crf_on_many_random_batches():
     torch.manual_seed(3)
+    torchcrf = extra("torchcrf")
     ref = torchcrf.CRF(7, batch_first=True)
     ours = MaskedCRF(7, batch_first=True)
     ours.load_state_dict(ref.state_dict())

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.errors import DataError, InputNotFound
 
+from extras import extra
+
 
 def _write(path, text, encoding="utf-8"):
     path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
@@ -174,7 +176,7 @@ def test_write_read_round_trip_all_formats(tmp_path, sents, crlf):
 
 
 def _save_hub_folder(path, string_tags=False, classlabel=True):
-    datasets = pytest.importorskip("datasets")
+    datasets = extra("datasets", "pip install mcrf (a dependency)")
     names = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     tokens = [["John", "Smith", "visited", "Paris"], ["Hi"]]
     ids = [[1, 2, 0, 3], [0]]

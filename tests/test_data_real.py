@@ -1,15 +1,15 @@
-"""Real corpora from ../shared/data (skipped when absent): counts must match each SOURCE.md exactly."""
+"""Real corpora from $MCRF_DATA_DIR or ../shared/data (skipped when absent): counts must match each SOURCE.md exactly."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from mcrf.crf import schemes
 from mcrf.data import inspect_corpus, load_corpus
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from extras import data_dir
+
+SHARED = data_dir()  # $MCRF_DATA_DIR, else ../shared/data
 
 # name: {split: (sentences, tokens)} as written in SOURCE.md, and the illegal gold sequences measured
 # under the corpus's own (detected) scheme before repair.

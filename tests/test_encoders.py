@@ -28,6 +28,7 @@ from mcrf.training.config import ENCODER_TUNED, PRESETS
 from mcrf.training.optim import OptimConfig, build_optimizer
 
 import tiny_models as tm
+from extras import data_dir
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,6 +299,16 @@ def test_registering_a_taken_name_or_a_non_encoder_is_an_error(charbag):
         unregister_encoder("nothing")
 
 
+def test_the_base_class_names_no_option_of_a_particular_encoder():
+    """Issue 18: base.py listed the BiLSTM sizes (for format 1); the upgrade now asks each encoder's Options."""
+    from mcrf.models.encoders.bilstm import BiLSTMOptions
+    from mcrf.models.encoders.hf import HFOptions
+
+    source = (ROOT / "mcrf" / "models" / "encoders" / "base.py").read_text(encoding="utf-8")
+    named = [f.name for cls in (BiLSTMOptions, HFOptions) for f in dataclasses.fields(cls) if f.name in source]
+    assert not named
+
+
 def test_the_encoder_base_class_is_abstract():
     assert inspect.isabstract(Encoder)
     assert {"create", "load", "featurizer", "forward", "hidden_size"} <= Encoder.__abstractmethods__
@@ -481,7 +492,7 @@ def test_a_bug_inside_the_hugging_face_encoder_is_not_retold_as_a_config_error(b
 
 # ---------------------------------------------------------------------------- real corpora
 
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_dir()  # $MCRF_DATA_DIR, else ../shared/data
 
 
 @pytest.mark.slow

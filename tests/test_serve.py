@@ -19,9 +19,11 @@ import time
 
 import pytest
 
-httpx = pytest.importorskip("httpx", reason="the serve tests need httpx (pip install \"mcrf[serve]\")")
-pytest.importorskip("fastapi", reason="mcrf serve needs fastapi (pip install \"mcrf[serve]\")")
-pytest.importorskip("uvicorn", reason="mcrf serve needs uvicorn (pip install \"mcrf[serve]\")")
+from extras import extra
+
+httpx = extra("httpx", 'pip install "mcrf[serve]"')  # skips the module where the serve extra is missing
+extra("fastapi", 'pip install "mcrf[serve]"')
+extra("uvicorn", 'pip install "mcrf[serve]"')
 
 from mcrf import __version__  # noqa: E402
 from mcrf.data import load_corpus  # noqa: E402

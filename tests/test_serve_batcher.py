@@ -140,8 +140,10 @@ class FlakyTagger:
 
 @pytest.fixture
 def flaky_server(sample_model):
-    pytest.importorskip("fastapi")
-    httpx = pytest.importorskip("httpx")
+    from extras import extra
+
+    extra("fastapi", 'pip install "mcrf[serve]"')
+    httpx = extra("httpx", 'pip install "mcrf[serve]"')
     from mcrf.models import Tagger
     from mcrf.serve.app import create_app
 

@@ -17,6 +17,7 @@ from mcrf.models.card import model_card
 
 import tiny_models as tm
 from tiny_models import one_torch_thread  # noqa: F401  (autouse fixture)
+from extras import extra
 
 SMALL_LSTM = dict(encoder_options=dict(word_dim=16, char_dim=8, char_filters=8, lstm_hidden=16))
 
@@ -163,7 +164,7 @@ def test_real_minilm_predicts_and_round_trips(tmp_path, monkeypatch):
 
 
 def test_hub_id_that_cannot_be_downloaded(monkeypatch):
-    huggingface_hub = pytest.importorskip("huggingface_hub")
+    huggingface_hub = extra("huggingface_hub", "pip install mcrf (a dependency)")
     calls = []
 
     def offline(repo_id, **kwargs):

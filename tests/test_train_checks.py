@@ -17,8 +17,10 @@ from mcrf.errors import TrainingDiverged
 from mcrf.training import TrainConfig, train
 from mcrf.training.preflight import warn_about_labels
 
+from extras import data_dir
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = data_dir()  # $MCRF_DATA_DIR, else ../shared/data
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 TINY = ["--max-train-sentences", "32", "--max-eval-sentences", "8", "--batch-size", "8"]
 
@@ -104,7 +106,7 @@ def test_entity_types_only_in_dev_or_test_warn(tmp_path):
     assert f"entity types LOC, ORG of {data} occur in test but never in the training sentences" in done.stderr
 
 
-@pytest.mark.skipif(not (SHARED / "atis").is_dir(), reason="needs ../shared/data/atis")
+@pytest.mark.skipif(not (SHARED / "atis").is_dir(), reason=f"needs {SHARED / 'atis'} ($MCRF_DATA_DIR or ../shared/data)")
 def test_atis_slot_types_missing_from_train_are_named(caplog):
     """ATIS has slot types that occur in test but never in train (SlotGated-SLU split)."""
     from mcrf.data import load_corpus

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from tiny_models import toy_sentences
 
+from extras import data_dir
+
 from mcrf.training import TrainConfig, train
 from mcrf.training.checkpoint import find_checkpoint, replace_dir
 from mcrf.training.optim import build_optimizer, linear_schedule, param_groups
@@ -383,7 +385,7 @@ def test_tiny_bert_with_llrd_bf16_and_softmax(tmp_path):
 # ---------------------------------------------------------------------------- real encoder, real corpus (slow)
 
 REPO = Path(__file__).resolve().parents[1]
-CONLL = REPO.parent / "shared" / "data" / "conll2003"
+CONLL = data_dir() / "conll2003"  # $MCRF_DATA_DIR, else ../shared/data
 
 
 def _minilm_dir():
