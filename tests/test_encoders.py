@@ -400,6 +400,20 @@ def test_format_2_models_with_the_window_at_the_top_level_still_load(kind, bert,
         assert loaded.encoder.featurizer()([["john"] * 40])["input_ids"].shape[1] <= 16  # the saved window is used
 
 
+@pytest.mark.parametrize("kind", ["bilstm", "bert"])
+def test_format_2_folders_written_by_the_old_mcrf_load_and_predict_the_same(kind):
+    """tests/data/format2 was saved by mcrf at 507e679 (its README says how): the window at the top level."""
+    folder = ROOT / "tests" / "data" / "format2"
+    expected = json.loads((folder / "expected.json").read_text())[kind]
+    tagger = Tagger.from_pretrained(folder / kind)
+    if kind == "bert":
+        assert tagger.config.encoder_options == {"max_length": 12, "stride": 3}
+    else:
+        assert tagger.config.encoder_options["lstm_hidden"] == 4 and "max_length" not in tagger.config.encoder_options
+    sentences = [tm.toy_sentences(1)[0].__class__(tokens=tuple(words)) for words in expected["sentences"]]
+    assert [p.tags for p in tagger.predict(sentences)] == expected["tags"]
+
+
 def _groups_by_the_old_regex(model, *, lr, head_lr, layer_decay, weight_decay):
     """``param_groups`` as it was before the encoders said which layer a parameter is in (a regex over names)."""
     layer = re.compile(r"^encoder\..*?\blayers?\.(\d+)\.")
