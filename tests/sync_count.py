@@ -1,10 +1,25 @@
-"""Count device->host synchronisations on any device (CPU included) with a ``TorchDispatchMode``.
+"""Count device<->host synchronisations on any device (CPU included).
 
-On a GPU every host read of a tensor value stalls the launch queue. Each such read reaches
-the dispatcher as one of ``SYNC_OPS``: ``.item()``, ``bool(t)``, ``int(t)`` (all through
-``aten._local_scalar_dense``; ``aten.is_nonzero`` / ``aten.item`` when seen undecomposed), or an
-op whose output size depends on the data (``nonzero``, boolean-mask indexing, ``masked_select``),
-which must read the size back. ``Tensor.tolist()`` copies without the dispatcher and is not seen.
+On a GPU every host read of a tensor value stalls the launch queue, and so does a copy of host
+data to the device from ordinary (pageable) memory. ``SyncCounter`` sees, on CPU as on a GPU:
+
+* reads through the dispatcher (a ``TorchDispatchMode``): ``.item()``, ``bool(t)``, ``int(t)``,
+  ``float(t)`` (``aten._local_scalar_dense``; ``aten.is_nonzero`` / ``aten.item`` when seen
+  undecomposed), and ops whose output size depends on the data (``nonzero``, boolean-mask
+  indexing, ``masked_select``), which must read the size back;
+* copies to the host that bypass the dispatcher on CPU, by wrapping the ``Tensor`` methods while
+  the counter is active: ``.tolist()``, ``.cpu()``, ``.numpy()`` and ``.to("cpu")`` (the target
+  written as the string ``"cpu"``), recorded as ``"tolist"``, ``"cpu"``, ``"numpy"``, ``"to_cpu"``;
+  on a GPU ``aten._to_copy`` from a device tensor to the CPU is counted too (once per copy);
+* host data lifted into a tensor (``torch.tensor(x, ...)``, ``torch.as_tensor(list)``:
+  ``aten.lift_fresh``), which on an accelerator is a host-to-device copy, recorded as
+  ``"lift_fresh"``.
+
+What it cannot see: ``.to(device)`` with a ``torch.device`` (on CPU a move to the model's device
+and a copy to the host are the same call, so neither is counted); copies made inside C++ code
+that never reach the dispatcher from Python (a CPU tensor's ``.to`` is a no-op there);
+``torch.where(c, t, 0.0)``'s ``aten.scalar_tensor`` is *not* a copy (on CUDA it is an
+asynchronous fill) and is not counted; and no timing: a counted call on CPU costs nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +43,15 @@ WATCHED = tuple(
 )
 SYNC_OPS = {
     aten._local_scalar_dense, aten.is_nonzero, aten.item,
-    aten.nonzero, aten.masked_select, aten.nonzero_static,
+    aten.nonzero, aten.masked_select, aten.nonzero_static, aten.lift_fresh,
 }
+#: ``Tensor`` methods that copy to the host without reaching the dispatcher on CPU
+HOST_COPIES = ("tolist", "cpu", "numpy", "to")
+
+
+def _is_host_target(args, kwargs) -> bool:
+    """``Tensor.to``'s arguments name the host as the string ``"cpu"``."""
+    return kwargs.get("device") == "cpu" or any(a == "cpu" for a in args if isinstance(a, str))
 
 
 class SyncCounter(TorchDispatchMode):
@@ -39,14 +61,55 @@ class SyncCounter(TorchDispatchMode):
         super().__init__()
         self.ops: List[str] = []
         self.where: List[str] = []  # the mcrf source line of each read (for failure messages)
+        self._saved = {}
+        self._in_method = 0  # inside a wrapped method: its own dispatcher ops are not counted again
 
     @property
     def count(self) -> int:
         return len(self.ops)
 
+    def _record(self, name: str) -> None:
+        self.ops.append(name)
+        frames = [f for f in traceback.extract_stack() if f.filename.startswith(WATCHED)]
+        self.where.append(f"{frames[-1].filename.split('/')[-1]}:{frames[-1].lineno}" if frames else "?")
+
+    def _wrap(self, name: str):
+        original = self._saved[name]
+
+        def method(tensor, *args, **kwargs):
+            if name != "to" or _is_host_target(args, kwargs):
+                self._record("to_cpu" if name == "to" else name)
+                self._in_method += 1
+                try:
+                    return original(tensor, *args, **kwargs)
+                finally:
+                    self._in_method -= 1
+            return original(tensor, *args, **kwargs)
+
+        return method
+
+    def __enter__(self):
+        for name in HOST_COPIES:
+            self._saved[name] = getattr(torch.Tensor, name)
+            setattr(torch.Tensor, name, self._wrap(name))
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            for name, original in self._saved.items():
+                setattr(torch.Tensor, name, original)
+            self._saved.clear()
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket in SYNC_OPS and func.overloadpacket is not aten.nonzero_static:
-            self.ops.append(str(func.overloadpacket))
-            frames = [f for f in traceback.extract_stack() if f.filename.startswith(WATCHED)]
-            self.where.append(f"{frames[-1].filename.split('/')[-1]}:{frames[-1].lineno}" if frames else "?")
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if not self._in_method:
+            packet = func.overloadpacket
+            if packet in SYNC_OPS and packet is not aten.nonzero_static:
+                self._record(str(packet))
+            elif packet is aten._to_copy and args and getattr(args[0], "device", None) is not None:
+                target = kwargs.get("device")
+                if target is not None and torch.device(target).type == "cpu" and args[0].device.type != "cpu":
+                    self._record("to_cpu")
+        return func(*args, **kwargs)

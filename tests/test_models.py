@@ -200,19 +200,19 @@ def randomize(tagger, seed, scale=4.0):
 @pytest.mark.parametrize("decoder", ["mcrf", "crf"])
 def test_predict_runs_in_inference_mode_through_the_exact_marginals_fallback(decoder, sentences, monkeypatch):
     """Head weights x500 push the scores past the fast scan's range: the exact fallback runs, in inference mode."""
-    from mcrf.crf import ops as crf_ops
+    from mcrf.crf import exact as crf_exact
 
     tagger = make_tagger("bilstm", decoder)
     with torch.no_grad():
         tagger.head.weight.mul_(500.0)
     modes = []
-    real_exact = crf_ops._both_scans_exact
+    real_exact = crf_exact.scores
 
     def spy(*args, **kwargs):
         modes.append(torch.is_inference_mode_enabled())
         return real_exact(*args, **kwargs)
 
-    monkeypatch.setattr(crf_ops, "_both_scans_exact", spy)
+    monkeypatch.setattr(crf_exact, "scores", spy)
     predictions = tagger.predict(sentences)
     assert modes and all(modes)  # the fallback ran, under torch.inference_mode
     for prediction, sentence in zip(predictions, sentences):

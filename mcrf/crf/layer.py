@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mcrf.crf import checks as crf_checks, ops as crf_ops, scan as crf_scan
-from mcrf.crf.ops import FORBIDDEN_SCORE
+from mcrf.crf.numerics import FORBIDDEN_SCORE
 from mcrf.crf.viterbi import viterbi_kbest
 
 MODES = ("mcrf", "mcrf-decoding", "crf")
@@ -51,7 +51,8 @@ class MaskedCRF(nn.Module):
             checked the data. Shapes and dtypes are checked either way (they cost nothing).
         algorithm: ``"sequential"`` (one step per position), ``"scan"`` (log-depth parallel
             scan, :mod:`mcrf.crf.scan`) or ``"auto"``: per call, the faster one for the
-            shape by a measured rule (``crf_scan.use_scan``). Both give the same results.
+            shape and the device type by a measured rule (``crf_scan.use_scan``; docs/crf.md).
+            Both give the same results.
 
     Example:
         >>> crf = MaskedCRF(3, batch_first=True, labels=["O", "B-PER", "I-PER"], scheme="BIO")
@@ -156,11 +157,10 @@ class MaskedCRF(nn.Module):
         computations exclude forbidden transitions exactly.
         """
         start, trans, end = self._tables(train=False)
-        fill = torch.tensor(FORBIDDEN_SCORE, dtype=self.transitions.dtype, device=self.transitions.device)
         return (
-            torch.where(start, self.start_transitions, fill),
-            torch.where(trans, self.transitions, fill),
-            torch.where(end, self.end_transitions, fill),
+            torch.where(start, self.start_transitions, FORBIDDEN_SCORE),
+            torch.where(trans, self.transitions, FORBIDDEN_SCORE),
+            torch.where(end, self.end_transitions, FORBIDDEN_SCORE),
         )
 
     def _chain(self, train: bool, dtype: torch.dtype) -> crf_ops.Chain:
@@ -188,7 +188,7 @@ class MaskedCRF(nn.Module):
         """Whether the log-depth scan runs for these packed ``(B, L, K)`` emissions."""
         if self.algorithm != "auto":
             return self.algorithm == "scan"
-        return crf_scan.use_scan(packed.shape[0], packed.shape[1], packed.shape[2], decode)
+        return crf_scan.use_scan(packed.shape[0], packed.shape[1], packed.shape[2], decode, packed.device.type)
 
     def _checking(self, validate: Optional[bool]) -> bool:
         """Whether data-dependent checks (host reads) run: ``validate`` (the call's, else the
@@ -290,7 +290,8 @@ class MaskedCRF(nn.Module):
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             packed, lengths, order, _ = self._packed(emissions, mask, checking=checking)
             chain = self._chain(train=False, dtype=packed.dtype)
-            paths, scores = viterbi_kbest(packed, lengths, chain, k=k, scan=self._scan(packed, True))  # shape: (B, k, L), (B, k)
+            scan = self._scan(packed, True)
+            paths, scores = viterbi_kbest(packed, lengths, chain, k, scan, sync_free=not checking)  # shape: (B, k, L), (B, k)
         return paths, scores, lengths, order, mask
 
     @torch.no_grad()

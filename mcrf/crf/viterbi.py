@@ -8,6 +8,7 @@ argmax) per time step.
 
 from __future__ import annotations
 
+import math
 from typing import Tuple
 
 import torch
@@ -18,7 +19,7 @@ from mcrf.crf.scan import viterbi_scan
 
 
 def viterbi_kbest(
-    emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1, scan: bool = False
+    emissions: Tensor, lengths: Tensor, chain: Chain, k: int = 1, scan: bool = False, sync_free: bool = True
 ) -> Tuple[Tensor, Tensor]:
     """The ``k`` best legal paths of packed sequences (``scan``: the 1-best by the log-depth
     :func:`mcrf.crf.scan.viterbi_scan`, same paths as the sequential recursion).
@@ -30,22 +31,67 @@ def viterbi_kbest(
     Returns:
         ``(paths, scores)``: ``paths (B, k, L)`` long in packed positions (entries past a
         length are meaningless); ``scores (B, k)``, ``-inf`` where fewer than ``k`` legal
-        paths exist. An empty sequence has one (empty) path of score 0.
+        paths exist. An empty sequence has one (empty) path of score 0. Scores whose sums
+        could leave the dtype's range are scaled by a power of two first (exact; same paths),
+        and a reported score beyond the range saturates at the dtype's largest finite value.
+
+    Args:
+        sync_free: decide that scaling without a host read (always multiply by the scale, 1 for
+            ordinary scores); otherwise read the bound once and scale only when needed.
     """
-    neg_inf = torch.tensor(float("-inf"), device=emissions.device, dtype=emissions.dtype)
-    trans_m = torch.where(chain.allowed_trans, chain.trans, neg_inf)  # shape: (K_from, K_to)
-    start_m = torch.where(chain.allowed_start, chain.start, neg_inf)  # shape: (K,)
-    end_m = torch.where(chain.allowed_end, chain.end, neg_inf)  # shape: (K,)
+    bounds = _bounds(emissions, chain)  # shape: (4,)
+    scale = _overflow_scale(bounds, emissions.shape[1], emissions.dtype, read=not sync_free)
+    if not isinstance(scale, float) or scale != 1.0:  # ordinary scores on the checked path: no arithmetic
+        emissions = emissions * scale
+        chain = chain._replace(start=chain.start * scale, trans=chain.trans * scale, end=chain.end * scale)
+    trans_m = torch.where(chain.allowed_trans, chain.trans, float("-inf"))  # shape: (K_from, K_to)
+    start_m = torch.where(chain.allowed_start, chain.start, float("-inf"))  # shape: (K,)
+    end_m = torch.where(chain.allowed_end, chain.end, float("-inf"))  # shape: (K,)
     if k == 1 and scan:
         paths, score = viterbi_scan(emissions, lengths, start_m, trans_m, end_m)
     elif k == 1:
         paths, score = _viterbi_best(emissions, lengths, start_m, trans_m, end_m)
     else:
         paths, score = _viterbi_k(emissions, lengths, start_m, trans_m, end_m, k)
+    # legality is read off the scaled score (finite: a legal path); the reported score saturates
+    big = torch.finfo(score.dtype).max
+    score = torch.where(torch.isfinite(score), (score / scale).clamp(min=-big, max=big), float("-inf"))
     empty_seq = (lengths == 0).unsqueeze(1)
     rank0 = torch.arange(k, device=score.device).unsqueeze(0) == 0
     score = torch.where(empty_seq, torch.where(rank0, 0.0, float("-inf")), score)
     return paths, score
+
+
+#: log2 of the largest |path score| each dtype holds with a bit to spare.
+_HEADROOM = {torch.float32: 126, torch.float64: 1022, torch.float16: 14, torch.bfloat16: 126}
+
+
+def _bounds(emissions: Tensor, chain: Chain) -> Tensor:
+    """``(4,)``: the min and max of the emissions, then of the chain's scores (0 for no emissions)."""
+    scores = torch.cat([chain.start, chain.trans.flatten(), chain.end])  # shape: (K * K + 2 * K,)
+    seen = emissions if emissions.numel() else scores.new_zeros(1)
+    return torch.stack([*torch.aminmax(seen), *torch.aminmax(scores)])
+
+
+def _overflow_scale(bounds: Tensor, steps: int, dtype: torch.dtype, read: bool):
+    """A power of two that keeps every path score of ``steps`` positions within ``dtype``'s range,
+    given the score ``bounds`` (:func:`_bounds`): 1 for ordinary scores. A path sums ``steps``
+    emissions and ``steps + 1`` transition scores, so scores near the float32 limit (``5e37``)
+    overflow to ``inf`` within a few steps; scaling by a power of two is exact and leaves every
+    comparison, hence the path, unchanged.
+
+    Returns:
+        With ``read``: a Python float (one host read of the four bounds). Without: a 0-dim tensor
+        computed on the device (no host read).
+    """
+    terms = math.ceil(math.log2(2 * steps + 1))
+    if read:
+        biggest = max(abs(x) for x in bounds.tolist())
+        if biggest == 0 or not math.isfinite(biggest):
+            return 1.0
+        return 2.0 ** -max(math.ceil(math.log2(biggest)) + terms - _HEADROOM[dtype], 0)
+    biggest = bounds.abs().amax()  # shape: ()
+    return torch.exp2(-(torch.ceil(torch.log2(biggest)) + terms - _HEADROOM[dtype]).clamp(min=0.0))
 
 
 def _viterbi_best(emissions, lengths, start_m, trans_m, end_m) -> Tuple[Tensor, Tensor]:

@@ -25,15 +25,16 @@ keep the probability of ``O`` (the model's belief in the tag that is output).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Mapping, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
+import torch
 from torch import Tensor
 
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError
 from mcrf.models.config import POSTPROCESS
 
-__all__ = ["Decoded", "Prediction", "postprocess", "make_decoded"]
+__all__ = ["Decoded", "Prediction", "postprocess", "make_decoded", "host_table", "decode_rows"]
 
 SpanWithConfidence = Tuple[str, int, int, float]
 
@@ -109,15 +110,83 @@ def make_decoded(
     Returns:
         Final tags, raw-illegal flag, token confidences and spans with confidence.
     """
+    rows = probabilities.detach().float().cpu()  # shape: (n, K)
+    raw = rows.gather(1, torch.tensor([label_index[t] for t in raw_tags], dtype=torch.long).view(-1, 1))
+    return assemble(raw_tags, raw.view(-1).tolist(), scheme, rule, lambda t, tag: float(rows[t, label_index[tag]]))
+
+
+def assemble(
+    raw_tags: Sequence[str],
+    raw_confidence: Sequence[float],
+    scheme: str,
+    rule: str,
+    confidence_of: Callable[[int, str], float],
+) -> Decoded:
+    """A ``Decoded`` from raw tags and the probability of each raw tag; ``confidence_of(t, tag)``
+    gives the probability of another tag at word ``t`` (asked only where ``discard`` changed a
+    word, see the module docstring)."""
     from mcrf.crf.schemes import get_spans
 
     tags, illegal = postprocess(raw_tags, scheme, rule)
-    rows = probabilities.detach().float().cpu()  # shape: (n, K)
-    # retain: a repaired word is scored by the tag the decoder chose (see the module docstring)
-    scored = raw_tags if rule == "retain" else tags
-    confidence = [float(rows[t, label_index[tag]]) for t, tag in enumerate(scored)]
+    confidence = list(raw_confidence)
+    if illegal and rule != "retain":  # retain: a repaired word is scored by the tag the decoder chose
+        for t, (tag, raw) in enumerate(zip(tags, raw_tags)):
+            if tag != raw:
+                confidence[t] = confidence_of(t, tag)
     spans = [
         (span.label, span.start, span.end, min(confidence[span.start : span.end]))
         for span in get_spans(tags, scheme)
     ]
     return Decoded(tags=tags, raw_illegal=illegal, token_confidence=confidence, spans=spans)
+
+
+def host_table(paths: Tensor, probabilities: Tensor, mask: Tensor, found: Tensor, other: Optional[int]) -> Tensor:
+    """Everything a batch's ``Decoded`` needs from the device, as one tensor to copy once.
+
+    Args:
+        paths: ``(B, W)`` long, the decoded tag of each word (any value at masked words).
+        probabilities: ``(B, W, K)`` posterior tag probabilities.
+        mask: ``(B, W)`` bool, the real words (any pattern: they are moved to the front).
+        found: ``(B,)`` bool, the sequence has a decoded path.
+        other: the column of ``O`` (what ``discard`` writes), or None.
+
+    Returns:
+        ``(B, 1 + W, 3)`` float64: row ``[b, 0]`` holds ``(number of words, found, 0)``, row
+        ``[b, 1 + i]`` the ``i``-th real word's ``(tag, P(tag), P(O))``.
+    """
+    from mcrf.crf.packing import gather_time, pack
+
+    order, lengths = pack(mask)  # shape: (B, W), (B,)
+    tags = gather_time(paths, order).clamp(min=0)  # shape: (B, W)
+    probabilities = gather_time(probabilities.double(), order)  # shape: (B, W, K)
+    chosen = probabilities.gather(2, tags.unsqueeze(2)).squeeze(2)  # shape: (B, W)
+    o_prob = probabilities[..., other] if other is not None else torch.zeros_like(chosen)  # shape: (B, W)
+    words = torch.stack([tags.double(), chosen, o_prob], dim=2)  # shape: (B, W, 3)
+    head = torch.stack([lengths.double(), found.double(), torch.zeros_like(lengths, dtype=torch.float64)], dim=1)
+    return torch.cat([head.unsqueeze(1), words], dim=1)  # shape: (B, 1 + W, 3)
+
+
+def decode_rows(
+    table: List[List[List[float]]], labels: Sequence[str], scheme: str, rule: str,
+    confidence_of: Callable[[int, int, str], float],
+) -> List[Decoded]:
+    """``Decoded`` per row of :func:`host_table`'s result (as nested lists);
+    ``confidence_of(b, i, tag)`` as in :func:`assemble` for word ``i`` of row ``b``.
+
+    Raises:
+        ValueError: a sequence had no decoded path (no legal tag path under the constraints).
+    """
+    out = []
+    for b, row in enumerate(table):
+        n, found = int(row[0][0]), row[0][1]
+        if n == 0:
+            out.append(Decoded())
+            continue
+        if not found:
+            raise ValueError(f"sequence at batch index {b} has no legal tag path under the constraints; "
+                             "check allowed_start/allowed_transitions/allowed_end")
+        words = row[1 : 1 + n]
+        raw = [labels[int(w[0])] for w in words]
+        out.append(assemble(raw, [w[1] for w in words], scheme, rule,
+                            lambda t, tag, b=b, words=words: words[t][2] if tag == "O" else confidence_of(b, t, tag)))
+    return out

@@ -13,7 +13,7 @@ from mcrf.crf.layer import MaskedCRF
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError
 from mcrf.models.config import TaggerConfig
-from mcrf.models.decoding import Decoded, make_decoded
+from mcrf.models.decoding import Decoded, decode_rows, host_table
 from mcrf.models.encoders import Encoder, encoder_class
 
 __all__ = ["Tagger", "Collator"]
@@ -166,31 +166,29 @@ class Tagger(nn.Module):
     def decode(self, batch: Mapping[str, Tensor], validate: bool = True) -> List[Decoded]:
         """Best tags of each sentence in a collated batch, with confidences (see ``Decoded``).
 
-        Reads back from the device once for the non-empty rows, once for the paths and once for
-        the probabilities; ``validate=False`` skips the CRF's input checks (``predict`` passes it on
-        an accelerator: the emissions come from this model, whose CRF parameters it checks once
-        per call; on CPU host reads wait for nothing and the checked path is the faster one).
+        One device-to-host copy per batch (``host_table``: paths, the probability of each word's
+        tag and of ``O``, lengths, "has a path"); a second, small one only where ``discard`` turns
+        a word into a tag other than ``O``. ``validate=False`` skips the CRF's input checks
+        (``predict`` passes it on an accelerator: the emissions come from this model, whose CRF
+        parameters it checks once per call; on CPU host reads wait for nothing and the checked
+        path is the faster one).
         """
         emissions = self.emissions(batch)  # shape: (B, W, K)
-        mask = batch["word_mask"]  # shape: (B, W)
-        results = [Decoded() for _ in range(mask.shape[0])]
-        rows = [b for b, keep in enumerate(mask.any(dim=1).tolist()) if keep]
-        if not rows:
-            return results
-        emissions, mask = emissions[rows], mask[rows]
+        mask = batch["word_mask"].bool()  # shape: (B, W)
         if self.crf is not None:
-            paths = self.crf.decode(emissions, mask, validate=validate)
-            probabilities = self.crf.marginals(emissions, mask, validate=validate).cpu()  # shape: (R, W, K)
-            mask = mask.cpu()
+            paths, scores = self.crf.viterbi(emissions, mask, validate=validate)  # shape: (B, 1, W), (B, 1)
+            probabilities = self.crf.marginals(emissions, mask, validate=validate)  # shape: (B, W, K)
+            paths, found = paths[:, 0], torch.isfinite(scores[:, 0])
         else:
-            probabilities, mask = emissions.softmax(dim=-1).cpu(), mask.cpu()  # shape: (R, W, K)
-            paths = [probabilities[i][mask[i]].argmax(dim=-1).tolist() for i in range(len(rows))]
-        labels = self.config.labels
-        for i, b in enumerate(rows):
-            raw = [labels[k] for k in paths[i]]
-            results[b] = make_decoded(raw, probabilities[i][mask[i]], self.label_index,
-                                      self.config.scheme, self.config.postprocess)
-        return results
+            probabilities = emissions.float().softmax(dim=-1)  # shape: (B, W, K)
+            paths, found = probabilities.argmax(dim=-1), mask.new_ones(mask.shape[0])
+        table = host_table(paths, probabilities, mask, found, self.label_index.get("O")).tolist()  # the one copy
+
+        def confidence_of(b: int, i: int, tag: str) -> float:  # the i-th real word of row b
+            position = int(mask[b].nonzero()[i])
+            return float(probabilities[b, position, self.label_index[tag]])
+
+        return decode_rows(table, self.config.labels, self.config.scheme, self.config.postprocess, confidence_of)
 
     def predict(self, sentences: Sequence[Sentence], batch_size: int = 32) -> List[Decoded]:
         """Tag sentences (gold tags, if any, are ignored), in input order.
