@@ -60,7 +60,8 @@ class SyncCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops: List[str] = []
-        self.where: List[str] = []  # the mcrf source line of each read (for failure messages)
+        self.where: List[str] = []  # the source line of each read, ``file.py:line`` (for failure messages)
+        self.files: List[str] = []  # the full path of each of those files
         self._saved = {}
         self._in_method = 0  # inside a wrapped method: its own dispatcher ops are not counted again
 
@@ -72,6 +73,7 @@ class SyncCounter(TorchDispatchMode):
         self.ops.append(name)
         frames = [f for f in traceback.extract_stack() if f.filename.startswith(WATCHED)]
         self.where.append(f"{frames[-1].filename.split('/')[-1]}:{frames[-1].lineno}" if frames else "?")
+        self.files.append(frames[-1].filename if frames else "?")
 
     def _wrap(self, name: str):
         original = self._saved[name]
