@@ -87,6 +87,23 @@ def test_the_rule_picks_the_scan_for_few_long_sequences_only():
     assert not crf_scan.use_scan(64, 256, 37, decode=False) and not crf_scan.use_scan(1, 8, 9, decode=True)
 
 
+def test_on_cuda_the_rule_follows_issue_19s_h200_table():
+    """Decode: the scan at every cell of the table; NLL: the scan from T = 128, sequential at 32 x 64 x 9."""
+    for batch, steps, tags in [(32, 64, 9), (512, 128, 9), (64, 256, 37), (16, 1024, 9), (1, 8, 9)]:
+        assert crf_scan.use_scan(batch, steps, tags, decode=True, device_type="cuda")
+    for batch, steps, tags in [(512, 128, 9), (64, 256, 37), (1, 512, 9), (16, 1024, 9)]:
+        assert crf_scan.use_scan(batch, steps, tags, decode=False, device_type="cuda")
+    assert not crf_scan.use_scan(32, 64, 9, decode=False, device_type="cuda")
+
+
+def test_the_layer_asks_the_rule_with_the_inputs_device_type(monkeypatch):
+    seen = []
+    monkeypatch.setattr(crf_scan, "use_scan", lambda *args: seen.append(args) or False)
+    crf = MaskedCRF(3, batch_first=True)
+    crf.decode(torch.randn(2, 4, 3))
+    assert seen == [(2, 4, 3, True, "cpu")]
+
+
 def test_unknown_algorithm_is_refused():
     with pytest.raises(ValueError, match="invalid algorithm: expected one of"):
         MaskedCRF(3, algorithm="parallel")

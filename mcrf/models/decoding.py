@@ -151,18 +151,19 @@ def host_table(paths: Tensor, probabilities: Tensor, mask: Tensor, found: Tensor
         other: the column of ``O`` (what ``discard`` writes), or None.
 
     Returns:
-        ``(B, 1 + W, 3)`` float64: row ``[b, 0]`` holds ``(number of words, found, 0)``, row
-        ``[b, 1 + i]`` the ``i``-th real word's ``(tag, P(tag), P(O))``.
+        ``(B, 1 + W, 3)`` float32 (tag indices and lengths are exact below 2^24): row ``[b, 0]``
+        holds ``(number of words, found, 0)``, row ``[b, 1 + i]`` the ``i``-th real word's
+        ``(tag, P(tag), P(O))``.
     """
     from mcrf.crf.packing import gather_time, pack
 
     order, lengths = pack(mask)  # shape: (B, W), (B,)
     tags = gather_time(paths, order).clamp(min=0)  # shape: (B, W)
-    probabilities = gather_time(probabilities.double(), order)  # shape: (B, W, K)
+    probabilities = gather_time(probabilities.float(), order)  # shape: (B, W, K)
     chosen = probabilities.gather(2, tags.unsqueeze(2)).squeeze(2)  # shape: (B, W)
     o_prob = probabilities[..., other] if other is not None else torch.zeros_like(chosen)  # shape: (B, W)
-    words = torch.stack([tags.double(), chosen, o_prob], dim=2)  # shape: (B, W, 3)
-    head = torch.stack([lengths.double(), found.double(), torch.zeros_like(lengths, dtype=torch.float64)], dim=1)
+    words = torch.stack([tags.float(), chosen, o_prob], dim=2)  # shape: (B, W, 3)
+    head = torch.stack([lengths.float(), found.float(), torch.zeros_like(chosen[:, 0])], dim=1)  # shape: (B, 3)
     return torch.cat([head.unsqueeze(1), words], dim=1)  # shape: (B, 1 + W, 3)
 
 
