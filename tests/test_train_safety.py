@@ -71,3 +71,35 @@ def test_a_random_state_that_is_not_one_is_refused(run_folder, tmp_path):
     done = mcrf("train", "sample", "--output", out, "--resume", "--max-steps", "2", *TINY)
     assert done.returncode == 1, done.stderr
     assert "random_states_0.pkl is truncated or corrupt (expected the random states" in done.stderr
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_a_run_killed_while_best_is_deleted_finishes_on_resume_from_model(tmp_path, monkeypatch):
+    """Defect 7: killed mid-delete of best/, the run could never be finished ("best lacks model.safetensors")."""
+    from test_training import _config
+
+    from mcrf.training import train
+
+    out = tmp_path / "run"
+    real_rmtree = shutil.rmtree
+
+    def killed_mid_delete(path, *args, **kwargs):  # the kill lands after the weights went, before config.json
+        path = Path(path)
+        if path.name.startswith("best") and (out / "model" / "config.json").is_file():
+            (path / "model.safetensors").unlink()
+            raise _Killed(path)
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_mid_delete)
+    with pytest.raises(_Killed):
+        train(_config(tmp_path, max_steps=3, eval_every=1))
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    assert not (out / "metrics.json").exists()
+
+    result = train(_config(tmp_path, max_steps=3, eval_every=1, resume=True))
+    assert result.global_step == 3 and (out / "metrics.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".mcrf.lock", "last", "metrics.json", "model", "train_log.jsonl", "training_curves.png"]

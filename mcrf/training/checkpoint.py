@@ -9,7 +9,9 @@ Layout of ``output_dir``::
 Every directory is first written under a temporary name and then renamed into place
 (``mcrf.io.files.replace_dir``); the previous version is moved to ``<name>.old`` for the instant
 between the two renames and deleted afterwards. A run killed at any point therefore leaves either the old or the new
-complete directory, never a half-written one (``find_checkpoint`` falls back to ``.old``).
+complete directory, never a half-written one (``find_checkpoint`` falls back to ``.old``). A directory is
+deleted the same way round (``discard``): renamed to ``<name>.deleting`` first, so a kill mid-delete never
+leaves a ``best/`` that looks complete but lacks its weights.
 """
 
 from __future__ import annotations
@@ -25,11 +27,14 @@ from mcrf.io.files import replace_dir, write_json
 from mcrf.io.outputs import apply_umask
 
 
-__all__ = ["save_last", "read_last", "restore_last", "find_checkpoint", "TRAINER_STATE", "ENCODER_DIR"]
+__all__ = ["save_last", "read_last", "restore_last", "find_checkpoint", "discard", "TRAINER_STATE", "ENCODER_DIR",
+           "DELETING"]
 
 TRAINER_STATE = "trainer_state.json"
 #: Folder of ``last/`` holding the encoder's own files (``Encoder.save``), to rebuild it on resume.
 ENCODER_DIR = "encoder"
+#: suffix of a directory being deleted (``discard``): never a checkpoint, whatever is left of it
+DELETING = ".deleting"
 STATEFUL = "stateful"  # the key of the scheduler/sampler states in trainer_state.json
 PathLike = Union[str, os.PathLike]
 
@@ -40,6 +45,21 @@ def find_checkpoint(output_dir: PathLike, name: str = "last") -> Optional[Path]:
         if (candidate / TRAINER_STATE).is_file() or (candidate / "config.json").is_file():
             return candidate
     return None
+
+
+def discard(output_dir: PathLike, name: str) -> None:
+    """Delete ``name`` (and its ``.old``) from ``output_dir`` so that a kill never leaves half of one.
+
+    Each is first renamed to ``<name>.deleting``, which ``find_checkpoint`` never returns, and
+    deleted there; a kill mid-delete leaves only that, removed by the next ``discard``.
+    """
+    trash = Path(output_dir) / f"{name}{DELETING}"
+    for path in (Path(output_dir) / name, Path(output_dir) / f"{name}.old", None):
+        if trash.exists():
+            shutil.rmtree(trash)
+        if path is not None and path.exists():
+            os.replace(path, trash)
+            shutil.rmtree(trash)
 
 
 def save_last(accelerator: Any, output_dir: PathLike, trainer_state: Dict[str, Any], encoder: Any,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from typing import Any, Dict
 
@@ -32,8 +31,8 @@ def finish(run: Run, seconds: float) -> TrainResult:
 
     acc, state = run.accelerator, run.state
     acc.wait_for_everyone()
-    # best/ is renamed to model/ at the end; a resumed finished run whose later evaluations did
-    # not improve finds its best model in model/.
+    # best/ is deleted once model/ holds it; a resumed finished run (or one killed while best/ was
+    # deleted) whose later evaluations did not improve finds its best model in model/.
     best_dir = checkpoint.find_checkpoint(run.output_dir, "best") or checkpoint.find_checkpoint(
         run.output_dir, "model")
     if best_dir is None:
@@ -53,9 +52,7 @@ def finish(run: Run, seconds: float) -> TrainResult:
     model_dir = run.output_dir / "model"
     if acc.is_main_process:
         best.save_pretrained(model_dir, report.card_metrics(metrics))
-        for stale in ("best", "best.old"):
-            if (run.output_dir / stale).exists():
-                shutil.rmtree(run.output_dir / stale)
+        checkpoint.discard(run.output_dir, "best")  # model/ is complete: a kill from here on resumes from it
         write_json(run.output_dir / "metrics.json", metrics, sort_keys=True)
         report.plot_curves(report.read_log(run.log_path), run.output_dir / "training_curves.png")
     acc.wait_for_everyone()

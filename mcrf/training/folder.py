@@ -22,7 +22,8 @@ __all__ = ["TRAIN_OUTPUTS", "STALE_ON_OVERWRITE", "claim_folder", "check_output_
 
 #: every name ``train`` writes in its output folder: a folder holding any of them is refused
 #: without overwrite (or resume); the user's other files are never touched.
-TRAIN_OUTPUTS = tuple(f"{name}{suffix}" for name in ("last", "best", "model") for suffix in ("", ".old", ".tmp")) + (
+TRAIN_OUTPUTS = tuple(f"{name}{suffix}" for name in ("last", "best", "model")
+                      for suffix in ("", ".old", ".tmp", checkpoint.DELETING)) + (
     "train_log.jsonl", "metrics.json", "training_curves.png")
 #: what overwrite removes when the run starts; ``model/``, ``metrics.json`` and the plot stay
 #: usable until the new run replaces them atomically at its end.
