@@ -125,7 +125,7 @@ def test_usage_errors_exit_2(capsys, argv, message):
 def test_train_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
     seen = {}
 
-    def fake_train(config):
+    def fake_train(config, **options):
         seen["config"] = config
         raise UserError("stop here")  # any user error ends the command with exit 1
 
@@ -141,7 +141,7 @@ def test_train_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
 def test_train_data_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
     seen = {}
 
-    def fake_train(config):
+    def fake_train(config, **options):
         seen["config"] = config
         raise UserError("stop here")  # any user error ends the command with exit 1
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Any
 
-from mcrf.cli.util import add_encoder_options, add_fields, build, encoder_options, given
+from mcrf.cli.util import add_encoder_options, add_fields, build, encoder_options, given, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf train sample --output runs/sample\n"
                "  mcrf train conll2003 --data-dir ~/corpora --encoder bert-base-cased --output runs/conll\n"
                "  mcrf train path/to/folder --scheme BIOES --decoder crf --epochs 5\n"
-               "  mcrf train sample --output runs/sample --resume")
+               "  mcrf train sample --output runs/sample --resume\n\n"
+               "On several GPUs (data parallel, one process per GPU, each taking the GPU of its local rank):\n"
+               "  accelerate launch --multi_gpu --num_processes 2 -m mcrf train conll2003 --output runs/conll\n"
+               "  torchrun --nproc_per_node 2 -m mcrf train conll2003 --output runs/conll\n"
+               "--batch-size is per process; only the first process writes the run folder and prints.")
     parser.add_argument("dataset", metavar="DATASET",
                         help="registered name (sample, conll2003, ...), a folder of train/dev/test files, or a hub id")
     fields = add_fields(parser, TrainConfig)
@@ -38,8 +43,13 @@ def _train(args: argparse.Namespace) -> int:
     from mcrf.evaluation import EvalResult, format_table
     from mcrf.training import TrainConfig, train
 
-    config = build(TrainConfig.for_dataset, dataset=args.dataset, **given(args, args.fields), **encoder_options(args))
-    result = train(config)
+    flags = given(args, args.fields)
+    if flags.get("device") is not None:
+        flags["device"] = resolve_device(flags["device"])
+    config = build(TrainConfig.for_dataset, dataset=args.dataset, **flags, **encoder_options(args))
+    result = train(config, progress=False if getattr(args, "quiet", False) else None)
+    if int(os.environ.get("RANK", "0")) != 0:  # one of several processes (torchrun, accelerate launch)
+        return 0
     for split in ("dev", "test"):
         metrics = result.metrics.get(split)
         if metrics:

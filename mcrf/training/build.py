@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -102,7 +103,7 @@ class Run:
         acc = self.accelerator
         extra = {
             "processes": acc.num_processes, "device": str(acc.device),
-            "distributed": str(acc.distributed_type), "scheme": self.scheme,
+            "distributed": acc.distributed_type.value.lower().replace("_", "-"), "scheme": self.scheme,
             "labels": len(self.tagger.config.labels), "train/dev/test sentences":
             f"{len(self.train_set)}/{len(self.dev_set)}/{len(self.test_set)}",
             "steps per epoch": self.steps_per_epoch, "total steps": self.total_steps,
@@ -138,11 +139,14 @@ class Run:
         group = self.scheduler.optimizer.param_groups[0]
         return self.config.lr * group["lr"] / group["initial_lr"]
 
-    def reduce_mean(self, total: float, count: int) -> Optional[float]:
-        """Mean over all processes of a per-process sum and count (``None`` when nothing was seen)."""
-        pair = torch.tensor([total, float(count)], dtype=torch.float64, device=self.accelerator.device)
-        pair = self.accelerator.reduce(pair, reduction="sum")
-        return float(pair[0] / pair[1]) if pair[1] > 0 else None
+
+def _feeding(config: TrainConfig, device: torch.device) -> Dict[str, Any]:
+    """DataLoader options that keep ``device`` fed: worker processes collate ahead and, for CUDA, into pinned
+    memory, from which Accelerate's non-blocking copies overlap the step (``resolve_settings``)."""
+    workers = config.num_workers
+    if workers is None:
+        workers = 0 if device.type == "cpu" else min(4, os.cpu_count() or 1)
+    return {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": device.type == "cuda"}
 
 
 def restore_or_build(config: TrainConfig, accelerator: Any, saved: Optional[Dict[str, Any]]) -> Run:
@@ -167,7 +171,7 @@ def restore_or_build(config: TrainConfig, accelerator: Any, saved: Optional[Dict
     set_seed(config.seed)
     corpus = load_corpus(config.dataset, config=config.load_config())
     carved = corpus.report.get("dev", {}).get("carved_from_train")
-    if carved:
+    if carved and accelerator.is_main_process:
         logger.info("dataset %s has no dev split: using the last %d training sentences (dev_fraction "
                     "%.2f, %s) as dev; set dev_fraction (--dev-fraction) to change it",
                     config.dataset, carved, config.dev_fraction, config.sources.get("dev_fraction"))
@@ -183,10 +187,9 @@ def restore_or_build(config: TrainConfig, accelerator: Any, saved: Optional[Dict
                                   shuffle=True, bucket=config.bucket, seed=config.seed)
     loader = torch.utils.data.DataLoader(
         SentenceDataset(train_set), batch_sampler=sampler, collate_fn=tagger.collator(),
-        num_workers=config.num_workers,
         # Its own generator, so starting an epoch's iterator does not draw from the global RNG
         # (which drives dropout): a resumed run then replays exactly the uninterrupted one.
-        generator=torch.Generator().manual_seed(config.seed),
+        generator=torch.Generator().manual_seed(config.seed), **_feeding(config, accelerator.device),
     )
     optimizer = build_optimizer(tagger, lr=config.lr, head_lr=config.head_lr,
                                 layer_decay=config.layer_decay, weight_decay=config.weight_decay)
@@ -207,9 +210,9 @@ def restore_or_build(config: TrainConfig, accelerator: Any, saved: Optional[Dict
         run.state = TrainerState(**saved["state"])
         if accelerator.is_main_process:
             report.truncate_log(run.log_path, run.state.global_step)
-        logger.info("resumed from %s at step %d", output_dir / "last", run.state.global_step)
-    logger.info("%s", run.header())
-    if accelerator.is_main_process:
+            logger.info("resumed from %s at step %d", output_dir / "last", run.state.global_step)
+    if accelerator.is_main_process:  # the log lines once, not once per process
+        logger.info("%s", run.header())
         report.append_log(run.log_path, {"event": "settings", "step": run.state.global_step,
                                          "settings": config.settings(run.decided())})
     return run

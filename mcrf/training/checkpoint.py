@@ -201,6 +201,6 @@ def _last_dir(output_dir: PathLike) -> Path:
     if path is None or not (path / TRAINER_STATE).is_file():
         raise InputNotFound(
             f"expected a checkpoint to resume from in {Path(output_dir) / 'last'}, found none; "
-            "start a fresh run without resume (or point output_dir at the interrupted run)"
+            "start a fresh run without --resume (or point --output at the interrupted run)"
         )
     return path

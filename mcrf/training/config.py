@@ -108,12 +108,20 @@ class TrainConfig:
         "length-bucketed batches (little padding) instead of plain random batches"))
     mixed_precision: str = option("no", check=choice(MIXED_PRECISION), help=(
         "autocast precision (the CRF stays float32); fp16 needs a GPU"))
-    cpu: bool = option(False, check=flag_bool, help="train on the CPU even when a GPU is available")
+    cpu: bool = option(False, check=flag_bool, help="train on the CPU even when a GPU is available (--device cpu)")
+    device: Optional[str] = option(None, check=text(optional=True), help=(
+        "cpu, cuda, cuda:1, ... for a run in one process (default: the GPU when there is one, else the CPU); "
+        "under accelerate launch or torchrun each process takes the device of its local rank"))
     max_train_sentences: Optional[int] = option(None, check=integer(1, optional=True), help=(
         "train on only the first N training sentences (quick runs)"))
     max_eval_sentences: Optional[int] = option(None, check=integer(1, optional=True), help=(
         "evaluate on only the first N dev/test sentences (quick runs)"))
-    num_workers: int = option(0, check=integer(0), help="DataLoader worker processes for collation")
+    num_workers: Optional[int] = option(None, check=integer(0, optional=True), help=(
+        "DataLoader worker processes for collation (default: 4 on a GPU, where they keep it fed; 0 on the CPU, "
+        "where they compete with the step for the cores)"))
+    log_every: int = option(50, check=integer(0), help=(
+        "optimizer steps between log lines of the mean training loss since the last one (also in "
+        "train_log.jsonl); the loss stays on the device in between; 0: only per epoch and evaluation"))
     sources: Dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False,
                                                 metadata={"cli": False, "help": "the layer of each value"})
 
@@ -183,6 +191,11 @@ class TrainConfig:
 
         validate(self)
         encoder_class(self.encoder).options(self)
+        if self.resume and self.overwrite:
+            raise ConfigError("--resume continues the run in the output folder and --overwrite starts a fresh one "
+                              "there: pass one of them, not both")
+        if self.cpu and self.device not in (None, "cpu"):
+            raise ConfigError(f"--cpu trains on the CPU but --device says {self.device}: pass one of them")
 
     def load_config(self) -> LoadConfig:
         """The ``LoadConfig`` for ``mcrf.data.load_corpus`` (the data-loading fields)."""

@@ -59,7 +59,8 @@ def check_output_dir(config: TrainConfig, output_dir: Path) -> None:
     """Refuse a used folder without resume/overwrite, and a resume with nothing to resume.
 
     A run interrupted before its first ``last/`` checkpoint can only start over: both the
-    plain rerun and ``--resume`` say ``--overwrite``, never each other.
+    plain rerun and ``--resume`` say ``--overwrite``, never each other. The messages name the
+    flags (``--resume``, ``--overwrite``, ``--output``), as most runs start from the command line.
     """
     resumable = checkpoint.find_checkpoint(output_dir, "last") is not None
     if config.resume:
@@ -68,14 +69,12 @@ def check_output_dir(config: TrainConfig, output_dir: Path) -> None:
         found = runfolder.used_outputs(output_dir, TRAIN_OUTPUTS)
         if found:
             raise InputNotFound(f"nothing to resume in {output_dir}: it holds {', '.join(found)} but no checkpoint "
-                                "(last/), the run stopped before its first one; pass --overwrite (overwrite=True) "
-                                "instead of --resume to start over, or choose another output_dir")
+                                "(last/), the run stopped before its first one; pass --overwrite instead of --resume "
+                                "to start over, or choose another --output")
         raise InputNotFound(f"nothing to resume in {output_dir}: no checkpoint (last/) there; drop --resume "
-                            "(resume=False) to start a fresh run, or point output_dir at the interrupted run")
+                            "to start a fresh run, or point --output at the interrupted run")
     if config.overwrite:
         return
-    fix = ("pass --resume (resume=True) to continue it, --overwrite (overwrite=True) to start over, or choose "
-           "another output_dir" if resumable else
-           "it has no checkpoint to resume (last/); pass --overwrite (overwrite=True) to start over, or choose "
-           "another output_dir")
+    fix = ("pass --resume to continue it, --overwrite to start over, or choose another --output" if resumable else
+           "it has no checkpoint to resume (last/); pass --overwrite to start over, or choose another --output")
     runfolder.require_unused(output_dir, TRAIN_OUTPUTS, fix=fix)

@@ -21,11 +21,11 @@ __all__ = ["RESUMABLE_CHANGES", "check_resumable", "restore_tagger"]
 #: model, the data or the restored optimizer/scheduler/sampler state, and must stay the same.
 RESUMABLE_CHANGES = frozenset({
     "output_dir", "resume", "overwrite", "epochs", "max_steps", "patience", "eval_every",
-    "eval_batch_size", "num_workers", "cpu", "max_grad_norm",
+    "eval_batch_size", "num_workers", "cpu", "device", "log_every", "max_grad_norm",
 })
 
-_FIX = ("resume with the checkpoint's settings, or drop --resume (resume=False) and pass --overwrite "
-        "(overwrite=True) to start a fresh run there, or choose another output_dir")
+_FIX = ("resume with the checkpoint's settings, or drop --resume and pass --overwrite to start a fresh run "
+        "there, or choose another --output")
 
 
 def _short(value: Any, limit: int = 120) -> str:
