@@ -474,7 +474,7 @@ def test_the_window_flags_reach_a_hugging_face_encoder_and_are_an_error_with_the
 
     seen = {}
 
-    def fake_train(config):
+    def fake_train(config, **options):
         seen["config"] = config
         raise UserError("stop here")
 
