@@ -445,3 +445,26 @@ def test_fp16_on_cpu_is_a_clear_error_not_a_silent_float32_run(tmp_path):
 def test_bad_window_options_of_a_hugging_face_encoder_are_refused_before_loading_it(options, match):
     with pytest.raises(ValueError, match=match):  # no such model: the options fail first, without a download
         TrainConfig(encoder="no-such/bert", encoder_options=options)
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "bert"])
+def test_a_checkpoint_written_before_the_encoder_owned_its_window_resumes(tmp_path, encoder):
+    """Until model format 3 ``max_length``/``stride`` were top-level fields of the checkpoint's
+    ``train_config`` and ``tagger`` (and ``train_config`` had no ``encoder_options``): such a run resumes."""
+    from tiny_models import make_bert_dir
+
+    options = {}
+    if encoder == "bert":
+        options = dict(encoder=str(make_bert_dir(tmp_path / "bert")), encoder_options=dict(max_length=16),
+                       bucket=False)
+    train(_config(tmp_path, max_steps=1, **options))
+    state_file = tmp_path / "run" / "last" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    window = state["train_config"].pop("encoder_options")  # the old shape, as 507e679 wrote it
+    state["train_config"].update(max_length=window.get("max_length"), stride=window.get("stride"))
+    tagger_options = state["tagger"]["encoder_options"]
+    state["tagger"].update(max_length=tagger_options.pop("max_length", None),
+                           stride=tagger_options.pop("stride", None))
+    state_file.write_text(json.dumps(state))
+    result = train(_config(tmp_path, resume=True, max_steps=2, **options))
+    assert result.global_step == 2

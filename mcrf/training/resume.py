@@ -14,7 +14,7 @@ from typing import Any, Dict, List
 from mcrf.errors import ConfigError
 from mcrf.training.config import TrainConfig
 
-__all__ = ["RESUMABLE_CHANGES", "check_resumable", "restore_tagger"]
+__all__ = ["RESUMABLE_CHANGES", "check_resumable", "restore_tagger", "upgrade_saved"]
 
 #: TrainConfig fields that may differ between a checkpoint and the run resuming it: the step
 #: budget, evaluation and stopping schedule, and where/how it runs. Every other field shapes the
@@ -33,6 +33,33 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def upgrade_saved(saved: Dict[str, Any]) -> Dict[str, Any]:
+    """A ``trainer_state.json`` written before the encoder owned its options, in today's shape.
+
+    Until model format 3 the sub-word window (``max_length``/``stride``) was a top-level field of
+    both ``train_config`` and the ``tagger`` config. The encoder's own ``upgrade_config`` moves such
+    keys into ``encoder_options`` when they are options of the checkpoint's encoder (and set), and
+    drops them otherwise (the window of a BiLSTM meant nothing), as loading a format-2 model folder does.
+    """
+    from mcrf.models.encoders import encoder_class
+
+    saved = dict(saved)
+    for key, fields in (("train_config", TrainConfig), ("tagger", None)):
+        data = saved.get(key)
+        if not isinstance(data, dict) or not isinstance(data.get("encoder"), str):
+            continue
+        if fields is None:
+            from mcrf.models import TaggerConfig as fields
+        extra = set(data) - {f.name for f in dataclasses.fields(fields)}
+        if not extra:
+            continue
+        kept = {k: v for k, v in data.items() if k not in extra}
+        upgraded, _ = encoder_class(data["encoder"]).upgrade_config(
+            {**{k: v for k, v in data.items() if k in extra}, "encoder_options": data.get("encoder_options", {})}, 2)
+        saved[key] = {**kept, "encoder_options": upgraded["encoder_options"]}
+    return saved
+
+
 def check_resumable(saved: Dict[str, Any], config: TrainConfig, output_dir: Path) -> None:
     """Raise unless ``config`` may continue the run whose ``trainer_state.json`` is ``saved``.
 
@@ -44,11 +71,12 @@ def check_resumable(saved: Dict[str, Any], config: TrainConfig, output_dir: Path
     Raises:
         ConfigError: naming each differing field (checkpoint value vs now) and the fix.
     """
-    then = saved.get("train_config")
+    then = upgrade_saved(saved).get("train_config")
     if not isinstance(then, dict):
         raise ConfigError(f"cannot resume {output_dir}: its last/trainer_state.json has no train_config "
                          f"(written by an older mcrf); {_FIX}")
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}  # fields an older mcrf lacked
+    defaults = {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(TrainConfig)}  # fields an older mcrf lacked
     now = config.to_dict()
     differ: List[str] = []
     for name in sorted(set(then) | set(now)):
@@ -76,7 +104,7 @@ def restore_tagger(saved: Dict[str, Any], corpus: Any, output_dir: Path):
     from mcrf.models.encoders import encoder_class
     from mcrf.training.checkpoint import ENCODER_DIR, find_checkpoint
 
-    config = TaggerConfig.from_dict(saved["tagger"])
+    config = TaggerConfig.from_dict(upgrade_saved(saved)["tagger"])
     differ = [f"{name}: {_short(old)} (checkpoint) != {_short(new)} (now)"
               for name, old, new in (("labels", config.labels, list(corpus.labels)),
                                      ("scheme", config.scheme, corpus.scheme)) if old != new]
