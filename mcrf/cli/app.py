@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: exit code of an exception that is not a ``UserError``: a bug in mcrf, not the user's input
 EXIT_INTERNAL = 3
+#: exit code when the reader of standard output went away (``mcrf predict ... | head -1``): quietly, with the
+#: code a shell reports for a tool killed by SIGPIPE (``yes | head -1``), so ``set -o pipefail`` still sees it
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 #: errno values of ``OSError`` that the machine raises, not mcrf (full disk, permissions, read-only)
 _SYSTEM_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
                             errno.ENFILE, errno.EIO})
@@ -74,7 +77,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     folders; or the machine refused: disk full, permission denied); 2 a usage error (bad flags
     or flag values, ``ConfigError``); 3 an internal error, i.e. any other exception: a bug in
     mcrf, printed as one line asking for a report (``--debug`` shows the traceback); 130
-    interrupted (Ctrl-C, at any point: while torch is still being imported it exits quietly).
+    interrupted (Ctrl-C, at any point: while torch is still being imported it exits quietly); 143/129
+    terminated by SIGTERM/SIGHUP (after the same clean-up as Ctrl-C: no temporary is left); 141 the
+    reader of standard output went away (``| head -1``), without a message.
     """
     # OpenMP reads this when torch first loads it (only effective if nothing imported torch yet):
     # spinning worker threads make small models 10-30x slower on a busy, shared CPU.
@@ -98,7 +103,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         prog = f"mcrf {args.command}"
         if hasattr(args, "threads"):
             torch.set_num_threads(args.threads)
-        return args.func(args)
+        with _terminations_unwind():
+            return args.func(args)
+    except Terminated as stop:
+        print(f"{prog}: terminated ({signal.Signals(stop.signum).name})", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         if prog != "mcrf":  # before a command started (imports, parsing) quietly, like the shell's ^C
             print(f"{prog}: interrupted", file=sys.stderr)
@@ -130,11 +139,48 @@ def _quiet_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived while a command ran: unwinds like Ctrl-C, so every ``with`` block cleans up.
+
+    A ``KeyboardInterrupt`` so that whatever cleans up after Ctrl-C (the output writer removing its
+    temporary, the run-folder lock) does the same here; ``main`` exits with ``128 + signum``.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def _terminations_unwind() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP raise ``Terminated`` instead of killing the process at once.
+
+    Killed outright, ``mcrf predict -o out.txt`` would leave its hidden temporary beside ``out.txt``
+    until the next write there. A signal the caller ignores (``nohup`` ignores SIGHUP) stays ignored,
+    and the previous handlers come back afterwards (``main`` may run inside another program).
+    """
+    def terminate(signum: int, _frame) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    try:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, terminate)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        pass
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _report(prog: str, error: Exception, debug: bool) -> int:
     """Print ``error`` as one line (the traceback first with ``--debug``); return the exit code."""
     if isinstance(error, BrokenPipeError):  # `mcrf predict ... | head`: the reader has all it wanted
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return EXIT_BROKEN_PIPE
     if debug:
         traceback.print_exc()
     if isinstance(error, UserError):

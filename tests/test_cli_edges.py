@@ -1,0 +1,74 @@
+"""Issue 17's rough edges of the command line: signals and pipes, output paths, messages.
+
+Each test runs ``python -m mcrf`` (a subprocess, where signals and pipes are real) or ``main`` with
+capsys, with the session's small BiLSTM ``sample_model``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mcrf.cli.app import main
+from mcrf.io.outputs import TEMP_SUFFIX
+
+from processes import default_sigint
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def run(capsys, *argv):
+    """``main(argv)`` -> (exit code, stdout, stderr)."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def start(*argv, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mcrf", *map(str, argv)], env=ENV, cwd=ROOT,
+                            stderr=subprocess.PIPE, preexec_fn=default_sigint, **kwargs)
+
+
+@pytest.fixture()
+def long_input(tmp_path) -> Path:
+    """Enough text that the tiny model is still tagging a while after it started writing."""
+    path = tmp_path / "long.txt"
+    path.write_text("John Smith flew to Paris with Acme Corp on Monday .\n" * 40_000, encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------- signals and pipes
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_predict_killed_by_term_or_hup_removes_its_temporary(sample_model, long_input, tmp_path, signum):
+    """Killed by SIGTERM/SIGHUP, predict left its hidden ``.out.txt.PID.….mcrf-tmp`` until the next write."""
+    out = tmp_path / "out" / "tagged.txt"
+    out.parent.mkdir()
+    child = start("predict", long_input, "--model", sample_model, "-o", out, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob(f".*{TEMP_SUFFIX}")):
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read().decode()
+        time.sleep(0.05)
+    time.sleep(0.3)
+    child.send_signal(signum)
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 128 + signum, err.decode()
+    assert err.decode().strip().splitlines()[-1] == f"mcrf predict: terminated ({signal.Signals(signum).name})"
+    assert list(out.parent.iterdir()) == []  # neither the temporary nor a half-written output
+
+
+def test_predict_into_a_closed_pipe_exits_141_quietly(sample_model, long_input):
+    """``mcrf predict … | head -1`` exited 1, which the CLI documents as "a problem with your input"."""
+    child = start("predict", long_input, "--model", sample_model, "--input-format", "text",
+                  stdout=subprocess.PIPE)
+    assert child.stdout.readline().strip()
+    child.stdout.close()  # what `head -1` does after its line
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == 141, err
+    assert err == ""
