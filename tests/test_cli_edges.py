@@ -72,3 +72,33 @@ def test_predict_into_a_closed_pipe_exits_141_quietly(sample_model, long_input):
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == 141, err
     assert err == ""
+
+
+# ---------------------------------------------------------------------------- output paths
+def test_an_output_path_with_a_trailing_slash_is_refused(sample_model, tmp_path, capsys):
+    """``-o newfile/`` wrote a file named ``newfile``: the slash said a folder was meant."""
+    text = tmp_path / "in.txt"
+    text.write_text("John Smith flew to Paris .\n", encoding="utf-8")
+    code, out, err = run(capsys, "predict", text, "--model", sample_model, "-o", f"{tmp_path / 'newfile'}/")
+    assert code == 1 and out == ""
+    assert err.strip() == (f"mcrf predict: error: cannot write the output to {tmp_path / 'newfile'}/: the trailing "
+                           f"'/' names a folder; pass a file path (e.g. {tmp_path / 'newfile' / 'out.txt'}, after "
+                           f"creating the folder {tmp_path / 'newfile'})")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_a_read_only_output_file_is_refused_not_replaced(sample_model, tmp_path, capsys):
+    """A read-only ``-o`` target was replaced silently (the rename needs only the folder's permission)."""
+    text = tmp_path / "in.txt"
+    text.write_text("John Smith flew to Paris .\n", encoding="utf-8")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("mine\n", encoding="utf-8")
+    kept.chmod(0o444)
+    code, _, err = run(capsys, "predict", text, "--model", sample_model, "-o", kept)
+    assert code == 1 and err.strip() == (
+        f"mcrf predict: error: cannot write the output to {kept}: the file is read-only; make it "
+        f"writable (chmod u+w {kept}) or remove it first")
+    assert kept.read_text(encoding="utf-8") == "mine\n"
+    kept.chmod(0o644)  # the user's way of saying "replace it"
+    code, _, err = run(capsys, "predict", text, "--model", sample_model, "-o", kept)
+    assert code == 0 and "John" in kept.read_text(encoding="utf-8")

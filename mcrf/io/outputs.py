@@ -14,7 +14,9 @@
   open stream, so a shell's ``>>`` keeps appending.
 - **A symlink** is resolved: its target is written, the link stays.
 - **Refused before any work** (``check_output``, also run by ``open_output``): a directory, a
-  path whose folder does not exist, and the same file as one of the ``inputs``
+  path ending in ``/`` (it names a folder), a path whose folder does not exist, a read-only
+  regular file (not writable by us, or by its owner: the rename would replace it although ``>``
+  and ``cp`` refuse to; ``chmod u+w`` says "replace it"), and the same file as one of the ``inputs``
   (``os.path.samefile``). The CLI calls ``check_output`` first, before loading a model.
 
 Temporaries are named ``.<target>.<pid>.<random>.mcrf-tmp``: hidden, with an extension no
@@ -61,13 +63,20 @@ def check_output(path: PathLike, *, inputs: Iterable[PathLike] = ()) -> Path:
         The path a regular output file will be renamed to: ``path`` with its symlinks resolved.
 
     Raises:
-        OutputError: ``path`` is a directory, its folder does not exist, or it is one of ``inputs``.
+        OutputError: ``path`` is (or ends in ``/`` like) a directory, its folder does not exist, it is a
+            read-only file, or it is one of ``inputs``.
     """
     given = Path(path)
     info = _stat(given)
     if str(path) == "" or (info is not None and stat.S_ISDIR(info.st_mode)):
         raise OutputError(f"cannot write the output to {given}: it is a directory; pass a file path "
                           f"(e.g. {given / 'out.txt'})")
+    if str(path).endswith(("/", os.sep)):  # Path() drops the slash: `-o new/` would write a file named `new`
+        raise OutputError(f"cannot write the output to {path}: the trailing '/' names a folder; pass a file path "
+                          f"(e.g. {given / 'out.txt'}, after creating the folder {given})")
+    if info is not None and stat.S_ISREG(info.st_mode) and _read_only(given, info):
+        raise OutputError(f"cannot write the output to {given}: the file is read-only; make it writable "
+                          f"(chmod u+w {given}) or remove it first")
     for source in inputs:
         if info is None or not stat.S_ISREG(info.st_mode):
             break  # a new path, a device or a FIFO cannot be an input file
@@ -165,6 +174,12 @@ def _stat(path: PathLike) -> Optional[os.stat_result]:
         return os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _read_only(path: Path, info: os.stat_result) -> bool:
+    """Whether the user protected the regular file ``path``: no write permission for us, or (for root, whom
+    ``os.access`` lets write anything) none for its owner either."""
+    return not os.access(path, os.W_OK) or not info.st_mode & stat.S_IWUSR
 
 
 def _same_file(info: os.stat_result, source: PathLike) -> bool:
