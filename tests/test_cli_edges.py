@@ -102,3 +102,22 @@ def test_a_read_only_output_file_is_refused_not_replaced(sample_model, tmp_path,
     kept.chmod(0o644)  # the user's way of saying "replace it"
     code, _, err = run(capsys, "predict", text, "--model", sample_model, "-o", kept)
     assert code == 0 and "John" in kept.read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- messages
+def test_plain_text_is_read_without_a_word_and_a_close_call_is_announced(sample_model, tmp_path, capsys):
+    """Every ordinary text file printed "reading text input ('budget.' (line 1, last column) is not a tag)"."""
+    text = tmp_path / "news.txt"
+    text.write_text("The council approved the budget.\nMaria Rossi visited Kyoto .\n", encoding="utf-8")
+    code, out, err = run(capsys, "predict", text, "--model", sample_model)
+    assert code == 0 and "Maria\tB-PER" in out and err == ""
+    close = tmp_path / "close.txt"  # two-word lines ending in O: CoNLL without entities, or text?
+    close.write_text("Plan O\nBig O\n", encoding="utf-8")
+    code, _, err = run(capsys, "predict", close, "--model", sample_model)
+    assert code == 0 and err.strip() == (
+        f"{close}: reading text input (the last column holds no entity tag (only O or bare prefixes): two-word "
+        "lines look the same); pass --input-format to choose")
+    tagged_late = tmp_path / "late.txt"  # looks like columns for a while, then a line rules CoNLL out
+    tagged_late.write_text("EU B-ORG\nrejects O\nThe budget.\n", encoding="utf-8")
+    code, _, err = run(capsys, "predict", tagged_late, "--model", sample_model)
+    assert code == 0 and "reading text input ('budget.' (line 3, last column) is not a tag)" in err

@@ -8,7 +8,10 @@ an input is read as **CoNLL** only when
 2. every value of the last column is a tag (``O``, ``PREFIX-TYPE`` or a bare prefix), together they
    fit one scheme, and at least one is a typed entity tag such as ``B-PER``.
 
-Anything else is raw **text**, one sentence per line. Condition 2's typed tag keeps a text of
+Anything else is raw **text**, one sentence per line. ``Sniffed.ambiguous`` says whether the input could
+have been either, so the caller says its choice only then: CoNLL was chosen, or text was chosen after
+some lines already looked like columns ending in tags. An ordinary text, whose first line's last word
+is no tag (or which has one word), is not worth a line on stderr. Condition 2's typed tag keeps a text of
 two-word lines ending in ``O`` or ``I`` ("Plan O", "Yes I") as text; a CoNLL file without any
 entity (all ``O``) or with bare ``B``/``M``/``E``/``S`` tags only needs ``--input-format conll``.
 
@@ -39,10 +42,11 @@ __all__ = ["SNIFF_BYTES", "Sniffed", "sniff_lines", "sniff_input"]
 
 @dataclass(frozen=True)
 class Sniffed:
-    """The detected input format (``"conll"`` or ``"text"``) and why, for the one stderr line."""
+    """The detected input format (``"conll"`` or ``"text"``), why, and whether the input could be either."""
 
     format: str
     reason: str
+    ambiguous: bool = True
 
 
 def sniff_lines(lines: Iterable[tuple[int, str]]) -> Sniffed:
@@ -52,6 +56,8 @@ def sniff_lines(lines: Iterable[tuple[int, str]]) -> Sniffed:
     'conll'
     >>> sniff_lines(enumerate(["Plan O", "Big O"], 1)).reason
     'the last column holds no entity tag (only O or bare prefixes): two-word lines look the same'
+    >>> sniff_lines(enumerate(["Plans for the budget.", "Plan O"], 1)).ambiguous
+    False
     """
     columns, first = 0, 0
     tags: set[str] = set()
@@ -63,21 +69,22 @@ def sniff_lines(lines: Iterable[tuple[int, str]]) -> Sniffed:
         if fields[0] == DOCSTART:
             continue
         if len(fields) < 2:
-            return Sniffed("text", f"line {number} has a single column")
+            return Sniffed("text", f"line {number} has a single column", ambiguous=bool(tags))
         if not columns:
             columns, first = len(fields), number
         elif len(fields) != columns:
-            return Sniffed("text", f"line {number} has {len(fields)} columns, line {first} has {columns}")
+            return Sniffed("text", f"line {number} has {len(fields)} columns, line {first} has {columns}",
+                           ambiguous=bool(tags))
         tag = fields[-1]
         if tag not in tags:
             try:
                 schemes.entity_types([tag])
             except ValueError:
-                return Sniffed("text", f"{tag!r} (line {number}, last column) is not a tag")
+                return Sniffed("text", f"{tag!r} (line {number}, last column) is not a tag", ambiguous=bool(tags))
             tags.add(tag)
             typed = typed or "-" in tag
     if not columns:
-        return Sniffed("text", "no token lines")
+        return Sniffed("text", "no token lines", ambiguous=False)
     if not typed:
         return Sniffed("text", "the last column holds no entity tag (only O or bare prefixes): two-word lines look "
                                "the same")
@@ -101,7 +108,7 @@ def sniff_input(source: Path | BinaryIO, encoding: str) -> tuple[Path | BinaryIO
     stream: BinaryIO = source.open("rb") if isinstance(source, Path) else require_binary(source)
     name = source_name(source)
     if _is_terminal(stream):
-        return stream, Sniffed("text", "reading from a terminal")
+        return stream, Sniffed("text", "reading from a terminal", ambiguous=False)
     prefix, ended = _read_prefix(stream)
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")  # the reader reports bad bytes
     lines = decoder.decode(prefix, final=ended).split("\n")
@@ -110,7 +117,7 @@ def sniff_input(source: Path | BinaryIO, encoding: str) -> tuple[Path | BinaryIO
     lines = [line.rstrip("\r").lstrip("\ufeff") if i == 0 else line.rstrip("\r") for i, line in enumerate(lines)]
     verdict = sniff_lines(enumerate(lines, 1))
     if not ended:
-        verdict = Sniffed(verdict.format, f"{verdict.reason} (in its first {len(prefix):,} bytes)")
+        verdict = Sniffed(verdict.format, f"{verdict.reason} (in its first {len(prefix):,} bytes)", verdict.ambiguous)
     replay = io.BufferedReader(_Replay(prefix, stream, name, close=isinstance(source, Path)))
     return replay, verdict
 

@@ -7,7 +7,8 @@ order. Empty sentences (empty input lines) come out as empty predictions, so out
 stay aligned with input lines.
 
 Inputs (``read_input``, ``--input-format``): ``auto`` (the default) reads CoNLL or raw text by
-the conservative rule documented in ``mcrf.data.sniff`` and says which on stderr; raw text, one
+the conservative rule documented in ``mcrf.data.sniff`` and says which on stderr when the input
+could be either; raw text, one
 sentence per line (tokenized by ``mcrf.data.tokenize_line`` with character offsets into the line); pre-tokenized text (words
 separated by whitespace, ``mcrf.data.text.pretokenized_line``); or a CoNLL column file
 (``mcrf.data.read_columns`` without a tag column: first column = word, every word line with the
@@ -98,7 +99,8 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "auto",
 
     ``text`` and ``pretokenized`` give one sentence per line, empty lines included (as empty
     sentences); ``conll`` gives one sentence per block of word lines; ``auto`` picks ``conll`` or
-    ``text`` by the conservative rule of ``mcrf.data.sniff`` and logs its choice once (INFO).
+    ``text`` by the conservative rule of ``mcrf.data.sniff`` and logs its choice once (INFO when the input
+    could have been either, else DEBUG).
 
     Raises:
         ConfigError: an unknown ``input_format``.
@@ -110,8 +112,9 @@ def read_input(source: Union[str, Path, IO[bytes]], input_format: str = "auto",
     if input_format == "auto":
         resolved = _resolve(source)
         readable, sniffed = sniff_input(resolved, encoding)
-        logger.info("%s: reading %s input (%s); pass --input-format to choose", source_name(resolved),
-                    sniffed.format, sniffed.reason)
+        logger.log(logging.INFO if sniffed.ambiguous else logging.DEBUG,  # plain text is no news
+                   "%s: reading %s input (%s); pass --input-format to choose", source_name(resolved),
+                   sniffed.format, sniffed.reason)
         try:
             yield from read_input(readable, sniffed.format, encoding)
         finally:
