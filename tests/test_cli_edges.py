@@ -121,3 +121,20 @@ def test_plain_text_is_read_without_a_word_and_a_close_call_is_announced(sample_
     tagged_late.write_text("EU B-ORG\nrejects O\nThe budget.\n", encoding="utf-8")
     code, _, err = run(capsys, "predict", tagged_late, "--model", sample_model)
     assert code == 0 and "reading text input ('budget.' (line 3, last column) is not a tag)" in err
+
+
+def test_top_level_help_names_all_six_commands_and_no_flag_help_says_not(capsys):
+    """``mcrf --help``'s description listed four of the six commands; ``--no-bucket`` read "not: length-…"."""
+    from mcrf.cli.app import COMMANDS
+
+    code, out, _ = run(capsys, "--help")
+    description = out.split("\n\n")[1]
+    assert code == 0 and description == f"Masked CRF sequence labeling: {', '.join(COMMANDS)}."
+    assert len(COMMANDS) == 6
+    for command in COMMANDS:
+        code, out, _ = run(capsys, command, "--help")
+        helps = " ".join(out.split())
+        assert code == 0 and "not:" not in helps
+    _, out, _ = run(capsys, "train", "--help")
+    assert ("--no-bucket switch off (on by default): length-bucketed batches (little padding) instead of plain "
+            "random batches") in " ".join(out.split())

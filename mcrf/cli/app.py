@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "avoids spinning threads that slow everything down")
     parser = argparse.ArgumentParser(
         prog="mcrf", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Masked CRF sequence labeling: train, evaluate, predict, inspect.",
+        description=f"Masked CRF sequence labeling: {', '.join(COMMANDS)}.",
         epilog="quickstart:\n  mcrf train sample --output runs/sample\n"
                "  echo \"John Smith flew to Paris .\" | mcrf predict - --model runs/sample/model\n\n"
                "`mcrf COMMAND --help` shows each command's flags and examples.")

@@ -93,7 +93,8 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, names: Optional[Seque
     """One flag per field of config dataclass ``cls``, generated from the field (like ``HfArgumentParser``).
 
     The help is the field's ``metadata["help"]``; the type comes from its annotation; a ``bool``
-    field defaulting to false is a switch ``--name``, one defaulting to true ``--no-name``. The
+    field defaulting to false is a switch ``--name``, one defaulting to true ``--no-name`` (its help says
+    that it switches off what the field's help describes). The
     choices of a ``choice`` validator are shown, but the value is checked by the field's validator
     when the config is built. Every flag defaults to ``argparse.SUPPRESS`` so only the flags the
     user gave become values (``given``).
@@ -117,7 +118,7 @@ def add_fields(parser: argparse.ArgumentParser, cls: type, names: Optional[Seque
         if hints[name] is bool:
             if default is True:
                 parser.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false",
-                                    default=argparse.SUPPRESS, help=f"not: {text}")
+                                    default=argparse.SUPPRESS, help=f"switch off (on by default): {text}")
             else:
                 parser.add_argument(flag(name), dest=name, action="store_true", default=argparse.SUPPRESS, help=text)
             continue
