@@ -138,3 +138,34 @@ def test_top_level_help_names_all_six_commands_and_no_flag_help_says_not(capsys)
     _, out, _ = run(capsys, "train", "--help")
     assert ("--no-bucket switch off (on by default): length-bucketed batches (little padding) instead of plain "
             "random batches") in " ".join(out.split())
+
+
+def _sentences(count: int, illegal_at: int = -1) -> str:
+    """``count`` two-word BIO sentences; the one at ``illegal_at`` starts with ``I-PER`` (repaired on load)."""
+    blocks = [f"{'Mary' if i != illegal_at else 'Ann'} {'B-PER' if i != illegal_at else 'I-PER'}\n"
+              f"w{i} O\nParis B-LOC\n" for i in range(count)]
+    return "\n".join(blocks)
+
+
+def test_repairs_are_reported_only_for_sentences_the_command_reads(tmp_path):
+    """A repaired gold sentence after --max-train-sentences, or in another split than evaluate's --split,
+    was reported anyway."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.txt").write_text(_sentences(40, illegal_at=30), encoding="utf-8")
+    (data / "dev.txt").write_text(_sentences(20, illegal_at=15), encoding="utf-8")
+    (data / "test.txt").write_text(_sentences(20), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "mcrf", "train", data, "--output", run_dir, "--max-steps", "1",
+                           "--max-train-sentences", "16", "--max-eval-sentences", "8", "--batch-size", "8"],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gold sequences" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "mcrf", "evaluate", run_dir / "model", data, "--split", "test"],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "gold sequences" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "mcrf", "evaluate", run_dir / "model", data, "--split", "dev"],
+                          capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"1 illegal BIO gold sequences (repair): {data / 'dev.txt'}:61: <start> -> I-PER" in done.stderr

@@ -43,7 +43,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     load = build(LoadConfig, **given(args, args.load_fields))  # flag values checked before the model loads
     args.model = resolve_model(args.model, verbose=getattr(args, "verbose", False))
     tagger = load_tagger(args.model, config.device)
-    corpus = load_corpus(args.dataset, config=load, scheme=tagger.config.scheme)
+    corpus = load_corpus(args.dataset, config=load, used={config.split: None}, scheme=tagger.config.scheme)
     sentences = corpus.splits.get(config.split)
     if not sentences:
         available = sorted(name for name, split in corpus.splits.items() if split)

@@ -130,9 +130,10 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
 def _splits(base: TrainConfig) -> Dict[str, List[Any]]:
     """train/dev/test sentences exactly as ``train`` selects them (its own ``select_splits``)."""
     from mcrf.data import load_corpus
-    from mcrf.training.preflight import select_splits
+    from mcrf.training.preflight import select_splits, used_splits
 
-    train, dev, test = select_splits(load_corpus(base.dataset, config=base.load_config()), base)
+    train, dev, test = select_splits(load_corpus(base.dataset, config=base.load_config(), used=used_splits(base)),
+                                     base)
     return {"train": train, "dev": dev, "test": test}
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -71,7 +71,8 @@ class LoadConfig:
         validate(self)
 
 
-def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, **overrides) -> Corpus:
+def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, used: Mapping[str, int | None] | None = None,
+                **overrides) -> Corpus:
     """Load a labelled dataset by registry name, path or hub id.
 
     Args:
@@ -79,6 +80,10 @@ def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, **overri
             files, one file, a ``save_to_disk`` folder, or a Hugging Face hub id.
         config: defaults; ``overrides`` (any :class:`LoadConfig` field, e.g. ``data_dir=``,
             ``scheme=``, ``policy=``) replace its fields.
+        used: the splits the caller reads, each with how many of its first (kept) sentences
+            (``None``: all of them), e.g. ``{"test": None}`` for ``evaluate --split test``. Repaired
+            or dropped gold sentences are logged only there (the counts in ``report`` always cover
+            every split). Default: every split, whole.
 
     Returns:
         A :class:`Corpus` in the target scheme, with the complete label inventory over all
@@ -99,7 +104,9 @@ def load_corpus(name_or_path: str, *, config: LoadConfig | None = None, **overri
     splits: dict[str, list[Sentence]] = {}
     report: dict[str, dict] = {}
     for split, sentences in _in_split_order(raw):  # a carved dev split is listed between train and test
-        kept, notes = _check_split(sentences, source, target, cfg, origins.get(split, ""))
+        kept, notes, illegal_at = _check_split(sentences, source, target, cfg, origins.get(split, ""))
+        if used is None or split in used:
+            _log_illegal(illegal_at, None if used is None else used[split], source, cfg)
         splits[split] = kept
         report[split] = notes
     if carved:
@@ -197,11 +204,13 @@ def _first_unknown(tags: list[str], scheme: str) -> int:
 
 def _check_split(
     sentences: list[Sentence], source: str, target: str, cfg: LoadConfig, origin: str
-) -> tuple[list[Sentence], dict]:
-    """Check every gold sequence, apply the policy, convert; return kept sentences and notes."""
+) -> tuple[list[Sentence], dict, list[tuple[int, str]]]:
+    """Check every gold sequence, apply the policy, convert; return kept sentences, notes, and each illegal
+    sequence as (how many sentences were kept before it, ``file:line: before -> after``)."""
     line_per_token = origin == "columns"
     kept: list[Sentence] = []
     illegal, illegal_at, tokens = 0, [], 0
+    every_illegal: list[tuple[int, str]] = []
     for sentence in sentences:
         tags = list(sentence.tags)
         try:
@@ -219,8 +228,9 @@ def _check_split(
                     sentence, position, line_per_token,
                     f"expected a legal {source} gold sequence, got {before!r} -> {after!r} (position {position} "
                     f"of the sentence at {sentence.source}); fix the tags or load with --policy repair or drop"))
+            every_illegal.append((len(kept), f"{where}: {before} -> {after}"))
             if len(illegal_at) < cfg.max_reported:
-                illegal_at.append(f"{where}: {before} -> {after}")
+                illegal_at.append(every_illegal[-1][1])
             if cfg.policy == "drop":
                 continue
             tags = schemes.repair(tags, source)
@@ -240,9 +250,15 @@ def _check_split(
         "dropped": illegal if cfg.policy == "drop" else 0,
         "source_scheme": source,
     }
-    if illegal:
-        logger.info("%d illegal %s gold sequences (%s): %s", illegal, source, cfg.policy, ", ".join(illegal_at))
-    return kept, notes
+    return kept, notes, every_illegal
+
+
+def _log_illegal(illegal: list[tuple[int, str]], first: int | None, source: str, cfg: LoadConfig) -> None:
+    """Log the illegal gold sequences among a split's ``first`` kept sentences (``None``: all)."""
+    read = [where for position, where in illegal if first is None or position < first]
+    if read:
+        logger.info("%d illegal %s gold sequences (%s): %s", len(read), source, cfg.policy,
+                    ", ".join(read[: cfg.max_reported]))
 
 
 class RawSplits(NamedTuple):

@@ -169,7 +169,7 @@ def restore_or_build(config: TrainConfig, accelerator: Any, saved: Optional[Dict
     from mcrf.models import Tagger
 
     set_seed(config.seed)
-    corpus = load_corpus(config.dataset, config=config.load_config())
+    corpus = load_corpus(config.dataset, config=config.load_config(), used=preflight.used_splits(config))
     carved = corpus.report.get("dev", {}).get("carved_from_train")
     if carved and accelerator.is_main_process:
         logger.info("dataset %s has no dev split: using the last %d training sentences (dev_fraction "

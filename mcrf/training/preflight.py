@@ -15,7 +15,7 @@ from mcrf.training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["select_splits", "warn_about_labels", "diverged", "non_finite"]
+__all__ = ["select_splits", "used_splits", "warn_about_labels", "diverged", "non_finite"]
 
 
 def select_splits(corpus: Any, config: TrainConfig) -> Tuple[List[Any], List[Any], List[Any]]:
@@ -43,6 +43,12 @@ def select_splits(corpus: Any, config: TrainConfig) -> Tuple[List[Any], List[Any
     dev = list(splits["dev"])[: config.max_eval_sentences]
     test = list(splits.get("test") or [])[: config.max_eval_sentences]
     return train, dev, test
+
+
+def used_splits(config: TrainConfig) -> Dict[str, Optional[int]]:
+    """How many first sentences of each split ``select_splits`` reads (``load_corpus(used=...)``: repairs of
+    gold sentences a run never reads are not reported)."""
+    return {"train": config.max_train_sentences, "dev": config.max_eval_sentences, "test": config.max_eval_sentences}
 
 
 def warn_about_labels(train: List[Any], held_out: Dict[str, List[Any]], dataset: str) -> None:
