@@ -40,7 +40,7 @@ def start(*argv, **kwargs) -> subprocess.Popen:
 def long_input(tmp_path) -> Path:
     """Enough text that the tiny model is still tagging a while after it started writing."""
     path = tmp_path / "long.txt"
-    path.write_text("John Smith flew to Paris with Acme Corp on Monday .\n" * 40_000, encoding="utf-8")
+    path.write_text("John Smith flew to Paris with Acme Corp on Monday .\n" * 400_000, encoding="utf-8")
     return path
 
 
@@ -55,7 +55,6 @@ def test_predict_killed_by_term_or_hup_removes_its_temporary(sample_model, long_
     while not list(out.parent.glob(f".*{TEMP_SUFFIX}")):
         assert child.poll() is None and time.monotonic() < deadline, child.stderr.read().decode()
         time.sleep(0.05)
-    time.sleep(0.3)
     child.send_signal(signum)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 128 + signum, err.decode()
@@ -169,3 +168,25 @@ def test_repairs_are_reported_only_for_sentences_the_command_reads(tmp_path):
                           capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"1 illegal BIO gold sequences (repair): {data / 'dev.txt'}:61: <start> -> I-PER" in done.stderr
+
+
+# ---------------------------------------------------------------------------- compare's output
+def test_compare_prints_the_header_once_a_line_per_cell_and_a_short_summary(tmp_path):
+    """compare printed the 40-line settings header for every cell, then all of results.md (407 lines for the
+    sample), and left cursor escapes (ESC [A) of nested progress bars in a log file."""
+    out = tmp_path / "cmp"
+    done = subprocess.run([sys.executable, "-m", "mcrf", "compare", "sample", "--variants", "crf-retain,mcrf",
+                           "--seeds", "1", "--epochs", "1", "--max-train-sentences", "32", "--max-eval-sentences",
+                           "16", "--resamples", "100", "--output", out], capture_output=True, text=True, env=ENV,
+                          cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    err = done.stderr
+    assert "\x1b[" not in err
+    assert err.count("mcrf training settings") == 1
+    cells = [line for line in err.splitlines() if line.startswith("cell ")]
+    assert [line.split(" (")[0] for line in cells] == ["cell crf-seed1", "cell mcrf-seed1"]
+    assert "dev F1 crf-retain" in cells[0] and "dev F1 mcrf" in cells[1]
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"results: {out / 'results.md'} (tables, command line, versions), results.json, results.png"
+    assert lines[1].startswith("MCRF-training − CRF + Retain: ") and len(lines) <= 6, done.stdout
+    assert any(line.startswith("caution: Only 1 seed") for line in lines)

@@ -8,6 +8,7 @@ Its own flags come from ``CompareConfig``; every training flag of ``mcrf train``
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from typing import Any, List
 
@@ -43,7 +44,8 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", nargs="?",
                         help="registered name, folder or hub id, as for `mcrf train`")
     parser.add_argument("--summarize", metavar="DIR", default=argparse.SUPPRESS,
-                        help="instead: write DIR/README.md and DIR/summary.png over the comparisons in DIR/*/")
+                        help="instead: write DIR/README.md and DIR/summary.png over the comparisons in DIR/*/ (and "
+                             "re-render each DIR/*/results.md from its results.json)")
     fields, train_fields = add_fields(parser, CompareConfig), add_fields(parser, TrainConfig, _train_flags())
     parser.set_defaults(func=_compare, fields=fields, train_fields=train_fields,
                         encoder_fields=add_encoder_options(parser, taken=fields + train_fields))
@@ -53,7 +55,7 @@ def _command(args: argparse.Namespace, names: List[str]) -> str:
     """The command line that reproduces ``args`` (flags in a fixed order, only those given)."""
     from mcrf.cli.util import flag
 
-    words = ["mcrf", "compare", args.dataset]
+    words = ["mcrf", "compare", _as_typed(args.dataset)]
     if hasattr(args, "threads"):
         words += ["--threads", str(args.threads)]
     for name in names:
@@ -67,13 +69,25 @@ def _command(args: argparse.Namespace, names: List[str]) -> str:
         elif name == "seeds":
             words += [flag(name), ",".join(map(str, value))]
         else:
-            words += [flag(name), "none" if value is None else str(value)]
-    return shlex.join(words)
+            words += [flag(name), "none" if value is None else _as_typed(str(value))]
+    return " ".join(word if word.startswith("~/") and shlex.quote(word[2:]) == word[2:] else shlex.quote(word)
+                    for word in words)
+
+
+def _as_typed(value: str) -> str:
+    """A path under the home folder as the user most likely typed it: the shell turned ``~/corpora`` into
+    ``/home/me/corpora``, which would record the user's name and machine layout in results.md."""
+    home = os.path.expanduser("~")
+    if os.path.isabs(value) and home not in ("", "/") and value.startswith(home.rstrip("/") + "/"):
+        return "~/" + value[len(home.rstrip("/")) + 1:]
+    return value
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mcrf.compare import CompareConfig, compare
-    from mcrf.compare.report import render_markdown
+    from mcrf.compare.report import render_summary_lines
 
     if hasattr(args, "summarize"):
         if args.dataset is not None:
@@ -81,12 +95,12 @@ def _compare(args: argparse.Namespace) -> int:
         from mcrf.compare.summary import summarize
 
         path = summarize(args.summarize)
-        print(f"wrote {path} and its figure")
+        print(f"wrote {path} and its figure; re-rendered each comparison's results.md from its results.json")
         return 0
     if args.dataset is None:
         raise UsageError("expected DATASET (e.g. sample, conll2003, a folder) or --summarize DIR")
     config = build(CompareConfig, dataset=args.dataset, **given(args, args.fields),
                    train={**given(args, args.train_fields), **encoder_options(args)})
     results = compare(config, command=_command(args, args.fields + args.train_fields + args.encoder_fields))
-    print(render_markdown(results))
+    print("\n".join(render_summary_lines(results, Path(config.output_dir))))
     return 0

@@ -21,7 +21,7 @@ from mcrf.compare.variants import VARIANTS
 from mcrf.io.outputs import save_text
 from mcrf.training import TrainConfig
 
-__all__ = ["CELL_FILE", "SET_PER_CELL", "cell_name", "read_cell", "run_cell", "train_speed"]
+__all__ = ["CELL_FILE", "SET_PER_CELL", "cell_name", "describe", "read_cell", "run_cell", "train_speed"]
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,14 @@ def train_speed(metrics: Dict[str, Any], log_path: Path, train_sentences: int,
     if stepped <= 0:
         return None
     return stepped / max(metrics["train_seconds"] - eval_seconds, 1e-9)
+
+
+def describe(record: Dict[str, Any]) -> str:
+    """One line about a finished cell: its training and each variant's dev F1."""
+    scores = ", ".join(f"{name} {100 * entry['dev']['result']['f1']:.2f}" for name, entry in record["variants"].items()
+                       if "dev" in entry)
+    return (f"{record['objective']}, seed {record['seed']}: {record['global_step']} steps "
+            f"(best {record['best_step']}) in {record['train_seconds']:.0f} s; dev F1 {scores}")
 
 
 def _decode(tagger: Any, sentences: Sequence[Any], variant_name: str, batch_size: int,

@@ -10,14 +10,19 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from mcrf.compare.cells import SET_PER_CELL
 from mcrf.compare.stats import mean_std, paired_test
 from mcrf.compare.variants import PAIRS, VARIANTS
+from mcrf.compare.verdict import cautions, verdicts
 
-__all__ = ["build_results", "write_results", "render_markdown", "versions", "shown", "spread", "plot_deltas",
-           "save_figure"]
+__all__ = ["build_results", "write_results", "render_markdown", "render_summary_lines", "versions", "shown",
+           "spread", "plot_deltas", "save_figure"]
+
+#: how results.md qualifies its speeds: each is one timing of one cell, on whatever else the machine ran
+SPEED_NOTE = ("* Speeds are one timing per cell, taken while the machine may have run other jobs: they are noisy "
+              "and say nothing reliable about the cost of a variant; time that on a quiet machine.")
 
 _PACKAGES = ("torch", "transformers", "accelerate", "seqeval", "numpy", "matplotlib")
 
@@ -113,6 +118,16 @@ def _cell(stat: Optional[Dict[str, Any]], digits: int) -> str:
     return text if stat["std"] is None else f"{text} ± {shown(stat['std'], digits)}"
 
 
+_VERSION_ORDER = ("python", "mcrf", "platform", *_PACKAGES)
+
+
+def _in_order(table: Dict[str, Any], order: Sequence[str] = tuple(VARIANTS)) -> List[Tuple[str, Any]]:
+    """``table``'s items in ``order`` (then the rest as they come): results.json is written with sorted keys,
+    and a results.md rendered again from it must read like the one the comparison wrote."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(table.items(), key=lambda item: rank.get(item[0], len(rank)))
+
+
 def render_markdown(results: Dict[str, Any]) -> str:
     """``results.md``: the variant table, the paired claims, the command line and the versions."""
     seeds = results["seeds"]
@@ -123,14 +138,15 @@ def render_markdown(results: Dict[str, Any]) -> str:
              "seeds. Illegal: share of sentences (%) whose raw decoder output breaks the scheme, before "
              "post-processing. Train speed: training sentences/s (dev evaluations excluded); predict: "
              "sentences/s decoding the test split (dev when there is no test).", "",
-             "| variant | objective | dev F1 | test F1 | dev illegal % | test illegal % | train sent/s | "
-             "predict sent/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, row in results["variants"].items():
+             "| variant | objective | dev F1 | test F1 | dev illegal % | test illegal % | train sent/s* | "
+             "predict sent/s* |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in _in_order(results["variants"]):
         lines.append(f"| {row['title']} (`{name}`) | {row['objective']} | {_cell(row.get('dev_f1'), 2)} | "
                      f"{_cell(row.get('test_f1'), 2)} | {_cell(row.get('dev_illegal_path_rate'), 2)} | "
                      f"{_cell(row.get('test_illegal_path_rate'), 2)} | "
                      f"{_cell(row['train_sentences_per_second'], 1)} | "
                      f"{_cell(row['predict_sentences_per_second'], 1)} |")
+    lines += ["", SPEED_NOTE]
     if results["pairs"]:
         lines += ["", "## Paired comparisons on the test split", "",
                   "ΔF1 in F1 points. p: two-sided approximate randomization over test sentences; CI: paired "
@@ -142,11 +158,26 @@ def render_markdown(results: Dict[str, Any]) -> str:
             lines.append(f"| {pair['claim']} | {per_seed} | {shown(pair['mean_delta'], 2, sign=True)} | "
                          f"[{shown(low, 2, sign=True)}, {shown(high, 2, sign=True)}] | "
                          f"{shown(pair['p_value'], 4)} |")
+    found = verdicts(results)
+    warnings = cautions(results)
+    if found or warnings:
+        lines += ["", "## Verdict", "", *(f"- {line}" for line in found)]
+        if warnings:
+            lines += ["", "Cautions:", "", *(f"- {line}" for line in warnings)]
     lines += ["", "## How these numbers were made", "", "```", results["command"] or "(library call)", "```", "",
-              "Package versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()) + ".", "",
+              "Package versions: " + ", ".join(f"{k} {v}" for k, v in _in_order(results["versions"], _VERSION_ORDER))
+              + ".", "",
               "Training settings shared by every cell (`decoder` and `seed` vary per cell):", "", "```json",
               json.dumps(results["train_config"], indent=1, sort_keys=True), "```", ""]
     return "\n".join(lines)
+
+
+def render_summary_lines(results: Dict[str, Any], folder: Path) -> List[str]:
+    """What ``mcrf compare`` prints at the end: where the results are, the verdicts and the cautions."""
+    lines = [f"results: {folder / 'results.md'} (tables, command line, versions), results.json, results.png"]
+    lines += verdicts(results)
+    lines += [f"caution: {line}" for line in cautions(results)]
+    return lines
 
 
 def _plot(results: Dict[str, Any], path: Path) -> None:

@@ -11,12 +11,14 @@ Re-running with the same arguments skips finished cells and resumes an interrupt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from mcrf.io import runfolder
 from mcrf.compare import cells, report
@@ -127,6 +129,23 @@ def _check_settings(folder: Path, config: CompareConfig, base: TrainConfig) -> N
                           "with its settings to continue it, or pass another --output")
 
 
+@contextlib.contextmanager
+def _quiet_cell_logs() -> Iterator[None]:
+    """While a cell trains, its training and data loggers say only warnings (unless debug logging is on):
+    each cell would otherwise repeat the 40-line settings header and the corpus notes."""
+    names = ("mcrf.training", "mcrf.data")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        if not each.isEnabledFor(logging.DEBUG):
+            each.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels):
+            each.setLevel(level)
+
+
 def _splits(base: TrainConfig) -> Dict[str, List[Any]]:
     """train/dev/test sentences exactly as ``train`` selects them (its own ``select_splits``)."""
     from mcrf.data import load_corpus
@@ -160,24 +179,34 @@ def compare(config: CompareConfig, command: Optional[str] = None) -> Dict[str, A
 
 
 def _run(config: CompareConfig, base: TrainConfig, folder: Path, command: Optional[str]) -> Dict[str, Any]:
-    """The cells in order (seed by seed, so finished seeds are complete), then the results."""
+    """The cells in order (seed by seed, so finished seeds are complete), then the results.
+
+    Logs the shared settings once and one line per cell; each cell's own training log (its settings
+    header, evaluations) is left out unless debug logging is on.
+    """
     from tqdm.auto import tqdm
 
     splits = _splits(base)
     todo = [(objective, seed) for seed in config.seeds for objective in objectives_of(config.variants)]
+    logger.info("%s\n  train/dev/test sentences  %d/%d/%d\n  cells                     %d (%s) in %s",
+                base.header(), len(splits["train"]), len(splits["dev"]), len(splits["test"]), len(todo),
+                ", ".join(cells.cell_name(objective, seed) for objective, seed in todo), folder / "cells")
     records = []
-    bar = tqdm(todo, desc="compare cells", unit="cell", dynamic_ncols=True)
-    for objective, seed in bar:
+    # Off when stderr is no terminal: the cells' training bars would nest under it, and nested bars move
+    # the cursor with escapes (ESC [A) that a log file shows as garbage.
+    bar = tqdm(todo, desc="compare cells", unit="cell", dynamic_ncols=True, disable=not sys.stderr.isatty())
+    for number, (objective, seed) in enumerate(bar, 1):
         name = cells.cell_name(objective, seed)
         bar.set_postfix_str(name)
         cell_folder = folder / "cells" / name
         record = cells.read_cell(cell_folder)
         if record is None:
-            logger.info("cell %s: training %s with seed %d", name, objective, seed)
             cell_config = dataclasses.replace(base, decoder=objective, seed=seed, output_dir=str(cell_folder))
-            record = cells.run_cell(cell_config, splits, cell_folder)
+            with _quiet_cell_logs():
+                record = cells.run_cell(cell_config, splits, cell_folder)
+            logger.info("cell %s (%d/%d): %s", name, number, len(todo), cells.describe(record))
         else:
-            logger.info("cell %s: finished before, kept", name)
+            logger.info("cell %s: finished before, kept (%d/%d)", name, number, len(todo))
         records.append(record)
     bar.close()
     sizes = {name: len(sentences) for name, sentences in splits.items()}

@@ -1,6 +1,8 @@
 """``mcrf compare --summarize DIR``: the comparisons in ``DIR/*/results.json`` side by side.
 
-Writes ``DIR/README.md`` (test F1 per variant per corpus, next to Wei et al.'s BERT numbers where
+Re-renders each ``DIR/*/results.md`` from its ``results.json`` (so every comparison reads the way this
+mcrf's ``mcrf.compare.report`` writes it: its verdicts and cautions included; no number changes), then writes
+``DIR/README.md`` (test F1 per variant per corpus, next to Wei et al.'s BERT numbers where
 the paper has them; ΔF1 MCRF − CRF+Retain with its p-value; the plain CRF's illegal path rate)
 and ``DIR/summary.png`` (ΔF1 per corpus: mean, bootstrap 95% CI, one dot per seed, the paper's Δ).
 """
@@ -11,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from mcrf.compare.report import plot_deltas, save_figure, shown
+from mcrf.compare.report import plot_deltas, render_markdown, save_figure, shown
 from mcrf.compare.variants import VARIANTS
 from mcrf.errors import InputNotFound
 from mcrf.io.outputs import save_text
@@ -127,7 +129,8 @@ def _plot(all_results: List[Dict[str, Any]], path: Path) -> None:
 
 
 def summarize(folder: Union[str, Path]) -> Path:
-    """Write ``folder/README.md`` and ``folder/summary.png`` from ``folder/*/results.json``.
+    """Re-render ``folder/*/results.md`` and write ``folder/README.md`` and ``folder/summary.png`` from
+    ``folder/*/results.json``.
 
     Returns:
         The path of the README.
@@ -140,6 +143,9 @@ def summarize(folder: Union[str, Path]) -> Path:
     if not all_results:
         raise InputNotFound(f"expected comparison folders with results.json under {folder}/*/, found none; "
                             "run `mcrf compare DATASET --output DIR/NAME` first")
+    for results in all_results:  # each results.md as this mcrf renders its results.json
+        save_text(folder / results["folder"] / "results.md",
+                  render_markdown({k: v for k, v in results.items() if k != "folder"}))
     readme = folder / "README.md"
     save_text(readme, render_summary(all_results, _unfinished(folder)))
     _plot(all_results, folder / "summary.png")
