@@ -39,7 +39,8 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                     "std, illegal path rates, speeds, per-seed deltas and paired p-values. Re-run the same "
                     "command to continue an interrupted comparison: finished (objective, seed) cells are kept.",
         epilog="examples:\n  mcrf compare sample --seeds 1,2 --output runs/compare-sample\n"
-               "  mcrf compare atis --data-dir ~/corpora --encoder bilstm --epochs 10 --output docs/results/atis-bilstm\n"
+               "  mcrf compare atis --data-dir ~/corpora --encoder bilstm --lr 3e-3 --head-lr 3e-3 --patience none "
+               "--output runs/atis-bilstm   (the settings of docs/results/atis-bilstm)\n"
                "  mcrf compare --summarize docs/results")
     parser.add_argument("dataset", metavar="DATASET", nargs="?",
                         help="registered name, folder or hub id, as for `mcrf train`")
