@@ -81,6 +81,27 @@ def test_predict_answers_the_records_of_mcrf_predict_jsonl(server, sample_model,
     assert same_records(post(server, {"tokens": words}).json()["results"], pretokenized)
 
 
+def test_docs_is_an_offline_page_naming_the_schema_and_the_demo(server):
+    """/docs answered 404 while /openapi.json was 200 (FastAPI's Swagger page needs a CDN, so it was off)."""
+    page = httpx.get(server.url + "/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'href="openapi.json"' in page.text and 'href="./"' in page.text
+    assert "POST /predict" in page.text and "GET /info" in page.text and "&quot;inputs&quot;" in page.text
+    assert "src=" not in page.text and "//cdn" not in page.text and "<script" not in page.text  # nothing fetched
+    assert httpx.get(server.url + "/openapi.json").status_code == 200
+
+
+def test_the_hugging_face_inputs_body_is_an_alias_of_text_and_texts(server):
+    """``{"inputs": ...}``, the body of Hugging Face's inference API, was 422 (an unknown field)."""
+    assert post(server, {"inputs": LINES[0]}).json() == post(server, {"text": LINES[0]}).json()
+    assert post(server, {"inputs": LINES}).json() == post(server, {"texts": LINES}).json()
+    for body, field in (({"inputs": 5}, "inputs"), ({"inputs": ["a", 3]}, "inputs"), ({"inputs": "a", "text": "b"}, None)):
+        answer = post(server, body)
+        assert answer.status_code == 422, answer.text
+        if field:
+            assert any(entry["loc"][1] == field for entry in answer.json()["detail"])
+
+
 def test_empty_inputs_give_empty_results(server):
     answer = post(server, {"text": ""})
     assert answer.status_code == 200

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import html.parser
 import json
+import re
 
 from mcrf.cli.app import main
-from mcrf.predict.html import asset, data_element, demo_page, html_header
+from mcrf.models import Tagger
+from mcrf.predict.html import asset, data_element, demo_page, describe_model, html_header
 
 from serving import offline_records
 
@@ -60,7 +62,29 @@ def test_empty_input_still_gives_a_page(sample_model, tmp_path, capsys):
     empty.write_text("", encoding="utf-8")
     assert main(["predict", str(empty), "--model", str(sample_model), "--format", "html"]) == 0
     out = capsys.readouterr().out
-    assert out == html_header() and parse(out).data == []
+    model = describe_model(Tagger.from_pretrained(sample_model), str(sample_model))
+    assert out == html_header(model=model) and parse(out).data == []
+
+
+def test_the_page_shows_the_spans_without_javascript_and_names_the_model(sample_model, tmp_path, capsys):
+    """The --format html page was blank without JavaScript, and did not say which model tagged it."""
+    records = offline_records(sample_model, LINES, tmp_path)
+    source = tmp_path / "offline_text.txt"
+    assert main(["predict", str(source), "--model", str(sample_model), "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert f"<p class=\"mcrf-sub mcrf-model\">Model: {html.escape(str(sample_model))} (bilstm encoder, mcrf " \
+           "decoder, BIO tags, saved by mcrf " in page
+    without_script = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # what a browser without JS shows
+    assert without_script.count("<noscript>") == len(records)
+    for record in records:
+        for span in record["spans"]:
+            marked = (f"<mark class=\"mcrf-ent\" data-label=\"{span['label']}\">{html.escape(span['text'])}"
+                      f"<span class=\"mcrf-label\">{span['label']}</span></mark>")
+            assert marked in without_script
+            assert f"<td class=\"mcrf-span-label\">{span['label']}</td><td class=\"mcrf-num\">" \
+                   f"{span['confidence']:.4f}</td>" in without_script
+    assert any(record["spans"] for record in records)
+    assert "/script&gt;&lt;!-- Weber --&gt; met" in without_script  # the line's markup stays text
 
 
 def test_demo_page_and_data_elements():

@@ -42,6 +42,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from mcrf.predict.formats import header, writer
+    from mcrf.predict.html import describe_model
     from mcrf.models.locate import resolve_model
     from mcrf.io.outputs import check_output, open_output
     from mcrf.predict.stream import PredictConfig, predict_stream, read_input, set_mmap_threshold
@@ -59,7 +60,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     if launched_world() > 1:  # torchrun / accelerate launch: ranks tag blocks, rank 0 assembles --output
         return predict_sharded(args.input, args.output, config,
-                               lambda device: load_tagger(model, device, config.quantize))
+                               lambda device: load_tagger(model, device, config.quantize), model_name=str(model))
     tagger = load_tagger(model, config.device, config.quantize)
     sentences = read_input(args.input, config.input_format, config.encoding)
     write = writer(config.output_format)
@@ -71,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
     count = 0
     with tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar, \
             target as out:
-        out.write(header(config.output_format))
+        out.write(header(config.output_format, describe_model(tagger, str(model))))
         for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
             write(prediction, out)
             count += 1

@@ -29,6 +29,7 @@ from typing import Callable, Iterable, List, Optional, Tuple
 
 from mcrf.errors import ConfigError
 from mcrf.predict.formats import header, writer
+from mcrf.predict.html import describe_model
 from mcrf.predict.stream import PredictConfig, predict_stream, read_input
 
 __all__ = ["launched_world", "predict_sharded", "write_shard", "assemble"]
@@ -123,7 +124,7 @@ def assemble(folder: Path, world: int, target: Path, first: str = "", inputs: Tu
 
 
 def predict_sharded(source: str, output: Optional[str], config: PredictConfig,
-                    load: Callable[[Optional[str]], object]) -> int:
+                    load: Callable[[Optional[str]], object], model_name: str = "") -> int:
     """Tag ``source`` across the launched processes into ``output`` (see the module docstring).
 
     Args:
@@ -132,6 +133,7 @@ def predict_sharded(source: str, output: Optional[str], config: PredictConfig,
         config: prediction settings.
         load: ``device -> tagger`` (the CLI's model loader); the device is this rank's
             (``cuda:LOCAL_RANK`` or ``cpu``) unless ``config.device`` names one.
+        model_name: where the model was loaded from, for the ``html`` page's header.
 
     Returns:
         0.
@@ -160,7 +162,8 @@ def predict_sharded(source: str, output: Optional[str], config: PredictConfig,
         logger.debug("rank %d of %d tagged %d sentences", rank, world, mine)
         state.wait_for_everyone()
         if rank == 0:
-            total = assemble(folder, world, target, header(config.output_format), inputs=(source,))
+            top = header(config.output_format, describe_model(tagger, model_name))
+            total = assemble(folder, world, target, top, inputs=(source,))
             logger.info("wrote %d sentences to %s (%d processes)", total, target, world)
     finally:
         if rank == 0:

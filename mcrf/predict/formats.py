@@ -93,11 +93,12 @@ FORMATS: Dict[str, Callable[[Prediction, TextIO], None]] = {
 }
 
 
-def header(name: str) -> str:
-    """What a file of format ``name`` starts with before its first record ("" but for ``html``)."""
+def header(name: str, model: str = "") -> str:
+    """What a file of format ``name`` starts with before its first record ("" but for ``html``, whose page
+    names ``model``: ``mcrf.predict.html.describe_model``)."""
     from mcrf.predict.html import html_header
 
-    return html_header() if name == "html" else ""
+    return html_header(model=model) if name == "html" else ""
 
 
 def writer(name: str) -> Callable[[Prediction, TextIO], None]:

@@ -2,12 +2,15 @@
 
 Routes:
 
-- ``POST /predict`` with ``{"text": "..."}``, ``{"texts": ["...", ...]}`` or pre-tokenized
-  ``{"tokens": [["w1", "w2"], ...]}`` answers ``{"results": [record, ...]}``, one record per text
+- ``POST /predict`` with ``{"text": "..."}``, ``{"texts": ["...", ...]}``, pre-tokenized
+  ``{"tokens": [["w1", "w2"], ...]}``, or the Hugging Face inference body ``{"inputs": "..."}`` /
+  ``{"inputs": ["...", ...]}`` (an alias of ``text``/``texts``; the answer keeps mcrf's shape)
+  answers ``{"results": [record, ...]}``, one record per text
   (one text is one sentence, tokenized like a line of ``mcrf predict``), each record the one
   ``mcrf predict --format jsonl`` writes for that line.
 - ``GET /health``, ``GET /info`` (labels, scheme, encoder, decoder, versions, limits), ``GET /stats``
-  (micro-batch sizes served), ``GET /`` (the demo page).
+  (micro-batch sizes served), ``GET /`` (the demo page), ``GET /docs`` (the routes and bodies, a page
+  made here from the OpenAPI schema: no CDN, unlike FastAPI's Swagger page), ``GET /openapi.json``.
 
 Bad input is answered and never reaches the model: a body over ``max_body`` bytes 413, invalid
 UTF-8 400, malformed JSON or wrong types 422 naming the field, a text over ``max_words`` words 413,
@@ -22,7 +25,7 @@ import logging
 import signal
 import socket
 from contextlib import asynccontextmanager
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -35,6 +38,7 @@ from mcrf.data.types import Sentence
 from mcrf.predict.html import demo_page
 from mcrf.serve.batcher import BatcherClosed, MicroBatcher, QueueFull
 from mcrf.serve.config import ServeConfig
+from mcrf.serve.docs import docs_page
 
 __all__ = ["PredictRequest", "create_app", "serve", "bind"]
 
@@ -42,13 +46,17 @@ logger = logging.getLogger(__name__)
 
 
 class PredictRequest(BaseModel):
-    """The body of ``POST /predict``: exactly one of ``text``, ``texts``, ``tokens``."""
+    """The body of ``POST /predict``: exactly one of ``text``, ``texts``, ``tokens``, ``inputs``.
+
+    ``inputs`` is the Hugging Face inference API's name: a string is ``text``, a list of strings ``texts``.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     text: Optional[str] = None
     texts: Optional[List[str]] = None
     tokens: Optional[List[List[str]]] = None
+    inputs: Optional[Union[str, List[str]]] = None
 
     @field_validator("tokens")
     @classmethod
@@ -62,17 +70,17 @@ class PredictRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> "PredictRequest":
-        given = [name for name in ("text", "texts", "tokens") if getattr(self, name) is not None]
+        given = [name for name in ("text", "texts", "tokens", "inputs") if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"expected exactly one of 'text', 'texts', 'tokens', got {given or 'none'}")
+            raise ValueError(f"expected exactly one of 'text', 'texts', 'tokens', 'inputs', got {given or 'none'}")
         return self
 
     def sentences(self) -> List[Sentence]:
         """One sentence per text (raw text tokenized as ``mcrf predict`` does, with offsets)."""
         if self.tokens is not None:
             return [Sentence(tuple(words)) for words in self.tokens]
-        texts = [self.text] if self.text is not None else self.texts
-        return [tokenize_line(text) for text in texts]
+        texts = next(value for value in (self.text, self.texts, self.inputs) if value is not None)
+        return [tokenize_line(text) for text in ([texts] if isinstance(texts, str) else texts)]
 
 
 def _validation_error(error: ValidationError) -> JSONResponse:
@@ -151,22 +159,32 @@ def create_app(tagger, config: ServeConfig = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> Dict[str, str]:
+        """Liveness: ``{"status": "ok"}``."""
         return {"status": "ok"}
 
     @app.get("/info")
     async def model_info() -> Dict[str, Any]:
+        """The model (labels, scheme, encoder, decoder, versions) and the server's limits."""
         return info
 
     @app.get("/stats")
     async def stats() -> Dict[str, Any]:
+        """The micro-batch sizes served so far."""
         return batcher.stats()
 
     @app.get("/", response_class=HTMLResponse)
     async def demo() -> HTMLResponse:
+        """The demo page: a text box, and the tagged text with its entities."""
         return HTMLResponse(page)
+
+    @app.get("/docs", response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """This page: the routes and request bodies (the full schema is /openapi.json)."""
+        return HTMLResponse(docs_page(app.openapi()))
 
     @app.post("/predict")
     async def predict(request: Request):
+        """Tag texts: one record per text, as `mcrf predict --format jsonl` writes it."""
         body = await _read_body(request, config.max_body)
         try:
             sentences = _parse(body, config)
