@@ -220,3 +220,49 @@ def test_the_readme_compare_example_builds_the_published_atis_settings():
             assert getattr(settings, name) == value, (line, name)
         if "--seeds" in argv:
             assert list(config.seeds) == published["seeds"], line
+
+
+# ---------------------------------------------------------------------------- offline inspect
+def _offline_env(tmp_path, **extra):
+    env = {k: v for k, v in ENV.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "MCRF_DATA_DIR")}
+    return {**env, "HF_HOME": str(tmp_path / "hf"), "HF_DATASETS_CACHE": str(tmp_path / "hf" / "datasets"),
+            "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), **extra}
+
+
+def test_a_registered_corpus_missing_offline_fails_fast_in_one_line(tmp_path):
+    """`mcrf inspect wnut17` without --data-dir spent 29-45 s in `datasets` retrying an unreachable hub, then
+    printed four lines (hub warnings, the error over three lines)."""
+    unreachable = _offline_env(tmp_path, HF_ENDPOINT="http://127.0.0.1:9")  # the discard port: refused at once
+    done = subprocess.run([sys.executable, "-m", "mcrf", "inspect", "wnut17"], capture_output=True, text=True,
+                          env=unreachable, cwd=ROOT, timeout=300)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    err = done.stderr.strip()
+    assert err.startswith("mcrf inspect: error: dataset 'wnut17' (WNUT-17 emerging entities `token<TAB>tag`) was "
+                          "not found: looked in no local folder (no --data-dir given, MCRF_DATA_DIR unset). "
+                          "Hugging Face hub: leondz/wnut_17: not in the local cache, and not tried: 127.0.0.1:9 is "
+                          "unreachable (")
+    assert err.endswith("in a folder DIR/wnut17/ (or DIR itself) and pass --data-dir DIR or set MCRF_DATA_DIR=DIR.")
+    done = subprocess.run([sys.executable, "-m", "mcrf", "inspect", "wnut17", "--data-dir", tmp_path / "none"],
+                          capture_output=True, text=True, env=_offline_env(tmp_path, HF_HUB_OFFLINE="1"), cwd=ROOT,
+                          timeout=300)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert (f"looked in {tmp_path / 'none' / 'wnut17'} (--data-dir); {tmp_path / 'none'} (--data-dir). Hugging Face "
+            "hub (HF_HUB_OFFLINE is set): leondz/wnut_17: not in the local cache, and not tried: HF_HUB_OFFLINE is "
+            "set.") in done.stderr
+
+
+def test_a_dataset_in_the_local_hub_cache_is_still_loaded_through_the_hub_code(tmp_path, monkeypatch):
+    """Skipping an unreachable hub must not skip a copy `datasets` already has: that one is still tried."""
+    from mcrf.data import hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    for name in ("HF_DATASETS_CACHE", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not hub.cached("leondz/wnut_17")
+    (tmp_path / "datasets" / "leondz___wnut_17").mkdir(parents=True)
+    assert hub.cached("leondz/wnut_17")
+    assert not hub.cached("eriktks/conll2003")
+    (tmp_path / "hub" / "datasets--eriktks--conll2003").mkdir(parents=True)
+    assert hub.cached("eriktks/conll2003")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub.unreachable() == "HF_HUB_OFFLINE is set"

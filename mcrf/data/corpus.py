@@ -285,10 +285,15 @@ def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
         files, searched = find_local(entry, cfg.data_dir)
         if files is not None:
             return _read_files(files, cfg, entry)
-        from datasets.exceptions import DatasetsError
-
-        errors = []
+        errors, offline = [], None
         for source in entry.hub:
+            if not hub.cached(source.repo_id):  # offline, `datasets` retries for tens of seconds: ask once, fast
+                offline = hub.unreachable() or "" if offline is None else offline
+                if offline:
+                    errors.append(f"{source.repo_id}: not in the local cache, and not tried: {offline}")
+                    continue
+            from datasets.exceptions import DatasetsError  # here: a source skipped above never imports datasets
+
             try:
                 splits = hub.read_hub_dataset(source.repo_id, config=source.config, revision=source.revision,
                                               tag_column=cfg.hub_tag_column or source.tag_column)

@@ -1,15 +1,19 @@
 """Hugging Face ``datasets`` as a corpus source: a hub id or a local ``save_to_disk`` folder.
 
 Tag names come from the ``ClassLabel`` feature of the tag column (never hard-coded); a
-string tag column is read as is. ``datasets`` is imported lazily.
+string tag column is read as is. ``datasets`` is imported lazily. ``cached`` and ``unreachable`` let a
+caller skip the hub at once when it has no local copy of a dataset and cannot reach the hub: offline,
+``datasets`` would spend tens of seconds retrying before it fails.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from mcrf.data.types import Sentence
 from mcrf.errors import DataError, located
@@ -19,7 +23,8 @@ logger = logging.getLogger(__name__)
 TAG_COLUMNS = ("ner_tags", "tags", "labels", "chunk_tags")
 SPLIT_ALIASES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}
 
-__all__ = ["TAG_COLUMNS", "hub_offline", "is_saved_dataset", "read_hub_dataset", "dataset_to_sentences"]
+__all__ = ["TAG_COLUMNS", "hub_offline", "cached", "unreachable", "is_saved_dataset", "read_hub_dataset",
+           "dataset_to_sentences"]
 
 
 def hub_offline() -> bool:
@@ -27,6 +32,32 @@ def hub_offline() -> bool:
     read the way ``huggingface_hub`` reads it."""
     return any(os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
                for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def cached(repo_id: str) -> bool:
+    """Whether a hub dataset has a copy in the local Hugging Face caches (``datasets``' or ``huggingface_hub``'s),
+    found by folder name without importing either library."""
+    home = Path(os.environ.get("HF_HOME") or Path.home() / ".cache" / "huggingface")
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets")
+    hub_cache = Path(os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE") or home / "hub")
+    owner, _, name = repo_id.rpartition("/")
+    candidates = [datasets_cache / f"{owner}___{name}" if owner else datasets_cache / name,
+                  hub_cache / f"datasets--{repo_id.replace('/', '--')}"]
+    return any(candidate.is_dir() for candidate in candidates)
+
+
+def unreachable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be reached now (``None`` when a TCP connection to its endpoint opens within ``timeout``
+    seconds): ``HF_HUB_OFFLINE`` set, or the name or connection failing. Costs one connection attempt."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as error:
+        return f"{host}:{port} is unreachable ({error.strerror or type(error).__name__})"
+    return None
 
 
 def is_saved_dataset(path: Path) -> bool:

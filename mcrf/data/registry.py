@@ -258,19 +258,20 @@ def _format_of(path: Path) -> str:
 
 
 def missing_message(entry: DatasetEntry, searched: list[str], hub_errors: list[str]) -> str:
-    """The error text for a registered dataset found nowhere: where to put which files."""
+    """The error for a registered dataset found nowhere, on one line: where mcrf looked, why the hub gave
+    nothing, and where to put which files."""
     layout = ", ".join(
         f"{split}: {name}/seq.in + {name}/seq.out" if entry.format == "pairs" else f"{split}: {name}"
         for split, name in entry.files.items()
     )
     lines = [
-        f"dataset {entry.name!r} ({entry.description}) was not found.",
-        f"Put its files ({layout}) in a folder DIR/{entry.folders[-1]}/ (or DIR itself) and pass --data-dir DIR "
-        f"or set {ENV_VAR}=DIR.",
+        f"dataset {entry.name!r} ({entry.description}) was not found:",
+        "looked in " + ("; ".join(searched) if searched else f"no local folder (no --data-dir given, {ENV_VAR} unset)")
+        + ".",
     ]
-    if searched:
-        lines.append("Searched: " + "; ".join(searched) + ".")
     if hub_errors:
-        hint = "not reached: HF_HUB_OFFLINE is set" if hub_offline() else "set HF_HUB_OFFLINE=1 to skip it"
-        lines.append(f"Hugging Face hub ({hint}): " + "; ".join(hub_errors))
-    return "\n".join(lines)
+        hint = " (HF_HUB_OFFLINE is set)" if hub_offline() else ""
+        lines.append(f"Hugging Face hub{hint}: " + "; ".join(hub_errors) + ".")
+    lines.append(f"Put its files ({layout}) in a folder DIR/{entry.folders[-1]}/ (or DIR itself) and pass "
+                 f"--data-dir DIR or set {ENV_VAR}=DIR.")
+    return " ".join(lines)
