@@ -200,7 +200,7 @@ def test_the_readme_compare_example_builds_the_published_atis_settings():
     import shlex
 
     from mcrf.cli.app import build_parser
-    from mcrf.cli.util import build, given
+    from mcrf.cli.util import build, encoder_options, given
     from mcrf.compare import CompareConfig
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -211,7 +211,7 @@ def test_the_readme_compare_example_builds_the_published_atis_settings():
         argv = shlex.split(line.split("  #")[0])[1:]
         args = build_parser().parse_args(argv)
         config = build(CompareConfig, dataset=args.dataset, **given(args, args.fields),
-                       train=given(args, args.train_fields))
+                       train={**given(args, args.train_fields), **encoder_options(args)})
         settings = config.train_config()
         where = {"data_dir", "output_dir", "cpu", "num_workers", "eval_batch_size", "max_length", "stride"}
         for name, value in published["train_config"].items():
