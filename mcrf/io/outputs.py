@@ -4,8 +4,8 @@
 
 - **A regular file or a new path** is written to a unique temporary file in the same folder
   (``tempfile.mkstemp``), flushed, fsynced and renamed over the target only when the ``with``
-  block succeeds; on any error (Ctrl-C included) the temporary is removed and the target is
-  untouched. Two writers of the same path never share a temporary: the last to finish wins
+  block succeeds; on any error (Ctrl-C included, and SIGTERM/SIGHUP, which the CLI turns into the
+  same unwinding: ``mcrf.cli.app.Terminated``) the temporary is removed and the target is untouched. Two writers of the same path never share a temporary: the last to finish wins
   with a complete file. A new file gets mode ``0o666 & ~umask`` like any file ``open`` creates;
   a replaced file keeps its permission bits.
 - **An existing non-regular target** (a character device such as ``/dev/null``, a FIFO, a
