@@ -31,9 +31,16 @@ def run(capsys, *argv):
     return code, out, err
 
 
+def default_signals() -> None:
+    """``preexec_fn``: Python's own SIGINT and the default SIGHUP, whatever this test run inherited (``nohup
+    pytest`` ignores SIGHUP, and the child would keep that, as mcrf keeps a caller's choice on purpose)."""
+    default_sigint()
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start(*argv, **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mcrf", *map(str, argv)], env=ENV, cwd=ROOT,
-                            stderr=subprocess.PIPE, preexec_fn=default_sigint, **kwargs)
+                            stderr=subprocess.PIPE, preexec_fn=default_signals, **kwargs)
 
 
 @pytest.fixture()
@@ -60,6 +67,21 @@ def test_predict_killed_by_term_or_hup_removes_its_temporary(sample_model, long_
     assert child.returncode == 128 + signum, err.decode()
     assert err.decode().strip().splitlines()[-1] == f"mcrf predict: terminated ({signal.Signals(signum).name})"
     assert list(out.parent.iterdir()) == []  # neither the temporary nor a half-written output
+
+
+def test_an_ignored_sighup_stays_ignored_and_handlers_come_back():
+    """``nohup mcrf …`` ignores SIGHUP on purpose; ``main`` may run inside another program."""
+    from mcrf.cli.app import _terminations_unwind
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN), signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with _terminations_unwind():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGHUP, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
 
 
 def test_predict_into_a_closed_pipe_exits_141_quietly(sample_model, long_input):
