@@ -18,7 +18,6 @@ before the encoder interface) and format 2 ones (the sub-word window as top-leve
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
@@ -29,6 +28,7 @@ from mcrf.errors import ConfigError, InputNotFound, ModelDirError
 from mcrf.io.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
 from mcrf.models.encoders import encoder_class, encoder_classes
+from mcrf.models.safety import read_model_json, refuse_custom_code
 
 __all__ = ["save_model_dir", "load_model_dir", "FORMAT", "FORMAT_VERSION", "model_files"]
 
@@ -109,10 +109,7 @@ def _read_config(path: Path) -> Dict[str, Any]:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ModelDirError(f"{path} has no config.json; expected a directory written by Tagger.save_pretrained")
-    try:
-        data = json.loads(config_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ModelDirError(f"{config_path} is not valid JSON ({error}); save the model again") from None
+    data = read_model_json(config_path)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelDirError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
                             "pass a directory written by Tagger.save_pretrained")
@@ -144,6 +141,7 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
 
     path = _resolve(dir_or_hub_id)
     data = _read_config(path)
+    refuse_custom_code(path)  # before transformers reads any file of the folder
     version = data.pop("format_version", 1)
     data.pop("format")
     name = data.get("encoder")

@@ -18,6 +18,7 @@ from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, ModelDirError
 from mcrf.fields import integer, option, validate
 from mcrf.models.encoders.base import Encoder, Featurizer
+from mcrf.models.safety import refuse_custom_code
 
 __all__ = ["HFEncoder", "HFOptions", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
 
@@ -62,18 +63,24 @@ def load_tokenizer(name_or_path: str) -> Any:
     Returns:
         A fast tokenizer; byte-level BPE tokenizers are loaded with ``add_prefix_space=True``.
 
+    Never runs code from the folder: one that asks for it is refused (``mcrf.models.safety``) and
+    ``trust_remote_code=False`` is passed, so ``transformers`` never prompts on stdin either.
+
     Raises:
         ConfigError: no tokenizer there, only a slow (Python) one, or one that cannot take pre-split words.
+        ModelDirError: the folder asks to run code it carries.
     """
     from transformers import AutoTokenizer
 
+    refuse_custom_code(name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True)
-    except OSError as error:
-        raise ConfigError(f"cannot load the tokenizer of {name_or_path!r}: {error}; pass the name or folder of "
-                          "a Hugging Face model with its tokenizer files") from None
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=False)
+    except OSError as error:  # no such folder or hub id
+        raise ConfigError(f"cannot load the tokenizer of {name_or_path!r}: {_one_line(error)}; pass the name or "
+                          "folder of a Hugging Face model with its tokenizer files") from None
     if _byte_level_without_prefix_space(tokenizer):
-        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, add_prefix_space=True)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, add_prefix_space=True,
+                                                  trust_remote_code=False)
         if _byte_level_without_prefix_space(tokenizer):
             raise ConfigError(
                 f"the tokenizer of {name_or_path!r} ignores add_prefix_space=True; pre-split words would be "
@@ -87,6 +94,11 @@ def load_tokenizer(name_or_path: str) -> Any:
             "converted, or save a tokenizer.json with the model"
         )
     return tokenizer
+
+
+def _one_line(error: Exception) -> str:
+    """``transformers``' multi-line messages as one line."""
+    return " ".join(str(error).split())
 
 
 def _drop_pooler(model: nn.Module) -> nn.Module:
@@ -107,14 +119,18 @@ def _drop_pooler(model: nn.Module) -> nn.Module:
 
 
 def load_encoder(name_or_path: str) -> nn.Module:
-    """Load pretrained encoder weights with ``AutoModel`` (hub id or local directory), pooler removed."""
+    """Load pretrained encoder weights with ``AutoModel`` (hub id or local directory), pooler removed.
+
+    Never runs code from the folder (see ``load_tokenizer``).
+    """
     from transformers import AutoModel
 
+    refuse_custom_code(name_or_path)
     try:
-        model = AutoModel.from_pretrained(name_or_path)
+        model = AutoModel.from_pretrained(name_or_path, trust_remote_code=False)
     except OSError as error:  # not a local folder, not on the hub (or offline), no weights
-        raise ConfigError(f"cannot load the encoder {name_or_path!r}: {error}; pass 'bilstm' or the name or "
-                          "folder of a Hugging Face model") from None
+        raise ConfigError(f"cannot load the encoder {name_or_path!r}: {_one_line(error)}; pass 'bilstm' or the "
+                          "name or folder of a Hugging Face model") from None
     return _drop_pooler(model)
 
 
