@@ -198,6 +198,29 @@ def test_case5_output_equal_to_the_input_is_refused_before_any_work(text, tmp_pa
     assert text.read_bytes() == original
 
 
+def test_issue17_defect3_stdout_appending_to_the_input_is_refused_like_cat(text, tmp_path):
+    """``mcrf predict in.txt >> in.txt`` read its own output back without end (5,000 -> 25,480 lines in 60 s).
+
+    Refused before the model is loaded (``--model`` does not exist), for a named input and for stdin.
+    """
+    original = text.read_bytes()
+    for argv, stdin_path in ((["predict", str(text)], None), (["predict", "-"], text)):
+        with open(text, "ab") as stdout, (open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb")) as stdin:
+            done = subprocess.run([sys.executable, "-m", "mcrf", *argv, "--model", str(tmp_path / "no-model")],
+                                  stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, text=True, env=ENV,
+                                  timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+        assert "cannot write the output to standard output" in done.stderr
+        assert ("standard input" if stdin_path else "the input file") in done.stderr
+        assert text.read_bytes() == original
+    with open(tmp_path / "other.txt", "wb") as stdout:  # another file as stdout is fine (it gets to the model)
+        done = subprocess.run([sys.executable, "-m", "mcrf", "predict", str(text), "--model",
+                               str(tmp_path / "no-model")], stdout=stdout, stderr=subprocess.PIPE, text=True,
+                              env=ENV, timeout=120)
+    assert done.returncode == 1 and "standard output" not in done.stderr and "no-model" in done.stderr
+
+
 def test_a_directory_or_a_missing_folder_as_output_is_refused_before_any_work(text, tmp_path):
     done = mcrf("predict", text, "--model", tmp_path / "no-model", "-o", tmp_path)
     assert done.returncode == 1 and "it is a directory" in done.stderr and "Traceback" not in done.stderr

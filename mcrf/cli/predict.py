@@ -44,7 +44,7 @@ def _predict(args: argparse.Namespace) -> int:
     from mcrf.predict.formats import header, writer
     from mcrf.predict.html import describe_model
     from mcrf.models.locate import resolve_model
-    from mcrf.io.outputs import check_output, open_output
+    from mcrf.io.outputs import check_output, check_stdout, open_output
     from mcrf.predict.stream import PredictConfig, predict_stream, read_input, set_mmap_threshold
 
     config = build(PredictConfig, **given(args, args.fields))
@@ -52,6 +52,8 @@ def _predict(args: argparse.Namespace) -> int:
         raise InputNotFound(f"input {args.input} is not a file; pass a text or CoNLL file, or - for stdin")
     if args.output is not None:  # refused before the model is loaded, not after
         check_output(args.output, inputs=[args.input])
+    else:
+        check_stdout(inputs=[args.input])
     if config.mmap_threshold is not None:
         logger.debug("glibc mmap threshold %d applied: %s", config.mmap_threshold,
                      set_mmap_threshold(config.mmap_threshold))

@@ -17,7 +17,8 @@
   path ending in ``/`` (it names a folder), a path whose folder does not exist, a read-only
   regular file (not writable by us, or by its owner: the rename would replace it although ``>``
   and ``cp`` refuse to; ``chmod u+w`` says "replace it"), and the same file as one of the ``inputs``
-  (``os.path.samefile``). The CLI calls ``check_output`` first, before loading a model.
+  (``os.path.samefile``). The CLI calls ``check_output`` first, before loading a model;
+  ``check_stdout`` refuses a standard output that is an input file (``predict in.txt >> in.txt``).
 
 Temporaries are named ``.<target>.<pid>.<random>.mcrf-tmp``: hidden, with an extension no
 output format uses, and the writing process's PID. Each writer holds an ``flock`` on its
@@ -42,7 +43,7 @@ from typing import IO, Iterable, Iterator, List, Optional, Union
 from mcrf.errors import OutputError
 from mcrf.io.locks import lock_nowait
 
-__all__ = ["TEMP_SUFFIX", "check_output", "open_output", "clean_temporaries", "save_text", "temporary_prefix",
+__all__ = ["TEMP_SUFFIX", "check_output", "check_stdout", "open_output", "clean_temporaries", "save_text", "temporary_prefix",
            "apply_umask"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -77,17 +78,28 @@ def check_output(path: PathLike, *, inputs: Iterable[PathLike] = ()) -> Path:
     if info is not None and stat.S_ISREG(info.st_mode) and _read_only(given, info):
         raise OutputError(f"cannot write the output to {given}: the file is read-only; make it writable "
                           f"(chmod u+w {given}) or remove it first")
-    for source in inputs:
-        if info is None or not stat.S_ISREG(info.st_mode):
-            break  # a new path, a device or a FIFO cannot be an input file
-        if _same_file(info, source):
-            shown = "standard input" if str(source) == "-" else f"the input file {source}"
-            raise OutputError(f"cannot write the output to {given}: it is {shown}, which would be "
-                              "overwritten; choose another output path")
+    _refuse_inputs(info, str(given), inputs, "which would be overwritten; choose another output path")
     target = Path(os.path.realpath(given))
     if info is None and not target.parent.is_dir():
         raise OutputError(f"cannot write {given}: folder {target.parent} does not exist; create it first")
     return target
+
+
+def check_stdout(inputs: Iterable[PathLike]) -> None:
+    """Refuse a standard output that is one of ``inputs`` (``mcrf predict in.txt >> in.txt``), as ``cat`` does.
+
+    The output would be read back as input, without end. Compares the device and inode of file
+    descriptor 1 with each input's; a terminal, pipe or other file passes.
+
+    Raises:
+        OutputError: standard output is one of ``inputs``.
+    """
+    try:
+        info = os.fstat(1)
+    except OSError:  # no standard output at all: nothing to compare
+        return
+    _refuse_inputs(info, "standard output", inputs,
+                   "which predict would read back as input without end; redirect the output to another file")
 
 
 @contextlib.contextmanager
@@ -180,6 +192,16 @@ def _read_only(path: Path, info: os.stat_result) -> bool:
     """Whether the user protected the regular file ``path``: no write permission for us, or (for root, whom
     ``os.access`` lets write anything) none for its owner either."""
     return not os.access(path, os.W_OK) or not info.st_mode & stat.S_IWUSR
+
+
+def _refuse_inputs(info: Optional[os.stat_result], target: str, inputs: Iterable[PathLike], why: str) -> None:
+    """Raise ``OutputError`` when the output ``info`` (shown as ``target``) is the same file as an input."""
+    if info is None or not stat.S_ISREG(info.st_mode):
+        return  # a new path, a device, a pipe or a FIFO cannot be an input file
+    for source in inputs:
+        if _same_file(info, source):
+            shown = "standard input" if str(source) == "-" else f"the input file {source}"
+            raise OutputError(f"cannot write the output to {target}: it is {shown}, {why}")
 
 
 def _same_file(info: os.stat_result, source: PathLike) -> bool:
