@@ -22,7 +22,7 @@ from typing import Iterator, List, Optional
 
 from mcrf import __version__
 from mcrf.errors import UserError
-from mcrf.cli.util import configure_logging, positive_int
+from mcrf.cli.util import MAX_THREADS, configure_logging, thread_count
 
 __all__ = ["COMMANDS", "main", "build_parser"]
 
@@ -43,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only warnings and errors on stderr")
     common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="also say how inputs were resolved (which model folder of a training run is used)")
-    common.add_argument("--threads", type=positive_int, default=argparse.SUPPRESS, metavar="N",
-                        help="CPU threads for torch (default: torch's choice, one per core); on a busy "
-                             "machine, --threads 1 or the environment variable OMP_WAIT_POLICY=PASSIVE "
+    common.add_argument("--threads", type=thread_count, default=argparse.SUPPRESS, metavar="N",
+                        help=f"CPU threads for torch, 1 to {MAX_THREADS} (default: torch's choice, one per core); "
+                             "on a busy machine, --threads 1 or the environment variable OMP_WAIT_POLICY=PASSIVE "
                              "avoids spinning threads that slow everything down")
     parser = argparse.ArgumentParser(
         prog="mcrf", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -17,8 +17,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from mcrf.errors import ConfigError, ModelDirError, UserError
 
-__all__ = ["UsageError", "positive_int", "build", "flag", "config_fields", "add_fields", "given",
-           "add_encoder_options", "encoder_options",
+__all__ = ["UsageError", "positive_int", "thread_count", "MAX_THREADS", "build", "flag", "config_fields", "add_fields",
+           "given", "add_encoder_options", "encoder_options",
            "resolve_device", "load_tagger", "configure_logging"]
 
 
@@ -31,6 +31,19 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+#: the most ``--threads`` accepted: more threads than this never help, and torch segfaults creating 100,000
+MAX_THREADS = 1024
+
+
+def thread_count(text: str) -> int:
+    """Argparse type of ``--threads``: an integer from 1 to ``MAX_THREADS``."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text}; pass the number "
+                                         "of CPU cores or fewer")
     return value
 
 
