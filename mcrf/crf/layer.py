@@ -112,7 +112,7 @@ class MaskedCRF(nn.Module):
             if len(self.labels) != k:
                 raise ValueError(f"expected {k} labels (num_tags), got {len(self.labels)}: {self.labels}")
             self.scheme = schemes.canonical_scheme(scheme) if scheme else schemes.detect_scheme(self.labels)
-            tables = schemes.allowed_transitions(self.labels, self.scheme)
+            tables = schemes.check_labels(self.labels, self.scheme)  # every entity type can open and close
             start, trans, end = tables.start, tables.transitions, tables.end
         elif scheme is not None and labels is None:
             raise ValueError(f"scheme={scheme!r} needs labels: pass labels=[...] in tag-index order")

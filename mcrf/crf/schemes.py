@@ -20,7 +20,7 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 __all__ = [
-    "SCHEMES", "Constraints", "Span", "canonical_scheme", "allowed_transitions", "detect_scheme",
+    "SCHEMES", "Constraints", "Span", "canonical_scheme", "allowed_transitions", "check_labels", "detect_scheme",
     "detect_corpus_scheme", "get_spans", "first_illegal", "is_legal", "repair", "discard",
     "convert", "spans_to_tags", "entity_types", "scheme_labels",
 ]
@@ -160,15 +160,71 @@ def allowed_transitions(labels: Sequence[str], scheme: str) -> Constraints:
     >>> c.start.tolist(), c.transitions[0].tolist(), c.end.tolist()
     ([True, True, False], [True, True, False], [True, True, True])
     """
-    scheme = canonical_scheme(scheme)
+    start, trans, end = _allowed_lists(labels, canonical_scheme(scheme))
+    k = len(start)
+    return Constraints(torch.tensor(start, dtype=torch.bool),  # shape: (K,)
+                       torch.tensor(trans, dtype=torch.bool).reshape(k, k),  # shape: (K, K) [from, to]
+                       torch.tensor(end, dtype=torch.bool))  # shape: (K,)
+
+
+def _allowed_lists(labels: Sequence[str], scheme: str) -> Tuple[List[bool], List[List[bool]], List[bool]]:
+    """The three tables of ``allowed_transitions`` as Python lists (``scheme`` canonical)."""
     parsed = [_parse(tag, scheme, i) for i, tag in enumerate(labels)]
-    k = len(parsed)
-    start = torch.tensor([_allowed(scheme, "START", "", r, t) for r, t in parsed], dtype=torch.bool)  # shape: (K,)
-    end = torch.tensor([_allowed(scheme, r, t, "END", "") for r, t in parsed], dtype=torch.bool)  # shape: (K,)
-    trans = torch.tensor(
-        [[_allowed(scheme, fr, ft, tr, tt) for tr, tt in parsed] for fr, ft in parsed], dtype=torch.bool
-    ).reshape(k, k)  # shape: (K, K) [from, to]
-    return Constraints(start, trans, end)
+    start = [_allowed(scheme, "START", "", r, t) for r, t in parsed]
+    end = [_allowed(scheme, r, t, "END", "") for r, t in parsed]
+    trans = [[_allowed(scheme, fr, ft, tr, tt) for tr, tt in parsed] for fr, ft in parsed]
+    return start, trans, end
+
+
+def check_labels(labels: Sequence[str], scheme: str) -> Constraints:
+    """``allowed_transitions(labels, scheme)`` after checking that the labels can tag every entity they name.
+
+    Refused: a label given twice, and an entity type that no legal path can open and close
+    (``["O", "B-PER", "I-PER"]`` under BIOES: nothing may follow ``B-PER``/``I-PER`` but ``I-PER``/``E-PER``,
+    so every path would be all ``O``). A type is usable when some tag of it may start a sequence
+    and a chain of its own tags leads from there to one that may end it.
+
+    Args:
+        labels: the tag strings, index ``k`` is tag id ``k``.
+        scheme: a scheme name (aliases accepted).
+
+    Raises:
+        ValueError: duplicates, tags of another scheme, or a type that cannot be opened or closed,
+            naming the labels to add.
+
+    >>> check_labels(["O", "B-PER", "I-PER", "E-PER", "S-PER"], "BIOES").end.tolist()
+    [True, False, False, True, True]
+    >>> check_labels(["O", "B-PER", "I-PER"], "BIOES")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels ['O', 'B-PER', 'I-PER'] cannot tag a whole PER entity under BIOES (no legal path opens and closes one); add E-PER, S-PER, or pass the scheme the labels are written in
+    """
+    scheme = canonical_scheme(scheme)
+    labels = list(labels)
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"labels {labels} repeat {duplicates}; give each tag once")
+    start, transitions, end = _allowed_lists(labels, scheme)  # lists: no tensor is read (a meta build works)
+    unusable: List[str] = []
+    missing: List[str] = []
+    for etype in entity_types(labels):
+        own = [k for k, label in enumerate(labels) if label != "O" and _split_tag(label)[1] == etype]
+        reached = {k for k in own if start[k]}
+        frontier = list(reached)
+        while frontier:  # tags of this type reachable from an opening one through tags of this type
+            k = frontier.pop()
+            for j in own:
+                if transitions[k][j] and j not in reached:
+                    reached.add(j)
+                    frontier.append(j)
+        if not any(end[k] for k in reached):
+            unusable.append(etype or "untyped")
+            missing.extend(tag for tag in scheme_labels([etype], scheme) if tag not in labels)
+    if unusable:
+        raise ValueError(f"labels {labels} cannot tag a whole {', '.join(unusable)} entity under {scheme} (no legal "
+                         f"path opens and closes one); add {', '.join(missing)}, or pass the scheme the labels are "
+                         "written in")
+    return allowed_transitions(labels, scheme)
 
 
 def first_illegal(tags: Sequence[str], scheme: str) -> Optional[int]:

@@ -69,10 +69,10 @@ class TaggerConfig:
     def validate(self) -> None:
         """Check every field; raise ``ConfigError`` naming the field and the fix."""
         validate(self)
-        from mcrf.crf.schemes import allowed_transitions
+        from mcrf.crf.schemes import check_labels
 
         try:
-            allowed_transitions(self.labels, self.scheme)  # every label must be a tag of the scheme
+            check_labels(self.labels, self.scheme)  # tags of the scheme that can tag every entity type
         except ValueError as error:
             raise ConfigError(f"labels do not fit scheme {self.scheme}: {error}") from None
 
