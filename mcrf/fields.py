@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 from mcrf.errors import ConfigError
 
 __all__ = ["option", "inherit", "validate", "choice", "integer", "number", "text", "flag_bool",
-           "codec", "scheme_name", "Check"]
+           "codec", "scheme_name", "seed", "SEED_MAX", "width", "WIDTH_MAX", "depth", "DEPTH_MAX", "Check"]
 
 #: A validator: ``check(name, value) -> value`` (possibly normalised), raising ``ConfigError``.
 Check = Callable[[str, Any], Any]
@@ -122,6 +122,32 @@ def integer(low: Optional[int] = None, high: Optional[int] = None, *, optional: 
         raise ConfigError(f"expected {name} to be {kind}{alternative}, got {value!r}")
 
     return check
+
+
+#: the widest layer (embedding, hidden or filter size) an architecture option accepts; wider ones are typos
+#: (``lstm_hidden = 1e9`` asked for 2.4 TB) and their weight sizes overflow torch's size arithmetic
+WIDTH_MAX = 1 << 16
+#: the most stacked layers an architecture option accepts
+DEPTH_MAX = 64
+
+
+def width() -> Check:
+    """A layer width: an integer from 1 to ``WIDTH_MAX``."""
+    return integer(1, WIDTH_MAX)
+
+
+def depth() -> Check:
+    """A number of stacked layers: an integer from 1 to ``DEPTH_MAX``."""
+    return integer(1, DEPTH_MAX)
+
+
+#: the largest seed every random generator mcrf seeds takes (numpy's, through accelerate's ``set_seed``)
+SEED_MAX = 2**32 - 1
+
+
+def seed() -> Check:
+    """A random seed: an integer from 0 to ``SEED_MAX`` (numpy refuses others; Python and torch take them)."""
+    return integer(0, SEED_MAX)
 
 
 def number(low: Optional[float] = None, high: Optional[float] = None, *, low_open: bool = False,

@@ -42,7 +42,8 @@ def bert_tagger(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("trust")
     bert = tm.make_bert_dir(root / "bert")
-    Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS, max_length=16, stride=4)).save_pretrained(
+    Tagger.build(TaggerConfig(encoder=str(bert), labels=tm.TOY_LABELS,
+                                   encoder_options=dict(max_length=16, stride=4))).save_pretrained(
         root / "model")
     return root / "model"
 
@@ -119,3 +120,144 @@ def test_defect1_training_from_an_encoder_folder_with_auto_map_is_refused(tmp_pa
     (bert / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelDirError, match=r"bert/config\.json asks to run Python code"):
         load_encoder(str(bert))
+
+
+# ---------------------------------------------------------------------------- defect 4 and model-loading rough edges
+SMALL_LSTM = dict(word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8)
+
+
+@pytest.fixture(scope="module")
+def bilstm_tagger(tmp_path_factory) -> Path:
+    """A saved tiny BiLSTM tagger folder."""
+    from mcrf.models import Tagger, TaggerConfig
+
+    folder = tmp_path_factory.mktemp("bilstm") / "model"
+    Tagger.build(TaggerConfig(labels=tm.TOY_LABELS, encoder_options=SMALL_LSTM), tm.toy_sentences(10)).save_pretrained(
+        folder)
+    return folder
+
+
+def run_main(capsys, *argv):
+    """``main(argv)`` in this process -> (exit code, stderr)."""
+    from mcrf.cli.app import main
+
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def edit_config(**changes):
+    def edit(model: Path) -> None:
+        config = json.loads((model / "config.json").read_text())
+        for key, value in changes.items():
+            if key == "encoder_options":
+                config[key].update(value)
+            else:
+                config[key] = value
+        (model / "config.json").write_text(json.dumps(config))
+    return edit
+
+
+def edit_weights(name, change):
+    def edit(model: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(model / "model.safetensors")
+        state[name] = change(state[name])
+        save_file(state, model / "model.safetensors", metadata={"format": "pt"})
+    return edit
+
+
+def drop_tensor(name):
+    def edit(model: Path) -> None:
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(model / "model.safetensors")
+        del state[name]
+        save_file(state, model / "model.safetensors", metadata={"format": "pt"})
+    return edit
+
+
+def nested_config(model: Path) -> None:
+    (model / "config.json").write_text('{"format": "mcrf-tagger", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+BROKEN = {  # name -> (how the copy is broken, the file named, what the one line says)
+    "nested_100000_levels": (nested_config, "config.json", "nested too deeply"),
+    "nan_weights": (edit_weights("head.weight", lambda t: torch_full_like(t, float("nan"))), "model.safetensors",
+                    "tensor head.weight holds NaN"),
+    "lstm_hidden_1e9": (edit_config(encoder_options={"lstm_hidden": 10**9}), "config.json", "lstm_hidden"),
+    "lstm_hidden_20000": (edit_config(encoder_options={"lstm_hidden": 20000}), "config.json",
+                          "does not belong to these weights"),
+    "lstm_hidden_minus_5": (edit_config(encoder_options={"lstm_hidden": -5}), "config.json", "lstm_hidden"),
+    "unknown_option_key": (edit_config(encoder_options={"bogus": 1}), "config.json", "bogus"),
+    "format_version_string": (edit_config(format_version="2"), "config.json", "malformed format_version '2'"),
+    "int64_weights": (edit_weights("head.weight", lambda t: t.long()), "model.safetensors",
+                      "tensor head.weight holds int64 values"),
+    "shape_mismatch": (edit_weights("head.bias", lambda t: t[:3].clone()), "model.safetensors",
+                       "tensor head.bias has shape [3]"),
+    "missing_tensor": (drop_tensor("crf.transitions"), "model.safetensors", "lacks tensor(s) crf.transitions"),
+    "bioes_over_bio_labels": (edit_config(scheme="BIOES"), "config.json", "add E-LOC, S-LOC"),
+}
+
+
+def torch_full_like(tensor, value):
+    import torch
+
+    return torch.full_like(tensor, value)
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_defect4_a_broken_model_folder_is_one_line_naming_the_file_exit_1(bilstm_tagger, tmp_path, capsys, case):
+    """Was exit 3 ("please report"), exit 2 ("see --help"), 2-3 lines of torch text, or exit 0 tagging all O."""
+    break_it, named, says = BROKEN[case]
+    model = copy_of(bilstm_tagger, tmp_path)
+    break_it(model)
+    text = tmp_path / "in.txt"
+    text.write_text("john visited paris .\n")
+    code, err = run_main(capsys, "predict", text, "--model", model)
+    assert code == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "internal error" not in err and "--help" not in err, err
+    assert str(model / named) in lines[0] and says in lines[0], lines[0]
+
+
+def test_defect4_utf16_without_a_byte_order_mark_is_a_data_error(bilstm_tagger, tmp_path, capsys):
+    text = tmp_path / "in.txt"
+    text.write_bytes("john visited paris .\n".encode("utf-16-le"))
+    code, err = run_main(capsys, "predict", text, "--model", bilstm_tagger, "--encoding", "utf-16")
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert f"{text}:1: expected utf-16 text starting with a byte order mark" in err and "utf-16-le" in err
+    code, err = run_main(capsys, "predict", text, "--model", bilstm_tagger, "--encoding", "utf-16-le")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv", [["train", "sample", "--seed", "-1"], ["train", "sample", "--seed", "1" * 20],
+                                  ["compare", "sample", "--seeds", "1,-1"]])
+def test_defect4_a_seed_out_of_range_is_a_usage_error(tmp_path, capsys, argv):
+    code, err = run_main(capsys, *argv, "--output", tmp_path / "run")
+    assert code == 2, err
+    assert "expected seed" in err.replace("seeds", "seed") and "<= 4294967295" in err and "internal" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_defect5_threads_has_an_upper_bound(capsys):
+    from mcrf.cli.util import MAX_THREADS
+
+    code, err = run_main(capsys, "--threads", "100000", "inspect", "sample")
+    assert code == 2 and f"expected at most {MAX_THREADS} threads, got 100000" in err
+
+
+# ---------------------------------------------------------------------------- defect 6: labels that fit the scheme
+def test_defect6_maskedcrf_refuses_labels_whose_entities_cannot_close():
+    from mcrf import MaskedCRF
+
+    with pytest.raises(ValueError, match=r"cannot tag a whole LOC, PER entity under BIOES .*add E-LOC, S-LOC, E-PER, "
+                                         r"S-PER"):
+        MaskedCRF(5, labels=["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], scheme="BIOES")
+    with pytest.raises(ValueError, match=r"add B-PER"):  # I-PER can never open an entity under BIO
+        MaskedCRF(2, labels=["O", "I-PER"], scheme="BIO")
+    with pytest.raises(ValueError, match=r"repeat \['B-PER'\]"):
+        MaskedCRF(3, labels=["O", "B-PER", "B-PER"], scheme="BIO")
+    for labels, scheme in ((["O", "S-PER"], "BIOES"), (["O", "B-PER", "E-PER"], "BIOES"), (["B", "M", "E", "S"], "BMES"),
+                           (["O", "I-X", "E-X"], "IOE1"), (["O", "I-X"], "IOB1"), (["O", "B-X", "I-X"], "BIO")):
+        MaskedCRF(len(labels), labels=labels, scheme=scheme)  # usable, if incomplete

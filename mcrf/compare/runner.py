@@ -24,7 +24,7 @@ from mcrf.io import runfolder
 from mcrf.compare import cells, report
 from mcrf.compare.variants import DEFAULT_VARIANTS, VARIANTS, objectives_of, parse_variants
 from mcrf.errors import ConfigError
-from mcrf.fields import integer, option, validate
+from mcrf.fields import integer, option, seed as seed_range, validate
 from mcrf.training import TrainConfig
 
 __all__ = ["CompareConfig", "compare", "SETTINGS_FILE", "COMPARE_OUTPUTS", "PER_CELL_FIELDS"]
@@ -78,6 +78,8 @@ class CompareConfig:
         if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
                 or len(set(seeds)) != len(seeds):
             raise ConfigError(f"expected one or more distinct integer seeds, got {self.seeds!r}; e.g. --seeds 1,2,3")
+        for value in seeds:
+            seed_range()("seeds", value)  # each in the range every random generator takes
         self.seeds = seeds
         taken = sorted(set(self.train) & set(cells.SET_PER_CELL))
         if taken:

@@ -162,6 +162,10 @@ def _stream_lines(handle: BinaryIO, name: str, encoding: str) -> Iterator[tuple[
             raise DataError(located(
                 name, line, f"expected {encoding} text, got bytes that are not valid {encoding} ({err.reason}); "
                 f"re-encode the file or pass its encoding (--encoding)")) from None
+        except UnicodeError as err:  # utf-16/utf-32 (no byte order given) on bytes without a byte order mark
+            raise DataError(located(
+                name, number + 1, f"expected {encoding} text starting with a byte order mark, got none ({err}); "
+                f"pass the byte order with the encoding, e.g. --encoding {encoding}-le or {encoding}-be")) from None
         pending += text
         *complete, pending = pending.split("\n")
         for line in complete:

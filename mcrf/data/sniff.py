@@ -111,7 +111,10 @@ def sniff_input(source: Path | BinaryIO, encoding: str) -> tuple[Path | BinaryIO
         return stream, Sniffed("text", "reading from a terminal", ambiguous=False)
     prefix, ended = _read_prefix(stream)
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")  # the reader reports bad bytes
-    lines = decoder.decode(prefix, final=ended).split("\n")
+    try:
+        lines = decoder.decode(prefix, final=ended).split("\n")
+    except UnicodeError:  # utf-16/utf-32 without a byte order mark (raised whatever `errors`): the reader says so
+        lines = []
     if not ended:
         lines = lines[:-1]  # cut mid-line
     lines = [line.rstrip("\r").lstrip("\ufeff") if i == 0 else line.rstrip("\r") for i, line in enumerate(lines)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Callable, Dict, Optional, Type, Union
 
 import torch
 
@@ -29,6 +29,7 @@ from mcrf.io.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
 from mcrf.models.encoders import encoder_class, encoder_classes
 from mcrf.models.safety import read_model_json, refuse_custom_code
+from mcrf.models.weights import check_finite, check_fit, load_weights, stored_tensors
 
 __all__ = ["save_model_dir", "load_model_dir", "FORMAT", "FORMAT_VERSION", "model_files"]
 
@@ -114,15 +115,30 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ModelDirError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
                             "pass a directory written by Tagger.save_pretrained")
     version = data.get("format_version", 1)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelDirError(f"{config_path} has format_version {version!r}, newer than this mcrf reads "
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelDirError(f"{config_path} has a malformed format_version {version!r}; expected an integer from 1 "
+                            f"to {FORMAT_VERSION} (save the model again)")
+    if version > FORMAT_VERSION:
+        raise ModelDirError(f"{config_path} has format_version {version}, newer than this mcrf reads "
                             f"({FORMAT_VERSION}); upgrade mcrf")
     return data
+
+
+def _build(build: Callable[[], Any], config_path: Path) -> Any:
+    """``build()``, a setting it refuses (an encoder option, a window) reported as the model file's fault."""
+    try:
+        return build()
+    except ConfigError as error:
+        raise ModelDirError(f"{config_path} is not a valid tagger config: {error}; save the model again") from None
 
 
 def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
                    device: Union[str, torch.device, None] = None) -> Any:
     """Rebuild a tagger from a saved directory (or hub id) and load its weights with safetensors.
+
+    The folder is refused if it asks to run code (``mcrf.models.safety``); the tagger is built
+    first on the ``meta`` device and checked against the weight file's header
+    (``mcrf.models.weights``), so nothing is allocated for a config that does not fit its weights.
 
     Args:
         cls: the ``mcrf.models.Tagger`` class (passed in: this module is below the tagger's).
@@ -134,19 +150,20 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
 
     Raises:
         InputNotFound: no such directory (nor a downloadable hub repository).
-        ModelDirError: the directory is incomplete, corrupt or not an mcrf tagger.
+        ModelDirError: the directory is incomplete, corrupt, not an mcrf tagger, or asks to run code;
+            one line naming the file (and the tensor).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
 
     path = _resolve(dir_or_hub_id)
     data = _read_config(path)
     refuse_custom_code(path)  # before transformers reads any file of the folder
+    config_path = path / "config.json"
     version = data.pop("format_version", 1)
     data.pop("format")
     name = data.get("encoder")
     if not isinstance(name, str) or not name:
-        raise ModelDirError(f"{path / 'config.json'} names no encoder; save the model again")
+        raise ModelDirError(f"{config_path} names no encoder; save the model again")
     kind = encoder_class(name)
     saved_kind = data.pop("encoder_kind", kind.kind)
     if saved_kind != kind.kind:
@@ -159,26 +176,25 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
     else:
         encoder_state = data.pop("encoder_state", None)
     if not isinstance(encoder_state, dict):
-        raise ModelDirError(f"{path / 'config.json'} has no encoder_state object; save the model again")
-    try:
-        config = TaggerConfig.from_dict(data)
-    except ConfigError as error:  # the saved settings are invalid
-        raise ModelDirError(f"{path / 'config.json'} is not a valid tagger config: {error}; save the model "
-                            "again") from None
+        raise ModelDirError(f"{config_path} has no encoder_state object; save the model again")
+    config = _build(lambda: TaggerConfig.from_dict(data), config_path)
     for name in ("model.safetensors",) + kind.files:
         if not (path / name).exists():
             raise ModelDirError(f"{path} lacks {name}; the tagger directory is incomplete, save it again")
-    tagger = cls(config, kind.load(config, path, encoder_state))
     weights = path / "model.safetensors"
-    try:
-        if version >= 2:
-            load_model(tagger, str(weights), strict=True)  # handles tensors shared inside the encoder
-        else:
-            tagger.load_state_dict(kind.upgrade_state_dict(load_file(str(weights)), version), strict=True)
-    except (SafetensorError, OSError) as error:
-        raise ModelDirError(f"cannot read {weights} ({error}); the file is damaged, save the model again") from None
-    except RuntimeError as error:  # missing/unexpected weights or shape mismatches (strict loading)
-        raise ModelDirError(f"{weights} does not fit its config.json ({str(error)[:300]}); "
-                            "save the model again") from None
-    return tagger.to(device if device is not None else "cpu").eval()
+    stored = stored_tensors(weights)
 
+    def build() -> Any:
+        return cls(config, kind.load(config, path, encoder_state))
+
+    def rename(state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:  # weight names changed after format 1
+        return state if version >= 2 else kind.upgrade_state_dict(state, version)
+
+    with torch.device("meta"):  # shapes only: a config asking for terabytes allocates nothing
+        skeleton = _build(build, config_path)
+    check_fit(skeleton, stored, weights, config_path, rename)
+    del skeleton
+    tagger = _build(build, config_path)
+    load_weights(tagger, weights, None if version >= 2 else lambda: rename(load_file(str(weights))))
+    check_finite(tagger, weights)
+    return tagger.to(device if device is not None else "cpu").eval()

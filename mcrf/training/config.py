@@ -30,7 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from mcrf.data.corpus import LoadConfig
 from mcrf.errors import ConfigError
-from mcrf.fields import choice, flag_bool, integer, inherit, option, text, validate
+from mcrf.fields import choice, flag_bool, integer, inherit, option, seed as seed_range, text, validate
 from mcrf.models.config import DECODERS, POSTPROCESS, TaggerConfig
 from mcrf.training.optim import OptimConfig
 
@@ -99,7 +99,7 @@ class TrainConfig:
         "total optimizer steps; overrides epochs"))
     batch_size: int = option(32, check=integer(1), help="training sentences per batch and process")
     eval_batch_size: int = option(64, check=integer(1), help="sentences per prediction batch and process")
-    seed: int = option(42, check=integer(), help="seed of model initialisation, dropout and batch order")
+    seed: int = option(42, check=seed_range(), help="seed of model initialisation, dropout and batch order")
     eval_every: Union[str, int] = option("epoch", check=_eval_every, help=(
         "'epoch' or a number of optimizer steps between dev evaluations"))
     patience: Optional[int] = option(3, check=integer(1, optional=True, none_means="never stop early"), help=(

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from mcrf.errors import ConfigError, ModelDirError
-from mcrf.fields import flag_bool, integer, number, option
+from mcrf.fields import depth, flag_bool, integer, number, option, width
 from mcrf.io.files import write_json
 from mcrf.models.encoders.base import Encoder, Featurizer
 
@@ -152,16 +152,16 @@ def run_bilstm(lstm: nn.LSTM, features: Tensor, word_mask: Tensor) -> Tensor:
 class BiLSTMOptions:
     """Architecture of the BiLSTM encoder (``TaggerConfig.encoder_options``)."""
 
-    word_dim: int = option(100, cli=False, check=integer(1), help="word-embedding size")
-    char_dim: int = option(30, cli=False, check=integer(1), help="character-embedding size")
-    char_filters: int = option(50, cli=False, check=integer(1), help="character-CNN filters (the char vector size)")
-    char_kernel: int = option(3, cli=False, check=integer(1), help="character-CNN kernel width")
-    lstm_hidden: int = option(200, cli=False, check=integer(1), help="LSTM hidden size per direction")
-    lstm_layers: int = option(1, cli=False, check=integer(1), help="LSTM layers")
+    word_dim: int = option(100, cli=False, check=width(), help="word-embedding size")
+    char_dim: int = option(30, cli=False, check=width(), help="character-embedding size")
+    char_filters: int = option(50, cli=False, check=width(), help="character-CNN filters (the char vector size)")
+    char_kernel: int = option(3, cli=False, check=width(), help="character-CNN kernel width")
+    lstm_hidden: int = option(200, cli=False, check=width(), help="LSTM hidden size per direction")
+    lstm_layers: int = option(1, cli=False, check=depth(), help="LSTM layers")
     min_word_count: int = option(1, cli=False, check=integer(1), help=(
         "words seen fewer times in training become unknown"))
     lowercase: bool = option(False, cli=False, check=flag_bool, help="lower-case words for the word vocabulary")
-    max_word_chars: int = option(40, cli=False, check=integer(1), help="characters of a word the char CNN reads")
+    max_word_chars: int = option(40, cli=False, check=width(), help="characters of a word the char CNN reads")
     word_dropout: float = option(0.05, cli=False, check=number(0, 1, high_open=True), help=(
         "training only: probability of replacing a word by the unknown word, so its embedding is trained"))
 

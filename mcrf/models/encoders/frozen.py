@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from mcrf.fields import integer, option
+from mcrf.fields import depth, option, width
 from mcrf.models.encoders.base import Encoder, Featurizer
 from mcrf.models.encoders.bilstm import run_bilstm
 from mcrf.models.encoders.hf import HFEncoder, HFOptions
@@ -31,8 +31,8 @@ class FrozenStackOptions(HFOptions):
     """The frozen encoder's options (its sub-word window) and the architecture of the BiLSTM over it
     (``TaggerConfig.encoder_options``)."""
 
-    lstm_hidden: int = option(256, check=integer(1), cli=False, help="LSTM hidden size per direction")
-    lstm_layers: int = option(1, check=integer(1), cli=False, help="LSTM layers")
+    lstm_hidden: int = option(256, check=width(), cli=False, help="LSTM hidden size per direction")
+    lstm_layers: int = option(1, check=depth(), cli=False, help="LSTM layers")
 
 
 def _base_config(config: Any) -> Any:
