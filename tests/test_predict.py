@@ -27,7 +27,7 @@ class CapitalTagger:
     def __init__(self):
         self.calls = []
 
-    def predict(self, sentences, batch_size=32):
+    def predict(self, sentences, batch_size=32, max_words=None):
         self.calls.append(len(sentences))
         out = []
         for s in sentences:
@@ -82,7 +82,7 @@ def test_stream_predicts_in_inference_mode_but_never_yields_inside_it():
     modes = []
 
     class ModeTagger(CapitalTagger):
-        def predict(self, sentences, batch_size=32):
+        def predict(self, sentences, batch_size=32, max_words=None):
             modes.append(torch.is_inference_mode_enabled())
             return super().predict(sentences, batch_size)
 
@@ -104,6 +104,33 @@ def test_stream_with_a_real_tagger_runs_the_crf_marginals_in_inference_mode():
     for prediction in out:
         assert all(0.0 <= c <= 1.0 for c in prediction.decoded.token_confidence)
         assert len(prediction.decoded.tags) == len(prediction.sentence.tokens)
+
+
+def test_issue17_long_sentences_are_split_into_several_forward_passes_by_a_word_budget():
+    """20 lines of 5,000 words went through one forward pass (batch size 32) and peaked at 1.15 GB."""
+    torch.manual_seed(0)
+    data = tm.toy_sentences(12)
+    tagger = Tagger.build(TaggerConfig(encoder="bilstm", labels=tm.TOY_LABELS,
+                                       encoder_options=dict(word_dim=8, char_dim=4, char_filters=4, lstm_hidden=8)), data)
+    passes = []
+    decode = tagger.decode
+
+    def counted(batch, validate=True):
+        passes.append(tuple(batch["word_mask"].shape))
+        return decode(batch, validate)
+
+    tagger.decode = counted
+    long_lines = [Sentence(tuple(tm.FILLER) * 150) for _ in range(20)]  # 20 x 2,100 words
+    out = list(predict_stream(tagger, iter(long_lines), batch_size=32))  # the default budget: 4,096 words
+    assert len(out) == 20 and all(len(p.decoded.tags) == 2100 for p in out)
+    assert len(passes) == 20 and all(rows * width <= 4096 for rows, width in passes), passes
+    passes.clear()
+    short = data + [Sentence(tuple(tm.FILLER) * 10)] * 3  # 140 words each: two fit in 300 padded words
+    list(predict_stream(tagger, iter(short), batch_size=32, batch_words=300))
+    assert all(rows * width <= 300 for rows, width in passes) and sum(rows for rows, _ in passes) == 15
+    assert [rows for rows, width in passes if width == 140] == [2, 1]
+    with pytest.raises(ValueError, match="batch_words"):
+        PredictConfig(batch_words=0)
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5])

@@ -131,11 +131,11 @@ class FlakyTagger:
         self.gate = threading.Event()
         self.gate.set()
 
-    def predict(self, batch, batch_size=32):
+    def predict(self, batch, batch_size=32, max_words=None):
         self.gate.wait(30)
         if any("BOOM" in s.tokens for s in batch):
             raise RuntimeError("exploded on BOOM\nwith a second line")
-        return self.tagger.predict(batch, batch_size=batch_size)
+        return self.tagger.predict(batch, batch_size=batch_size, max_words=max_words)
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def _predict(args: argparse.Namespace) -> int:
     with tqdm(unit=" sentences", file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar, \
             target as out:
         out.write(header(config.output_format, describe_model(tagger, str(model))))
-        for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches):
+        for prediction in predict_stream(tagger, sentences, config.batch_size, config.chunk_batches, config.batch_words):
             write(prediction, out)
             count += 1
             bar.update(1)

@@ -28,7 +28,11 @@ import torch
 
 from mcrf.errors import ConfigError
 
-__all__ = ["LengthBucketSampler", "SentenceDataset", "sentence_lengths", "padding_efficiency"]
+__all__ = ["LengthBucketSampler", "SentenceDataset", "sentence_lengths", "padding_efficiency", "budget_batches",
+           "BATCH_WORDS"]
+
+#: padded words per forward pass in prediction (``budget_batches``): 32 sentences of 128 words
+BATCH_WORDS = 4096
 
 
 class SentenceDataset(torch.utils.data.Dataset):
@@ -50,6 +54,36 @@ class SentenceDataset(torch.utils.data.Dataset):
 def sentence_lengths(sentences: Sequence[object]) -> list[int]:
     """Number of words of each sentence (anything with a ``tokens`` sequence)."""
     return [len(s.tokens) for s in sentences]  # type: ignore[attr-defined]
+
+
+def budget_batches(lengths: Sequence[int], batch_size: int, max_words: int | None = BATCH_WORDS) -> list[list[int]]:
+    """Cut positions ``0..n-1`` of length-sorted items into consecutive batches bounded by count and padded size.
+
+    A batch holds at most ``batch_size`` items, and its padded size (items x its longest, the last
+    one when ``lengths`` ascend) at most ``max_words``; an item longer than ``max_words`` goes alone.
+    So the memory of one forward pass follows the words in it, not only the sentence count.
+
+    Args:
+        lengths: words of each item, ascending.
+        batch_size: most items per batch.
+        max_words: most padded words per batch; ``None``: no bound.
+
+    >>> budget_batches([1, 2, 2, 3, 3, 9], batch_size=4, max_words=8)
+    [[0, 1, 2], [3, 4], [5]]
+    >>> budget_batches([1, 1, 1, 1, 1], batch_size=2, max_words=None)
+    [[0, 1], [2, 3], [4]]
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for position, length in enumerate(lengths):
+        if current and (len(current) == batch_size
+                        or (max_words is not None and (len(current) + 1) * max(length, 1) > max_words)):
+            batches.append(current)
+            current = []
+        current.append(position)
+    if current:
+        batches.append(current)
+    return batches
 
 
 class LengthBucketSampler(torch.utils.data.Sampler):

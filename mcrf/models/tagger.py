@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mcrf.crf.layer import MaskedCRF
+from mcrf.data.batching import BATCH_WORDS, budget_batches
 from mcrf.data.types import Sentence
 from mcrf.errors import ConfigError, DataError
 from mcrf.models.config import TaggerConfig
@@ -190,17 +191,21 @@ class Tagger(nn.Module):
 
         return decode_rows(table, self.config.labels, self.config.scheme, self.config.postprocess, confidence_of)
 
-    def predict(self, sentences: Sequence[Sentence], batch_size: int = 32) -> List[Decoded]:
+    def predict(self, sentences: Sequence[Sentence], batch_size: int = 32,
+                max_words: Optional[int] = BATCH_WORDS) -> List[Decoded]:
         """Tag sentences (gold tags, if any, are ignored), in input order.
 
-        Sentences are sorted by length internally so each batch pads little; empty sentences
-        give an empty ``Decoded``. Runs in eval mode and restores the previous mode after.
+        Sentences are sorted by length internally so each batch pads little, and batches are cut
+        at ``batch_size`` sentences or ``max_words`` padded words (``mcrf.data.batching.budget_batches``:
+        long sentences go in small batches, a very long one alone); empty sentences give an empty
+        ``Decoded``. Runs in eval mode and restores the previous mode after.
 
         Raises:
-            ValueError: for ``batch_size < 1``.
+            ConfigError: ``batch_size`` or ``max_words`` is not a positive integer.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"expected a positive integer batch_size, got {batch_size!r}")
+        for name, value in (("batch_size", batch_size), ("max_words", 1 if max_words is None else max_words)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"expected a positive integer {name}, got {value!r}")
         for sentence in sentences:
             if not isinstance(sentence, Sentence):
                 raise TypeError(f"expected mcrf.data.types.Sentence objects, got {type(sentence).__name__}; "
@@ -222,8 +227,8 @@ class Tagger(nn.Module):
             # below needs autograd — MaskedCRF.marginals' exact fallback for extreme scores is a
             # plain log-space forward-backward
             with torch.inference_mode():
-                for start in range(0, len(order), batch_size):
-                    chunk = order[start : start + batch_size]
+                for positions in budget_batches([len(sentences[i].tokens) for i in order], batch_size, max_words):
+                    chunk = [order[p] for p in positions]
                     batch = {k: v.to(device) for k, v in collate([sentences[i] for i in chunk]).items()}
                     for i, decoded in zip(chunk, self.decode(batch, validate=checks)):
                         results[i] = decoded

@@ -85,7 +85,7 @@ def write_shard(tagger, sentences: Iterable, config: PredictConfig, folder: Path
             if block_number % world != rank:
                 continue
             text = io.StringIO(newline="\n")
-            for prediction in predict_stream(tagger, block, config.batch_size, config.chunk_batches):
+            for prediction in predict_stream(tagger, block, config.batch_size, config.chunk_batches, config.batch_words):
                 write(prediction, text)
             data = text.getvalue().encode("utf-8")
             part.write(data)

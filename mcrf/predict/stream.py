@@ -1,7 +1,8 @@
 """Streaming prediction: read sentences lazily, tag them in bounded chunks, yield in input order.
 
 ``predict_stream`` holds at most one chunk (``chunk_batches * batch_size`` sentences) in
-memory, whatever the input size. Inside a chunk ``Tagger.predict`` sorts the sentences by
+memory, whatever the input size, and each forward pass at most ``batch_words`` padded words
+(a longer sentence alone), so long lines do not multiply the memory of a batch. Inside a chunk ``Tagger.predict`` sorts the sentences by
 length, so each batch pads little (bucketed batching), and the results are put back in input
 order. Empty sentences (empty input lines) come out as empty predictions, so output records
 stay aligned with input lines.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, List, Optional, Tuple, Union
 
+from mcrf.data.batching import BATCH_WORDS
 from mcrf.data.readers import read_columns, source_name
 from mcrf.data.sniff import sniff_input
 from mcrf.data.text import read_pretokenized, read_text_lines
@@ -53,6 +55,9 @@ class PredictConfig:
     """Defaults of ``mcrf predict`` (the CLI builds its flags from these fields)."""
 
     batch_size: int = option(32, check=integer(1), help="sentences per forward pass")
+    batch_words: int = option(BATCH_WORDS, check=integer(1), help=(
+        "padded words per forward pass (sentences x the longest): long sentences go in smaller batches, one "
+        "longer than this alone, so memory follows the words, not only the sentence count"))
     chunk_batches: int = option(64, check=integer(1), help=(
         "batches read ahead and sorted by length together; memory is bounded by chunk_batches * batch_size "
         "sentences"))
@@ -162,7 +167,7 @@ def _chunks(items: Iterable[Sentence], size: int) -> Iterator[List[Sentence]]:
 
 
 def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
-                   chunk_batches: int = 64) -> Iterator[Prediction]:
+                   chunk_batches: int = 64, batch_words: int = BATCH_WORDS) -> Iterator[Prediction]:
     """Tag a (possibly endless) stream of sentences, yielding predictions in input order.
 
     Reads ``chunk_batches * batch_size`` sentences at a time, lets ``tagger.predict`` sort them by
@@ -177,6 +182,7 @@ def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
         tagger: a ``mcrf.models.Tagger``.
         sentences: an iterable of ``Sentence`` (e.g. ``read_input(...)``); consumed lazily.
         batch_size: sentences per forward pass.
+        batch_words: padded words per forward pass (``Tagger.predict``'s ``max_words``).
         chunk_batches: batches per chunk (memory bound = ``chunk_batches * batch_size`` sentences).
 
     Yields:
@@ -185,13 +191,13 @@ def predict_stream(tagger, sentences: Iterable[Sentence], batch_size: int = 32,
     Raises:
         ConfigError: a non-positive ``batch_size`` or ``chunk_batches``.
     """
-    for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches)):
+    for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches), ("batch_words", batch_words)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"expected {name} to be a positive integer, got {value!r}")
     import torch
 
     for chunk in _chunks(sentences, batch_size * chunk_batches):
         with torch.inference_mode():
-            decoded = tagger.predict(chunk, batch_size=batch_size)
+            decoded = tagger.predict(chunk, batch_size=batch_size, max_words=batch_words)
         for sentence, result in zip(chunk, decoded):
             yield Prediction(sentence, result)
