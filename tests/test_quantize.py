@@ -188,3 +188,40 @@ def test_cli_predict_quantize_flag(bert_model, tmp_path, capsys):
 def _help(capsys) -> str:
     main(["predict", "--help"])
     return capsys.readouterr().out
+
+
+def test_issue17_int8_weights_are_quantized_once_and_kept_beside_the_model(bert_model, tmp_path, monkeypatch):
+    """``--quantize int8`` re-quantized at every load (slower than float32 as a whole process on 600 sentences)."""
+    import os
+    import shutil
+
+    import mcrf.models.quantize as quantize
+    from mcrf.models.int8cache import CACHE_FILE
+    from safetensors.torch import load_file
+
+    model = tmp_path / "model"
+    shutil.copytree(bert_model, model)
+    sentences = tm.toy_sentences(20, seed=4)
+    fresh = _emissions(Tagger.from_pretrained(model, quantize="int8"), sentences)
+    cache = model / CACHE_FILE
+    assert cache.is_file() and all(t.dtype in (torch.int8, torch.float64, torch.int64)
+                                   for t in load_file(cache).values())  # plain tensors, no pickle
+
+    def refuse(weight):
+        raise AssertionError("quantized again although the int8 weights are kept")
+
+    monkeypatch.setattr(quantize, "int8_weight", refuse)
+    assert torch.equal(_emissions(Tagger.from_pretrained(model, quantize="int8"), sentences), fresh)
+    monkeypatch.undo()
+    os.utime(model / "model.safetensors", ns=(1, 1))  # other float32 weights: the cache is stale, computed again
+    before = cache.stat().st_mtime_ns
+    assert torch.equal(_emissions(Tagger.from_pretrained(model, quantize="int8"), sentences), fresh)
+    assert cache.stat().st_mtime_ns != before
+    Tagger.from_pretrained(model).save_pretrained(model)  # saving again keeps no stale cache
+    assert not cache.exists()
+    model.chmod(0o555)  # a read-only folder: quantized at each load, no error
+    try:
+        assert torch.equal(_emissions(Tagger.from_pretrained(model, quantize="int8"), sentences), fresh)
+        assert not cache.exists() or os.geteuid() == 0
+    finally:
+        model.chmod(0o755)

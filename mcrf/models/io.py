@@ -28,6 +28,7 @@ from mcrf.errors import ConfigError, InputNotFound, ModelDirError
 from mcrf.io.files import atomic_directory, write_json
 from mcrf.models.config import TaggerConfig
 from mcrf.models.encoders import encoder_class, encoder_classes
+from mcrf.models.int8cache import CACHE_FILE
 from mcrf.models.safety import read_model_json, refuse_custom_code
 from mcrf.models.weights import check_finite, check_fit, load_weights, stored_tensors
 
@@ -39,7 +40,7 @@ FORMAT_VERSION = 3
 
 def model_files() -> frozenset:
     """Names a saved tagger directory may hold (those of every encoder known now, registered ones included)."""
-    return frozenset({"config.json", "model.safetensors", "README.md", "metrics.json"}
+    return frozenset({"config.json", "model.safetensors", "README.md", "metrics.json", CACHE_FILE}
                      | {name for cls in encoder_classes() for name in cls.files})
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -133,7 +134,7 @@ def _build(build: Callable[[], Any], config_path: Path) -> Any:
 
 
 def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
-                   device: Union[str, torch.device, None] = None) -> Any:
+                   device: Union[str, torch.device, None] = None, quantize: Optional[str] = None) -> Any:
     """Rebuild a tagger from a saved directory (or hub id) and load its weights with safetensors.
 
     The folder is refused if it asks to run code (``mcrf.models.safety``); the tagger is built
@@ -144,6 +145,8 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
         cls: the ``mcrf.models.Tagger`` class (passed in: this module is below the tagger's).
         dir_or_hub_id: a directory written by ``save_model_dir`` or a hub repository id.
         device: where to put the model (default CPU).
+        quantize: ``"int8"`` quantizes the encoder's Linear layers, with the int8 weights kept in the
+            folder after the first time (``mcrf.models.int8cache``); ``None`` keeps float32.
 
     Returns:
         The tagger in eval mode.
@@ -197,4 +200,8 @@ def load_model_dir(cls: Type[Any], dir_or_hub_id: Union[str, Path],
     tagger = _build(build, config_path)
     load_weights(tagger, weights, None if version >= 2 else lambda: rename(load_file(str(weights))))
     check_finite(tagger, weights)
+    if quantize is not None:
+        from mcrf.models.int8cache import quantize_saved
+
+        quantize_saved(tagger.encoder, path, quantize)
     return tagger.to(device if device is not None else "cpu").eval()

@@ -29,14 +29,15 @@ would change nothing there.
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Union
+from typing import Dict, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from mcrf.errors import ConfigError
 
-__all__ = ["QUANTIZATIONS", "TokenScaledInt8Linear", "check_quantization", "quantize_module", "is_quantized"]
+__all__ = ["QUANTIZATIONS", "TokenScaledInt8Linear", "check_quantization", "quantize_module", "is_quantized",
+           "int8_weight", "int8_tensors"]
 
 #: The quantization schemes ``Tagger.from_pretrained(..., quantize=...)`` and ``mcrf predict --quantize`` accept.
 QUANTIZATIONS = ("int8",)
@@ -53,12 +54,23 @@ class TokenScaledInt8Linear(nn.Module):
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         bias = inner.bias()
-        inner.set_weight_bias(inner.weight(), None)
+        if bias is not None:
+            inner.set_weight_bias(inner.weight(), None)  # packs the weight again: from_int8 avoids it
         self.inner = inner
         self.register_buffer("bias", None if bias is None else bias.detach().clone(), persistent=False)
         anchor = torch.zeros(inner.in_features)  # shape: (I,)
         anchor[0], anchor[-1] = 1.0, -1.0  # the kernel's range is then exactly [-1, 1]
         self.register_buffer("anchor", anchor, persistent=False)
+
+    @classmethod
+    def from_int8(cls, weight: Tensor, bias: Optional[Tensor]) -> "TokenScaledInt8Linear":
+        """The layer of a per-channel ``qint8`` weight (O, I) and a float32 bias (O,), the weight packed once."""
+        inner = torch.ao.nn.quantized.dynamic.Linear(weight.shape[1], weight.shape[0], bias_=False, dtype=torch.qint8)
+        inner.set_weight_bias(weight, None)
+        layer = cls(inner)
+        if bias is not None:
+            layer.bias = bias.detach().float().clone()
+        return layer
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` (..., I) float32 -> (..., O) float32."""
@@ -104,12 +116,27 @@ def check_quantization(quantize: Optional[str], device: Union[str, torch.device,
                           "build of torch with fbgemm/x86 or qnnpack, or drop quantize")
 
 
-def quantize_module(module: nn.Module, quantize: str) -> nn.Module:
+def int8_weight(weight: Tensor) -> Tensor:
+    """``weight`` (O, I) as a ``qint8`` tensor with one symmetric scale per output channel.
+
+    The rule of ``torch.ao.quantization.per_channel_dynamic_qconfig`` (what ``quantize_dynamic``
+    with it computes), without building a module per layer.
+    """
+    observer = torch.ao.quantization.per_channel_dynamic_qconfig.weight()
+    observer(weight.detach())
+    scale, zero_point = observer.calculate_qparams()
+    return torch.quantize_per_channel(weight.detach().float(), scale.double(), zero_point.long(), 0,
+                                      torch.qint8)  # shape: (O, I)
+
+
+def quantize_module(module: nn.Module, quantize: str, weights: Optional[Mapping[str, Tensor]] = None) -> nn.Module:
     """Replace the ``nn.Linear`` layers of ``module`` by ``TokenScaledInt8Linear`` in place.
 
     Args:
         module: a float32 module on the CPU (the encoder of a tagger).
         quantize: one of ``QUANTIZATIONS``.
+        weights: the int8 weights of those layers, as ``int8_tensors`` gave them (a cache); computed
+            from the float32 weights when ``None``.
 
     Returns:
         ``module`` itself, its Linear layers replaced, in eval mode.
@@ -117,9 +144,11 @@ def quantize_module(module: nn.Module, quantize: str) -> nn.Module:
     Raises:
         ConfigError: see ``check_quantization``; also when ``module`` has no Linear layer (int8
             would change nothing) or is not on the CPU.
+        KeyError, ValueError: ``weights`` lacks a layer or holds one of another shape (a stale cache).
     """
     check_quantization(quantize, next(module.parameters(), torch.empty(0)).device)
-    if not any(isinstance(m, nn.Linear) for m in module.modules()):
+    linears = [(name, m) for name, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
         raise ConfigError(f"quantize={quantize!r}: {type(module).__name__} has no Linear layer, so int8 would change "
                           "nothing; drop quantize for this model")
     with warnings.catch_warnings():
@@ -128,19 +157,40 @@ def quantize_module(module: nn.Module, quantize: str) -> nn.Module:
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.ao")
         warnings.filterwarnings("ignore", message=r".*quantiz.*deprecated", category=UserWarning)
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
-        per_channel = {nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
-        torch.ao.quantization.quantize_dynamic(module.eval(), per_channel, dtype=torch.qint8, inplace=True)
-        _scale_per_token(module)
-    return module
+        layers = {name: TokenScaledInt8Linear.from_int8(
+            int8_weight(linear.weight) if weights is None else _stored_weight(weights, name, linear), linear.bias)
+            for name, linear in linears}
+    for name, layer in layers.items():
+        parent, _, child = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, child, layer)
+    return module.eval()
 
 
-def _scale_per_token(module: nn.Module) -> None:
-    """Wrap each dynamically quantized Linear below ``module`` in ``TokenScaledInt8Linear``."""
-    for name, child in module.named_children():
-        if isinstance(child, torch.ao.nn.quantized.dynamic.Linear):
-            setattr(module, name, TokenScaledInt8Linear(child))
-        else:
-            _scale_per_token(child)
+def int8_tensors(module: nn.Module) -> Dict[str, Tensor]:
+    """The int8 weights of a quantized ``module`` as plain tensors (safetensors can store them).
+
+    For each layer ``NAME``: ``NAME.int8`` (O, I) int8, ``NAME.scale`` (O,) float64 and
+    ``NAME.zero_point`` (O,) int64; ``quantize_module(..., weights=...)`` reads them back.
+    """
+    tensors = {}
+    for name, layer in module.named_modules():
+        if isinstance(layer, TokenScaledInt8Linear):
+            weight = layer.inner.weight()
+            tensors.update({f"{name}.int8": weight.int_repr(), f"{name}.scale": weight.q_per_channel_scales(),
+                            f"{name}.zero_point": weight.q_per_channel_zero_points()})
+    return tensors
+
+
+def _stored_weight(weights: Mapping[str, Tensor], name: str, linear: nn.Linear) -> Tensor:
+    """The ``qint8`` weight of layer ``name`` from ``int8_tensors`` output, checked against the float layer."""
+    values, scale, zero_point = (weights[f"{name}.{part}"] for part in ("int8", "scale", "zero_point"))
+    out = linear.weight.shape[0]
+    if (values.dtype != torch.int8 or tuple(values.shape) != tuple(linear.weight.shape)
+            or tuple(scale.shape) != (out,) or tuple(zero_point.shape) != (out,)
+            or not bool((torch.isfinite(scale) & (scale > 0)).all())):
+        raise ValueError(f"the int8 weights of {name} ({list(values.shape)}, {values.dtype}, with their scales) do "
+                         f"not fit the layer {list(linear.weight.shape)}")
+    return torch._make_per_channel_quantized_tensor(values, scale.double(), zero_point.long(), 0)  # shape: (O, I)
 
 
 def is_quantized(module: nn.Module) -> bool:

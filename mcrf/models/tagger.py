@@ -262,16 +262,14 @@ class Tagger(nn.Module):
             dir_or_hub_id: a directory written by ``save_pretrained`` or a hub id.
             device: where to put the model (default CPU).
             quantize: ``"int8"`` quantizes the encoder's Linear layers for CPU prediction
-                (``mcrf.models.quantize``); ``None`` keeps float32.
+                (``mcrf.models.quantize``), the int8 weights kept in the folder after the first load
+                (``mcrf.models.int8cache``); ``None`` keeps float32.
 
         Raises:
             ConfigError: an unknown ``quantize`` or one the device cannot run (checked before loading).
         """
         from mcrf.models.io import load_model_dir
-        from mcrf.models.quantize import check_quantization, quantize_module
+        from mcrf.models.quantize import check_quantization
 
         check_quantization(quantize, device)
-        tagger = load_model_dir(cls, dir_or_hub_id, device)
-        if quantize is not None:
-            quantize_module(tagger.encoder, quantize)
-        return tagger
+        return load_model_dir(cls, dir_or_hub_id, device, quantize)

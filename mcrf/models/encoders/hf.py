@@ -135,7 +135,7 @@ def load_encoder(name_or_path: str) -> nn.Module:
 
 
 def encoder_from_config(config: Dict[str, Any]) -> nn.Module:
-    """Rebuild an encoder with random weights from its saved config dict (no download).
+    """Rebuild an encoder from its saved config dict (no download), its weights uninitialised: for loading only.
 
     Args:
         config: ``PretrainedConfig.to_dict()`` output (must hold ``model_type``).
@@ -155,7 +155,10 @@ def encoder_from_config(config: Dict[str, Any]) -> nn.Module:
         raise ModelDirError(
             f"transformers does not know encoder type {model_type!r} ({error}); upgrade transformers"
         ) from error
-    return _drop_pooler(AutoModel.from_config(encoder_config))
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # the loader overwrites every weight (strictly): random ones would cost ~1 s
+        return _drop_pooler(AutoModel.from_config(encoder_config))
 
 
 def window_limit(model: nn.Module, tokenizer: Any) -> "tuple[int, str]":
