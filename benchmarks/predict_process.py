@@ -17,6 +17,7 @@ medians are reported with the load average before and after (the machine is shar
 Usage::
 
     HF_HUB_OFFLINE=1 python benchmarks/predict_process.py [--sentences 600] [--rounds 5] [--threads 2]
+                                                          [--baseline OLD_CHECKOUT]
 """
 
 from __future__ import annotations
@@ -46,12 +47,13 @@ def _lines(limit: int) -> List[str]:
     return [" ".join(s.tokens) for s in list(read_columns(DATA / "eng.testb", tag_column=3))[:limit]]
 
 
-def _process(model: Path, text: Path, out: Path, quantize: Optional[str], threads: int) -> float:
+def _process(model: Path, text: Path, out: Path, quantize: Optional[str], threads: int,
+             checkout: Path = REPO) -> float:
     argv = [sys.executable, "-m", "mcrf", "--threads", str(threads), "predict", str(text), "--model", str(model),
             "--format", "jsonl", "--output", str(out), "--input-format", "text", "-q"]
     if quantize:
         argv += ["--quantize", quantize]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(checkout)}
     start = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
@@ -78,6 +80,8 @@ def main() -> int:
     parser.add_argument("--sentences", type=int, default=600)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--baseline", type=Path, help="a checkout of an older mcrf whose whole process is timed too "
+                        "(e.g. `git worktree add /tmp/old 507e679`)")
     args = parser.parse_args()
     if not (DATA / "eng.testb").is_file():
         print(f"no CoNLL-2003 at {DATA}; this benchmark needs eng.testb", file=sys.stderr)
@@ -114,6 +118,9 @@ def main() -> int:
                 (model / CACHE_FILE).unlink(missing_ok=True)
             whole[name].append(_process(model, text, work / "out.jsonl", quantize, args.threads))
             steady[name].append(_steady(loaded[name], lines, work / "steady.jsonl"))
+            if args.baseline is not None and not cold:
+                whole.setdefault(f"{name} (baseline)", []).append(
+                    _process(model, text, work / "out.jsonl", quantize, args.threads, args.baseline))
     load_after = os.getloadavg()
     print(f"{args.sentences} sentences, {args.rounds} rounds interleaved, --threads {args.threads}; load average "
           f"(1/5/15 min) {'/'.join(f'{x:.1f}' for x in load_before)} before, "
@@ -121,9 +128,11 @@ def main() -> int:
     base_whole, base_steady = statistics.median(whole["float32"]), statistics.median(steady["float32"])
     print("| system | whole process (s, median) | speed-up | steady state (s, median) | speed-up |")
     print("|---|---:|---:|---:|---:|")
-    for name in SYSTEMS:
-        w, s = statistics.median(whole[name]), statistics.median(steady[name])
-        print(f"| {name} | {w:.2f} | {base_whole / w:.2f}x | {s:.2f} | {base_steady / s:.2f}x |")
+    for name in whole:
+        w = statistics.median(whole[name])
+        s = f"{statistics.median(steady[name]):.2f} | {base_steady / statistics.median(steady[name]):.2f}x" \
+            if name in steady else "- | -"
+        print(f"| {name} | {w:.2f} | {base_whole / w:.2f}x | {s} |")
     return 0
 
 
