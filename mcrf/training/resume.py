@@ -36,7 +36,7 @@ def _short(value: Any, limit: int = 120) -> str:
 def upgrade_saved(saved: Dict[str, Any]) -> Dict[str, Any]:
     """A ``trainer_state.json`` written before the encoder owned its options, in today's shape.
 
-    Until model format 3 the sub-word window (``max_length``/``stride``) was a top-level field of
+    Until model format 3 the sub-word window (its length and stride) was two top-level fields of
     both ``train_config`` and the ``tagger`` config. The encoder's own ``upgrade_config`` moves such
     keys into ``encoder_options`` when they are options of the checkpoint's encoder (and set), and
     drops them otherwise (the window of a BiLSTM meant nothing), as loading a format-2 model folder does.
