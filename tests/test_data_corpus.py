@@ -138,6 +138,24 @@ def test_registry_resolution_data_dir_env_and_subfolder(tmp_path, monkeypatch):
     assert len(load_corpus("conll2003").splits["train"]) == 3
 
 
+def test_an_explicit_data_dir_is_the_only_place_searched(tmp_path, monkeypatch):
+    """``--data-dir`` that lacks the corpus (or is a file) is an error even when ``$MCRF_DATA_DIR`` holds
+    one: reading that other copy would train on data the user did not name, without a word."""
+    from mcrf.errors import UserError
+
+    root = tmp_path / "corpora"
+    _write_split(root / "conll2003", "eng.train", IOB1_TRAIN, columns=4)
+    monkeypatch.setenv("MCRF_DATA_DIR", str(root))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert len(load_corpus("conll2003").splits["train"]) == 3
+    (tmp_path / "empty").mkdir()
+    not_a_folder = tmp_path / "eng.train"
+    not_a_folder.write_text("EU B-ORG\n")
+    for given in (tmp_path / "empty", not_a_folder):
+        with pytest.raises(UserError, match="--data-dir"):
+            load_corpus("conll2003", data_dir=str(given))
+
+
 def test_format_override_of_a_registered_dataset_reports_the_right_line(tmp_path, monkeypatch):
     """conll2003 files rewritten as JSON lines: locations are file:line of the record, not line + token."""
     monkeypatch.delenv("MCRF_DATA_DIR", raising=False)

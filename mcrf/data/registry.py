@@ -1,7 +1,7 @@
 """Named datasets and the resolution of a name or path to split files (or a hub dataset).
 
-Resolution of a registered name: ``data_dir`` (``--data-dir``), then the environment variable
-``MCRF_DATA_DIR``; each may hold a ``<name>/`` folder with the corpus files (searched first) or the
+Resolution of a registered name: ``data_dir`` (``--data-dir``), or when it is not given the
+environment variable ``MCRF_DATA_DIR``; either may hold a ``<name>/`` folder with the corpus files (searched first) or the
 files directly (not for the bundled ``sample``, whose generic names would match anything).
 Then the Hugging Face hub ids of the entry, in turn. A path (directory or file) is read by
 conventional split names. When nothing is found the error says where to put which files.
@@ -156,7 +156,9 @@ def find_local(entry: DatasetEntry, data_dir: str | None) -> tuple[SplitFiles | 
         The resolved files (or ``None``) and the list of folders that were searched.
     """
     searched: list[str] = []
-    roots = [("--data-dir", data_dir), (ENV_VAR, os.environ.get(ENV_VAR))]
+    # an explicit --data-dir is the only place searched: falling back to $MCRF_DATA_DIR would read
+    # another copy of the corpus than the one the user named, without a word
+    roots = [("--data-dir", data_dir)] if data_dir else [(ENV_VAR, os.environ.get(ENV_VAR))]
     for origin, root in roots:
         if not root:
             continue
