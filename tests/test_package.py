@@ -42,7 +42,7 @@ LAYERS = (
     ("crf", "schemes"),                 # the CRF core: torch + the standard library (schemes: the old path)
     ("fields", "data", "evaluation"),   # config fields, readers and corpora, span scoring
     ("models",),                        # encoders, the tagger, save/load
-    ("training", "predict"),            # the Accelerate loop; streaming prediction and output formats
+    ("training", "predict", "hf"),      # the Accelerate loop; streaming prediction; the Hugging Face model class
     ("compare", "serve"),               # mcrf compare (over training); mcrf serve (over predict)
     ("cli", "__main__"),                # the command line
 )

@@ -28,7 +28,7 @@ __all__ = ["COMMANDS", "main", "build_parser"]
 
 #: the sub-commands, in the order ``mcrf --help`` lists them; each is a module ``mcrf.cli.<name>``
 #: with ``add_parser(commands, common)``, which sets the parser's ``func``
-COMMANDS = ("train", "evaluate", "predict", "inspect", "compare", "serve")
+COMMANDS = ("train", "evaluate", "predict", "inspect", "compare", "serve", "convert")
 
 logger = logging.getLogger(__name__)
 

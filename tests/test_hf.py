@@ -1,0 +1,342 @@
+"""mcrf.hf: the masked CRF as a Hugging Face token classifier (Trainer, AutoModel, pipeline, conversion).
+
+A tiny random BERT (tests/tiny_models.py) and toy/sample data; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from tiny_models import TOY_LABELS, make_bert_dir, one_torch_thread, toy_sentences  # noqa: F401
+
+import mcrf.hf  # noqa: E402  (registers the classes)
+from mcrf.crf.schemes import get_spans, is_legal  # noqa: E402
+from mcrf.errors import ConfigError, DataError  # noqa: E402
+from mcrf.hf import MaskedCRFForTokenClassification  # noqa: E402
+
+ID2LABEL = dict(enumerate(TOY_LABELS))
+TEXTS = ["john smith visited paris .", "the acme corp said mary smith met lee today .",
+         "peter jones works for google in new york .", ""]
+
+
+def aligned(tokenizer, sentences, label2id):
+    """run_ner.py's tokenize_and_align_labels (label_all_tokens=False), one dict per sentence."""
+    rows = []
+    for sentence in sentences:
+        encoding = tokenizer(list(sentence.tokens), is_split_into_words=True, truncation=True)
+        previous, labels = None, []
+        for word in encoding.word_ids():
+            labels.append(-100 if word is None or word == previous else label2id[sentence.tags[word]])
+            previous = word
+        rows.append({**encoding, "labels": labels})
+    return rows
+
+
+def run_ner_metrics(id2label):
+    """run_ner.py's compute_metrics: seqeval over the argmax with the -100 positions dropped."""
+    from seqeval.metrics import f1_score
+
+    def compute_metrics(p):
+        predictions, labels = p
+        predictions = np.argmax(predictions, axis=2)
+        true_predictions = [[id2label[int(q)] for q, g in zip(pred, lab) if g != -100]
+                            for pred, lab in zip(predictions, labels)]
+        true_labels = [[id2label[int(g)] for q, g in zip(pred, lab) if g != -100]
+                       for pred, lab in zip(predictions, labels)]
+        return {"f1": f1_score(true_labels, true_predictions)}
+
+    return compute_metrics
+
+
+def trainer_for(model, tokenizer, output_dir, **kwargs):
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(output_dir), report_to="none", save_strategy="no", use_cpu=True,
+                             disable_tqdm=True, per_device_train_batch_size=32, per_device_eval_batch_size=32,
+                             dataloader_pin_memory=False, **kwargs)
+    return Trainer(model=model, args=args, processing_class=tokenizer,
+                   data_collator=DataCollatorForTokenClassification(tokenizer),
+                   compute_metrics=run_ner_metrics(model.config.id2label))
+
+
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory):
+    return make_bert_dir(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(bert):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(bert))
+
+
+@pytest.fixture(scope="module")
+def mcrf_dir(bert, tmp_path_factory):
+    """An ``mcrf`` tagger on the tiny BERT, trained a little on toy sentences (so it finds entities), saved."""
+    from mcrf.models import Tagger
+    from mcrf.models.config import TaggerConfig
+
+    torch.manual_seed(0)
+    tagger = Tagger.build(TaggerConfig(encoder=str(bert), labels=TOY_LABELS))
+    collate = tagger.collator()
+    optimizer = torch.optim.Adam(tagger.parameters(), lr=3e-3)
+    sentences = toy_sentences(40, seed=1)
+    tagger.train()
+    for step in range(12):
+        batch = collate(sentences[(step % 2) * 20:(step % 2) * 20 + 20])
+        optimizer.zero_grad()
+        tagger(batch).backward()
+        optimizer.step()
+    folder = tmp_path_factory.mktemp("mcrf") / "model"
+    tagger.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hf_dir(mcrf_dir, tmp_path_factory):
+    from mcrf.hf.convert import convert
+
+    return convert(mcrf_dir, tmp_path_factory.mktemp("hf") / "model")
+
+
+# ---------------------------------------------------------------------------- Trainer
+@pytest.fixture(scope="module")
+def trained(bert, tokenizer, tmp_path_factory):
+    """One epoch of Trainer.train() on the sample corpus (the run_ner.py recipe with the model class swapped)."""
+    from mcrf.data import load_corpus
+
+    corpus = load_corpus("sample")
+    id2label = dict(enumerate(corpus.labels))
+    label2id = {label: i for i, label in id2label.items()}
+    torch.manual_seed(0)
+    model = MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=id2label, label2id=label2id)
+    before = model.classifier.weight.detach().clone()
+    trainer = trainer_for(model, tokenizer, tmp_path_factory.mktemp("trainer"), num_train_epochs=1,
+                          learning_rate=1e-3)
+    trainer.train_dataset = aligned(tokenizer, corpus.splits["train"], label2id)
+    result = trainer.train()
+    return trainer, corpus, label2id, before, result
+
+
+def test_trainer_trains_one_epoch_on_the_sample_corpus(trained):
+    trainer, corpus, _, before, result = trained
+    steps = -(-len(corpus.splits["train"]) // 32)
+    assert result.global_step == steps and np.isfinite(result.training_loss)
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert not torch.equal(before, trainer.model.classifier.weight.detach()), "the head did not train"
+    assert all(np.isfinite(losses))
+
+
+def test_trainer_predict_argmax_gives_only_legal_sequences(trained):
+    trainer, corpus, label2id, _, _ = trained
+    model = trainer.model
+    with torch.no_grad():  # push the tag scores towards orphan I- tags, which a plain argmax would output
+        for label, i in label2id.items():
+            if label.startswith("I-"):
+                model.classifier.bias[i] += 3.0
+    rows = aligned(trainer.processing_class, corpus.splits["dev"], label2id)
+    output = trainer.predict(rows)
+    assert output.predictions.ndim == 3  # logits alone, as run_ner.py expects
+    id2label = model.config.id2label
+    paths = [[id2label[int(q)] for q, g in zip(pred, gold) if g != -100]
+             for pred, gold in zip(output.predictions.argmax(axis=2), output.label_ids)]
+    assert sum(not is_legal(path, "BIO") for path in paths) == 0
+    assert any(tag.startswith("I-") for path in paths for tag in path)
+    # the raw tag scores (training-mode logits) would break the scheme: the masked path is doing the work
+    batch = trainer.data_collator(rows[:16])
+    model.train()
+    raw = model(**batch).logits.argmax(-1)
+    model.eval()
+    raw_paths = [[id2label[int(q)] for q, g in zip(r, b) if g != -100] for r, b in zip(raw, batch["labels"])]
+    assert sum(not is_legal(path, "BIO") for path in raw_paths) > 0
+
+
+def test_mixed_precision_keeps_the_crf_in_float32(trained):
+    trainer, corpus, label2id, _, _ = trained
+    batch = trainer.data_collator(aligned(trainer.processing_class, corpus.splits["dev"][:4], label2id))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = trainer.model(**batch, output_marginals=True)
+    assert output.loss.dtype == torch.float32 and torch.isfinite(output.loss)
+    assert output.marginals.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------- saving and loading
+def test_save_pretrained_then_auto_model_gives_identical_predictions(trained, tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    trainer, corpus, label2id, _, _ = trained
+    trainer.save_model(str(tmp_path))  # model + tokenizer (processing_class), as run_ner.py saves
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md"} <= names
+    assert not any(name.startswith("pytorch_model") for name in names)  # weights in safetensors only
+    assert "masked-crf" in (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "mcrf-token-classification"
+    loaded = AutoModelForTokenClassification.from_pretrained(str(tmp_path))
+    assert type(loaded) is MaskedCRFForTokenClassification
+    batch = trainer.data_collator(aligned(trainer.processing_class, corpus.splits["dev"][:8], label2id))
+    trainer.model.eval()
+    loaded.eval()
+    with torch.no_grad():
+        a, b = trainer.model(**batch, output_marginals=True), loaded(**batch, output_marginals=True)
+    assert torch.equal(a.logits, b.logits) and torch.allclose(a.marginals, b.marginals)
+    assert torch.equal(a.loss, b.loss)
+    mcrf.hf.register()  # registering again is harmless
+
+
+# ---------------------------------------------------------------------------- conversion, pipeline, metrics
+def _hf_tags(model, tokenizer, sentences):
+    encoding = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, padding=True,
+                         return_tensors="pt")
+    mask = mcrf.hf.word_mask(encoding)
+    with torch.no_grad():
+        logits = model.eval()(**encoding, word_mask=mask).logits
+    return [[model.config.id2label[int(i)] for i in row[m].argmax(-1)] for row, m in zip(logits, mask)]
+
+
+def test_conversion_round_trip_keeps_weights_and_predictions(mcrf_dir, hf_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    from mcrf.hf.convert import convert
+    from mcrf.models import Tagger
+
+    tagger = Tagger.from_pretrained(mcrf_dir)
+    sentences = toy_sentences(30, seed=5)
+    expected = [d.tags for d in tagger.predict(sentences)]
+    assert any(tag != "O" for tags in expected for tag in tags)
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir))
+    assert _hf_tags(model, AutoTokenizer.from_pretrained(str(hf_dir)), sentences) == expected
+    back = Tagger.from_pretrained(convert(hf_dir, tmp_path / "back"))
+    assert [d.tags for d in back.predict(sentences)] == expected
+    original = tagger.state_dict()
+    assert all(torch.equal(original[k], v) for k, v in back.state_dict().items())
+
+
+def test_pipeline_entities_equal_mcrf_predict(mcrf_dir, hf_dir, tmp_path, capsys):
+    from transformers import pipeline
+
+    from mcrf.cli.app import main
+
+    source = tmp_path / "input.txt"
+    source.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    assert main(["predict", str(source), "--model", str(mcrf_dir), "--format", "jsonl", "--input-format",
+                 "text"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    expected = [[(s["label"], s["char_start"], s["char_end"], s["text"]) for s in r["spans"]] for r in records]
+    confidences = [[s["confidence"] for s in r["spans"]] for r in records]
+    tagger = pipeline("mcrf-token-classification", model=str(hf_dir), aggregation_strategy="simple")
+    found = [tagger(text) for text in TEXTS]
+    assert [[(e["entity_group"], e["start"], e["end"], e["word"]) for e in ents] for ents in found] == expected
+    assert sum(map(len, expected)) > 0
+    for ents, confidence in zip(found, confidences):
+        assert [round(e["score"], 4) for e in ents] == pytest.approx(confidence, abs=1e-4)
+
+
+def test_run_ner_compute_metrics_gives_mcrf_evaluate_f1(mcrf_dir, hf_dir, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    from mcrf.cli.app import main
+
+    from mcrf.data.types import Sentence
+
+    sentences = [s if i % 3 else Sentence(s.tokens, tuple(t.replace("PER", "ORG") for t in s.tags))
+                 for i, s in enumerate(toy_sentences(60, seed=9))]  # some gold the model gets wrong
+    data = tmp_path / "toy"
+    data.mkdir()
+    (data / "test.txt").write_text("".join("".join(f"{w} {t}\n" for w, t in zip(s.tokens, s.tags)) + "\n"
+                                           for s in sentences), encoding="utf-8")
+    assert main(["evaluate", str(mcrf_dir), str(data / "test.txt"), "--json"]) == 0
+    mcrf_f1 = json.loads(capsys.readouterr().out)["f1"]
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_dir))
+    trainer = trainer_for(model, tokenizer, tmp_path / "out")
+    metrics = trainer.predict(aligned(tokenizer, sentences, model.config.label2id)).metrics
+    assert 0 < mcrf_f1 < 1
+    assert metrics["test_f1"] == pytest.approx(mcrf_f1, abs=1e-9)
+
+
+def test_convert_command_writes_a_folder_auto_model_loads(mcrf_dir, tmp_path, capsys):
+    from transformers import AutoModelForTokenClassification
+
+    from mcrf.cli.app import main
+
+    assert main(["convert", str(mcrf_dir), str(tmp_path / "hf")]) == 0
+    assert type(AutoModelForTokenClassification.from_pretrained(str(tmp_path / "hf"))) is \
+        MaskedCRFForTokenClassification
+    assert main(["convert", str(mcrf_dir), str(tmp_path / "hf")]) == 1  # an existing folder is never overwritten
+    assert "not an empty folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- wrong use
+def _one_line(error) -> str:
+    message = str(error.value)
+    assert "\n" not in message and isinstance(error.value, ValueError)
+    return message
+
+
+@pytest.fixture(scope="module")
+def fresh(bert):
+    torch.manual_seed(0)
+    return MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL).eval()
+
+
+def _batch(tokenizer, words, labels):
+    encoding = tokenizer([words], is_split_into_words=True, return_tensors="pt")
+    ids = [-100 if w is None else labels[w] for w in encoding.word_ids(0)]
+    return {**encoding, "labels": torch.tensor([ids])}
+
+
+def test_a_label_id_the_model_does_not_have_is_a_data_error(fresh, tokenizer):
+    with pytest.raises(DataError) as error:
+        fresh(**_batch(tokenizer, ["john", "visited", "paris"], [3, 0, 9]))
+    assert "is not a label id of this model" in _one_line(error) and "0..6" in str(error.value)
+
+
+def test_an_illegal_gold_sequence_under_mode_mcrf_is_a_data_error(fresh, tokenizer):
+    with pytest.raises(DataError) as error:  # O -> I-PER
+        fresh(**_batch(tokenizer, ["john", "visited", "paris"], [0, 6, 0]))
+    assert "illegal gold tag sequence" in _one_line(error) and "'O' -> 'I-PER'" in str(error.value)
+
+
+def test_a_backbone_without_token_level_output_is_a_config_error(tmp_path):
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                       image_size=8, patch_size=4)).save_pretrained(str(tmp_path))
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(tmp_path), id2label=ID2LABEL)
+    assert "no token-level output" in _one_line(error)
+
+
+def test_a_scheme_that_does_not_fit_the_labels_is_a_config_error(bert):
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, scheme="IOE2")
+    assert "do not fit scheme 'IOE2'" in _one_line(error)
+    with pytest.raises(ConfigError) as error:  # no labels at all: the placeholders LABEL_0, LABEL_1
+        MaskedCRFForTokenClassification.from_pretrained(str(bert))
+    assert "id2label" in _one_line(error)
+
+
+def test_prediction_without_labels_or_word_mask_and_remote_code_are_refused(fresh, tokenizer, bert):
+    encoding = tokenizer([["john", "visited"]], is_split_into_words=True, return_tensors="pt")
+    with pytest.raises(ConfigError) as error:
+        fresh(**encoding)
+    assert "word_mask" in _one_line(error)
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, trust_remote_code=True)
+    assert "remote" in _one_line(error)
+
+
+def test_the_scheme_is_detected_from_the_labels(fresh):
+    assert fresh.config.scheme == "BIO" and fresh.crf.scheme == "BIO"
+    spans = get_spans(["B-PER", "I-PER"], fresh.config.scheme)
+    assert spans and spans[0].label == "PER"
+    clone = copy.deepcopy(fresh.config)
+    assert clone.labels == TOY_LABELS
