@@ -21,9 +21,13 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from mcrf.hf.convert import convert
     from mcrf.models.locate import resolve_model
 
-    source = resolve_model(args.source, verbose=getattr(args, "verbose", False))
+    source = Path(args.source)
+    if source.is_dir() and not (source / "config.json").is_file():  # a training output folder: its model/
+        source = resolve_model(source, verbose=getattr(args, "verbose", False))
     print(f"wrote {convert(source, args.target)}")
     return 0

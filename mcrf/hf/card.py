@@ -21,7 +21,7 @@ def model_card(config: Any) -> str:
     """
     labels = config.labels
     types = sorted({label.split("-", 1)[1] for label in labels if "-" in label})
-    backbone = config.encoder_name or config.encoder_config.get("_name_or_path") or config.encoder_config["model_type"]
+    backbone = config.encoder_name or config.backbone_config.get("_name_or_path") or config.backbone_config["model_type"]
     return "\n".join([
         "---",
         "library_name: transformers",
@@ -34,7 +34,7 @@ def model_card(config: Any) -> str:
         "",
         "# Masked-CRF token classifier (mcrf)",
         "",
-        f"- Backbone: `{backbone}` ({config.encoder_config['model_type']}), fine-tuned",
+        f"- Backbone: `{backbone}` ({config.backbone_config['model_type']}), fine-tuned",
         "- Head: dropout, a linear tag-score layer and a CRF over the first sub-word of each word",
         f"- Decoder: {_MODES[config.mode]}",
         f"- Tag scheme: {config.scheme} ({len(labels)} tags; entity types: {', '.join(types) or 'none'})",

@@ -24,7 +24,7 @@ class MaskedCRFConfig(PretrainedConfig):
     """Config of ``MaskedCRFForTokenClassification``.
 
     Args:
-        encoder_config: the backbone's config as a dict (with its ``model_type``), e.g.
+        backbone_config: the backbone's config as a dict (with its ``model_type``), e.g.
             ``AutoConfig.from_pretrained("bert-base-cased").to_dict()``.
         scheme: tag scheme of the labels (``"BIO"``, ``"BIOES"``, ...); ``None``: detected from the
             labels when the model is built.
@@ -37,11 +37,11 @@ class MaskedCRFConfig(PretrainedConfig):
 
     model_type = MODEL_TYPE
 
-    def __init__(self, encoder_config: Optional[Dict[str, Any]] = None, scheme: Optional[str] = None,
+    def __init__(self, backbone_config: Optional[Dict[str, Any]] = None, scheme: Optional[str] = None,
                  mode: str = "mcrf", classifier_dropout: float = 0.1, encoder_name: Optional[str] = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.encoder_config = dict(encoder_config) if encoder_config is not None else None
+        self.backbone_config = dict(backbone_config) if backbone_config is not None else None
         self.scheme = scheme
         self.mode = mode
         self.classifier_dropout = classifier_dropout
@@ -62,8 +62,8 @@ def check_config(config: MaskedCRFConfig) -> None:
     """
     from mcrf.crf import schemes
 
-    if not isinstance(config.encoder_config, dict) or not config.encoder_config.get("model_type"):
-        raise ConfigError("MaskedCRFConfig has no encoder_config with a model_type; build the model with "
+    if not isinstance(config.backbone_config, dict) or not config.backbone_config.get("model_type"):
+        raise ConfigError("MaskedCRFConfig has no backbone_config with a model_type; build the model with "
                           "MaskedCRFForTokenClassification.from_pretrained(<backbone>, id2label=...)")
     if config.mode not in MODES:
         raise ConfigError(f"expected mode in {MODES}, got {config.mode!r}")

@@ -70,7 +70,7 @@ def mcrf_to_hf(source: PathLike, target: PathLike) -> Path:
                           "Hugging Face encoder convert to MaskedCRFForTokenClassification")
     if tagger.crf is None:
         raise ConfigError(f"{source} has a softmax decoder (no CRF); train it with --decoder mcrf to convert it")
-    hf_config = MaskedCRFConfig(encoder_config=tagger.encoder.model.config.to_dict(), scheme=config.scheme,
+    hf_config = MaskedCRFConfig(backbone_config=tagger.encoder.model.config.to_dict(), scheme=config.scheme,
                                 mode=config.decoder, classifier_dropout=config.dropout, encoder_name=config.encoder,
                                 id2label=dict(enumerate(config.labels)),
                                 label2id={label: i for i, label in enumerate(config.labels)})

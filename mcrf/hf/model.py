@@ -114,7 +114,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
     def __init__(self, config: MaskedCRFConfig) -> None:
         super().__init__(config)
         check_config(config)
-        self.encoder = check_backbone(_backbone_from_config(config.encoder_config))
+        self.encoder = check_backbone(_backbone_from_config(config.backbone_config))
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(int(self.encoder.config.hidden_size), len(config.labels))
         self.crf = MaskedCRF(len(config.labels), batch_first=True, labels=config.labels, scheme=config.scheme,
@@ -192,8 +192,8 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
             backbone = AutoModel.from_pretrained(name, config=config, **kwargs)
         except (OSError, ValueError) as error:  # no such folder/repo, no safetensors, no AutoModel for the type
             raise ConfigError(f"cannot load the backbone {name!r} with AutoModel: {error}") from None
-        encoder_config = backbone.config.to_dict()
-        crf_config = MaskedCRFConfig(encoder_config=encoder_config, scheme=scheme, mode=mode,
+        backbone_config = backbone.config.to_dict()
+        crf_config = MaskedCRFConfig(backbone_config=backbone_config, scheme=scheme, mode=mode,
                                      classifier_dropout=classifier_dropout, encoder_name=name,
                                      id2label=id2label, label2id=label2id)
         model = cls(crf_config)
@@ -319,13 +319,13 @@ def _model_type(name: Union[str, Path], kwargs: Dict[str, Any]) -> Optional[str]
     return data.get("model_type")
 
 
-def _backbone_from_config(encoder_config: Dict[str, Any]) -> nn.Module:
+def _backbone_from_config(backbone_config: Dict[str, Any]) -> nn.Module:
     """The backbone with random weights, from its config dict (no download)."""
     try:
-        return encoder_from_config(encoder_config)
+        return encoder_from_config(backbone_config)
     except UserError:
         raise
     except ValueError as error:  # no AutoModel for the config type (e.g. a task-only architecture)
-        raise ConfigError(f"cannot build the backbone {encoder_config.get('model_type')!r} with AutoModel: "
+        raise ConfigError(f"cannot build the backbone {backbone_config.get('model_type')!r} with AutoModel: "
                           f"{error}") from None
 
