@@ -7,7 +7,7 @@ Tokenizing with ``-100`` on special tokens and non-first sub-words, ``DataCollat
 
 Optional, to match ``mcrf train``'s recipe for fine-tuned encoders: ``--head_lr`` and ``--layer_decay`` give
 the tag-score layer and the CRF their own learning rate and the encoder layer-wise decay (an AdamW built by
-``mcrf.training.optim.build_optimizer`` and handed to ``Trainer(optimizers=...)``; the Trainer keeps its
+``mcrf.hf.optim.build_optimizer`` and handed to ``Trainer(optimizers=...)``; the Trainer keeps its
 own linear warmup/decay schedule). Leave them unset for the Trainer's single-rate AdamW.
 
 Every ``TrainingArguments`` flag works (``--fp16``, ``--bf16``, ``--gradient_accumulation_steps``, and
@@ -107,7 +107,7 @@ def main() -> None:
 
     optimizers = (None, None)
     if args.head_lr is not None or args.layer_decay is not None:  # mcrf train's recipe (optional)
-        from mcrf.training.optim import build_optimizer
+        from mcrf.hf.optim import build_optimizer
 
         optimizers = (build_optimizer(model, lr=training_args.learning_rate,
                                       head_lr=args.head_lr or training_args.learning_rate,

@@ -262,6 +262,24 @@ def test_run_ner_compute_metrics_gives_mcrf_evaluate_f1(mcrf_dir, hf_dir, tmp_pa
     assert metrics["test_f1"] == pytest.approx(mcrf_f1, abs=1e-9)
 
 
+def test_optimizer_groups_give_each_weight_the_lr_mcrf_train_gives_it(mcrf_dir, hf_dir):
+    from mcrf.hf.optim import optimizer_groups
+    from mcrf.models import Tagger
+    from mcrf.training.optim import param_groups
+
+    def rates(groups, module):
+        names = {id(p): n for n, p in module.named_parameters()}
+        return {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+
+    recipe = {"lr": 5e-5, "head_lr": 1e-3, "layer_decay": 0.9, "weight_decay": 0.01}
+    tagger = Tagger.from_pretrained(mcrf_dir)
+    expected = {name.replace("encoder.model.", "encoder.", 1).replace("head.", "classifier.", 1): rate
+                for name, rate in rates(param_groups(tagger, **recipe), tagger).items()}
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir))
+    assert rates(optimizer_groups(model, **recipe), model) == expected
+    assert len({lr for lr, _ in expected.values()}) == 4  # embeddings, 2 layers, head
+
+
 def test_convert_command_writes_a_folder_auto_model_loads(mcrf_dir, tmp_path, capsys):
     from transformers import AutoModelForTokenClassification
 

@@ -104,8 +104,8 @@ def hf_to_mcrf(source: PathLike, target: PathLike) -> Path:
         name = str(source)
     config = TaggerConfig(encoder=name, labels=hf_config.labels, scheme=hf_config.scheme, decoder=hf_config.mode,
                           dropout=float(hf_config.classifier_dropout))
-    max_length, stride = HFEncoder.window(model.encoder, tokenizer, config)
-    tagger = Tagger(config, HFEncoder(model.encoder, tokenizer, max_length, stride))
+    window = HFEncoder.window(model.encoder, tokenizer, name, HFEncoder.options(config))
+    tagger = Tagger(config, HFEncoder(model.encoder, tokenizer, window.max_length, window.stride))
     tagger.load_state_dict(_renamed(model.state_dict(), to_hf=False), strict=True)
     tagger.save_pretrained(target)
     return target
