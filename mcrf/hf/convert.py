@@ -104,8 +104,8 @@ def hf_to_mcrf(source: PathLike, target: PathLike) -> Path:
         name = str(source)
     config = TaggerConfig(encoder=name, labels=hf_config.labels, scheme=hf_config.scheme, decoder=hf_config.mode,
                           dropout=float(hf_config.classifier_dropout))
-    window = HFEncoder.window(model.encoder, tokenizer, name, HFEncoder.options(config))
-    tagger = Tagger(config, HFEncoder(model.encoder, tokenizer, window.max_length, window.stride))
+    # the encoder's own builder from a model and tokenizer in hand (it sets the window from the backbone)
+    tagger = Tagger(config, HFEncoder._build(model.encoder, tokenizer, config))
     tagger.load_state_dict(_renamed(model.state_dict(), to_hf=False), strict=True)
     tagger.save_pretrained(target)
     return target

@@ -7,8 +7,8 @@ aggregation_strategy="simple")``, one dict per entity: ``entity_group``, ``score
 ``end`` (character offsets into the text). The spans are the strict spans of the decoded tags; the score
 is the smallest CRF marginal of the span's tags, the span confidence ``mcrf predict`` reports.
 
-Words past the tokenizer's ``model_max_length`` are cut off (they get no entity); ``mcrf predict`` reads
-long sentences in overlapping windows instead.
+Words past the tokenizer's length limit are cut off (they get no entity); ``mcrf predict`` reads long
+sentences in overlapping windows instead.
 """
 
 from __future__ import annotations
