@@ -144,14 +144,14 @@ def test_plain_text_is_read_without_a_word_and_a_close_call_is_announced(sample_
     assert code == 0 and "reading text input ('budget.' (line 3, last column) is not a tag)" in err
 
 
-def test_top_level_help_names_all_six_commands_and_no_flag_help_says_not(capsys):
+def test_top_level_help_names_every_command_and_no_flag_help_says_not(capsys):
     """``mcrf --help``'s description listed four of the six commands; ``--no-bucket`` read "not: length-…"."""
     from mcrf.cli.app import COMMANDS
 
     code, out, _ = run(capsys, "--help")
     description = out.split("\n\n")[1]
     assert code == 0 and description == f"Masked CRF sequence labeling: {', '.join(COMMANDS)}."
-    assert len(COMMANDS) == 6
+    assert len(COMMANDS) == 7  # train, evaluate, predict, inspect, compare, serve, convert
     for command in COMMANDS:
         code, out, _ = run(capsys, command, "--help")
         helps = " ".join(out.split())
