@@ -189,7 +189,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         id2label = {int(i): label for i, label in id2label.items()}
         label2id = label2id or {label: i for i, label in id2label.items()}
         try:
-            backbone = AutoModel.from_pretrained(name, config=config, **kwargs)
+            backbone = AutoModel.from_pretrained(name, config=config, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as error:  # no such folder/repo, no safetensors, no AutoModel for the type
             raise ConfigError(f"cannot load the backbone {name!r} with AutoModel: {error}") from None
         backbone_config = backbone.config.to_dict()
