@@ -58,10 +58,10 @@ def write_vocab(directory: PathLike, words: Sequence[str] = tuple(WORDS)) -> Pat
 
 def make_tokenizer(directory: PathLike, words: Sequence[str] = tuple(WORDS)):
     """A fast lower-casing BERT tokenizer over ``words`` (vocab written into ``directory``)."""
-    from transformers import BertTokenizer
+    from transformers import BertTokenizerFast  # transformers 5: an alias of BertTokenizer (fast)
 
     write_vocab(directory, words)
-    tokenizer = BertTokenizer.from_pretrained(str(directory))
+    tokenizer = BertTokenizerFast.from_pretrained(str(directory))
     assert tokenizer.is_fast and len(tokenizer) == len(words), "tiny tokenizer did not load its vocab"
     return tokenizer
 

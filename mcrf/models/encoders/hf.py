@@ -155,7 +155,10 @@ def encoder_from_config(config: Dict[str, Any]) -> nn.Module:
         raise ModelDirError(
             f"transformers does not know encoder type {model_type!r} ({error}); upgrade transformers"
         ) from error
-    from transformers.initialization import no_init_weights
+    try:
+        from transformers.initialization import no_init_weights  # transformers 5
+    except ImportError:  # transformers 4.x (setup.cfg allows >= 4.46)
+        from transformers.modeling_utils import no_init_weights
 
     with no_init_weights():  # the loader overwrites every weight (strictly): random ones would cost ~1 s
         return _drop_pooler(AutoModel.from_config(encoder_config))
