@@ -358,3 +358,20 @@ def test_the_scheme_is_detected_from_the_labels(fresh):
     assert spans and spans[0].label == "PER"
     clone = copy.deepcopy(fresh.config)
     assert clone.labels == TOY_LABELS
+
+
+def test_a_quiet_or_logged_command_prints_no_library_progress_bars(mcrf_dir, tmp_path):
+    """``-q`` (and a stderr that is not a terminal) means no bars, transformers' own included
+    ("Writing model shards" from ``save_pretrained``, "Loading weights" from ``from_pretrained``)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DISABLE_PROGRESS_BARS")}
+    done = subprocess.run([sys.executable, "-m", "mcrf", "convert", str(mcrf_dir), str(tmp_path / "hf"), "-q"],
+                          capture_output=True, text=True, cwd=root, timeout=300,
+                          env={**env, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr

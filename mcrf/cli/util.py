@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import typing
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -254,6 +255,11 @@ def configure_logging(debug: bool, quiet: bool) -> None:
     for noisy in ("accelerate", "transformers", "datasets", "urllib3", "filelock", "fsspec", "matplotlib",
                   "huggingface_hub", "PIL"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    if quiet or not sys.stderr.isatty():
+        # the libraries' own bars ("Loading weights", "Writing model shards", "Map"): read when they are
+        # first imported, which the commands do after this; the user's own setting wins
+        for variable in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(variable, "1")
 
 
 def load_dataset(dataset: str, args: argparse.Namespace):
