@@ -43,8 +43,9 @@ class _Losses:
         Raises:
             TrainingDiverged: the mean is not finite (a step since the span began had a non-finite loss).
         """
-        pair = torch.stack([self.sums[span], torch.tensor(float(self.counts[span]), device=self.sums.device)])
-        total, count = (float(value) for value in run.accelerator.reduce(pair, reduction="sum").cpu())  # one copy
+        # every process takes the same steps, so the count is known on the host: only the sum is reduced
+        total = float(run.accelerator.reduce(self.sums[span].clone(), reduction="sum"))  # the one read
+        count = self.counts[span] * run.accelerator.num_processes
         self.sums[span] = 0.0
         self.counts[span] = 0
         if count == 0:
@@ -137,8 +138,9 @@ def _step(run: Run, batch: Any, losses: _Losses) -> None:
     acc = run.accelerator
     try:
         # On an accelerator skip the checks (the data layer checked the data): no host reads; a
-        # NaN loss is then caught when the loss is next read. On CPU a read waits for nothing, and
-        # validate=False's read-free range fallback would cost 2-10x the CRF's time (measured): checks stay on.
+        # NaN loss is then caught when the loss is next read. On CPU a read waits for nothing, and the
+        # checked path is the faster one there (validate=False runs the exact log-space recursion:
+        # 1.3x the checked NLL at 9 tags, 3.1x at 37, docs/crf.md): checks stay on.
         loss = run.model(batch, validate=acc.device.type == "cpu")
     except ValueError:  # e.g. the CRF refusing NaN emissions: ours (diverged) or a real error
         _raise_if_diverged(run, batch, run.state.global_step + 1)
