@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("transformers", "datasets", "seqeval", "accelerate", "matplotlib")  # (torch itself imports tqdm)
 
 
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter at the repository root; assert it succeeds; return its stdout."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_import_mcrf_loads_only_the_torch_core():
     code = (
         "import sys, mcrf, mcrf.crf.schemes, mcrf.data, mcrf.models\n"
@@ -20,9 +27,7 @@ def test_import_mcrf_loads_only_the_torch_core():
         "assert not heavy, heavy\n"
         "print(mcrf.__version__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == mcrf.__version__
+    assert _python(code).strip() == mcrf.__version__
 
 
 def _imports(path: Path):
@@ -169,8 +174,7 @@ def test_the_package_imports_without_fcntl():
         "import mcrf, mcrf.models, mcrf.training, mcrf.cli, mcrf.io.outputs, mcrf.io.runfolder, mcrf.predict.stream\n"
         "assert 'fcntl' not in sys.modules\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
+    _python(code)
 
 
 def test_old_import_paths_users_hold_keep_working():
@@ -187,5 +191,4 @@ def test_old_import_paths_users_hold_keep_working():
         "assert old.allowed_transitions is new.allowed_transitions and old.__all__ == new.__all__\n"
         "assert any('mcrf.crf.schemes' in str(w.message) for w in caught), caught\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
+    _python(code)
