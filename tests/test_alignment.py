@@ -193,18 +193,16 @@ def test_stitched_rows_equal_their_owner_window_run_alone(bert_dir):
 
 def test_byte_level_tokenizer_gets_prefix_space(tmp_path):
     tokenizers = extra("tokenizers", "pip install mcrf (a dependency)")
-    from transformers import RobertaTokenizer
-
     from mcrf.models.encoders.hf import load_tokenizer
 
     bpe = tokenizers.ByteLevelBPETokenizer()
     bpe.train_from_iterator(["john visited paris today", "mary smith works for acme corp"] * 5, vocab_size=300,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    bpe.save_model(str(tmp_path))
-    merges = [tuple(line.split()) for line in (tmp_path / "merges.txt").read_text().splitlines()[1:] if line]
-    vocab = json.loads((tmp_path / "vocab.json").read_text())
-    RobertaTokenizer(vocab=vocab, merges=merges).save_pretrained(str(tmp_path / "tok"))
-    tokenizer = load_tokenizer(str(tmp_path / "tok"))
+    bpe.save_model(str(tmp_path))  # vocab.json and merges.txt, the files of a RoBERTa tokenizer
+    # A folder as the hub holds one, which transformers 4.x (slow class, converted) and 5.x (fast) both load.
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "RobertaTokenizer"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    tokenizer = load_tokenizer(str(tmp_path))
     split = tokenizer([["john", "visited"]], is_split_into_words=True, add_special_tokens=False)["input_ids"][0]
     joined = tokenizer([" john visited"], add_special_tokens=False)["input_ids"][0]
     assert split == joined  # the first word is tokenized like a word inside a sentence
