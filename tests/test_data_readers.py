@@ -221,3 +221,29 @@ def test_hub_errors(tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(DataError, match="plain: expected a `datasets` folder"):
         read_hub_dataset(str(tmp_path / "plain"))
+
+
+def test_a_hub_dataset_that_is_a_loading_script_is_a_data_error(tmp_path, monkeypatch):
+    """`datasets` no longer runs loading scripts and says so with a RuntimeError; for a hub id that is the user's
+    choice of dataset, so one line naming it, not an internal error. Any other RuntimeError stays a bug."""
+    import datasets
+
+    from mcrf.data.hub import read_hub_dataset
+
+    script = tmp_path / "myds"
+    script.mkdir()
+    (script / "myds.py").write_text("raise SystemExit('never run')\n")
+    real = datasets.load_dataset
+    # the hub is unreachable here: the id is answered by the real loader on a local script folder, which raises
+    # what the hub's script datasets raise
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: real(str(script)))
+    with pytest.raises(DataError, match=r"^owner/scripted: expected a hub dataset stored as data files, got one "
+                                        r"that is a loading script"):
+        read_hub_dataset("owner/scripted")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(datasets, "load_dataset", broken)
+    with pytest.raises(RuntimeError, match="something else"):
+        read_hub_dataset("owner/scripted")

@@ -21,6 +21,8 @@ from mcrf.errors import DataError, located
 logger = logging.getLogger(__name__)
 
 TAG_COLUMNS = ("ner_tags", "tags", "labels", "chunk_tags")
+#: How ``datasets.load_dataset`` starts the RuntimeError it raises for a hub dataset that is a loading script.
+_SCRIPT_REFUSED = "Dataset scripts are no longer supported"
 SPLIT_ALIASES = {"train": "train", "validation": "dev", "valid": "dev", "dev": "dev", "test": "test"}
 
 __all__ = ["TAG_COLUMNS", "hub_offline", "cached", "unreachable", "is_saved_dataset", "read_hub_dataset",
@@ -95,7 +97,15 @@ def read_hub_dataset(
                 "without dataset_dict.json or state.json; pass a folder of train/dev/test files instead"))
         loaded = datasets.load_from_disk(str(path))
     else:
-        loaded = datasets.load_dataset(repo_or_path, config, revision=revision)
+        try:
+            loaded = datasets.load_dataset(repo_or_path, config, revision=revision)
+        except RuntimeError as err:  # `datasets` >= 4 refuses a hub dataset that is a loading script, with this text
+            if not str(err).startswith(_SCRIPT_REFUSED):
+                raise
+            raise DataError(
+                f"{repo_or_path}: expected a hub dataset stored as data files, got one that is a loading script, "
+                f"which `datasets` no longer runs ({err}); download its data files and pass their folder, or use "
+                f"a data-file copy of it on the hub") from err
     if isinstance(loaded, datasets.Dataset):
         loaded = {"train": loaded}
     out: dict[str, list[Sentence]] = {}
