@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from mcrf import MaskedCRF
-from mcrf.crf.schemes import get_spans, is_legal
+from mcrf.crf.schemes import is_legal
+from mcrf.crf.spans import get_spans
 
 LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 DATA = [

@@ -7,7 +7,7 @@ sharded across the processes of an 🤗 Accelerate ``Accelerator``.
 Scoring is always seqeval's ``mode="strict"`` with the scheme class given explicitly, so a span
 counts only when its type and both boundaries match and the span is well-formed under the
 scheme. For schemes seqeval lacks the tags are converted first (IOB1/IOE1 → BIO, BMES → BIOES)
-with ``mcrf.crf.schemes.convert``; the spans are unchanged by these conversions.
+with ``mcrf.crf.spans.convert``; the spans are unchanged by these conversions.
 
 The illegal path rate is the share of predicted sequences whose *raw* decoder output (before
 any ``retain``/``discard`` post-processing) violates the scheme (``Decoded.raw_illegal``) — the
@@ -143,7 +143,7 @@ def score_predictions(
     gold_seqs = [list(g) for g in gold_tag_seqs if len(g)]
     pred_seqs = [list(p) for p in pred_tag_seqs if len(p)]
     if convert_to is not None:
-        from mcrf.crf.schemes import convert
+        from mcrf.crf.spans import convert
 
         gold_seqs = [convert(g, canonical, convert_to) for g in gold_seqs]
         pred_seqs = [convert(p, canonical, convert_to) for p in pred_seqs]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch.distributed
 
-from mcrf.crf.schemes import get_spans
+from mcrf.crf.spans import get_spans
 
 from test_training import write_toy_corpus
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from mcrf.data.types import Sentence
 from mcrf.evaluation import EvalResult, evaluate, format_table, score_predictions
-from mcrf.crf.schemes import Span, convert, get_spans, scheme_labels, spans_to_tags
+from mcrf.crf.schemes import scheme_labels
+from mcrf.crf.spans import Span, convert, get_spans, spans_to_tags
 
 SCHEMES = ["BIO", "IOB1", "IOE1", "IOE2", "BIOES", "BILOU", "BMES"]
 

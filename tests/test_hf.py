@@ -17,7 +17,8 @@ pytest.importorskip("transformers")
 from tiny_models import TOY_LABELS, make_bert_dir, one_torch_thread, toy_sentences  # noqa: F401
 
 import mcrf.hf  # noqa: E402  (registers the classes)
-from mcrf.crf.schemes import get_spans, is_legal  # noqa: E402
+from mcrf.crf.schemes import is_legal
+from mcrf.crf.spans import get_spans  # noqa: E402
 from mcrf.errors import ConfigError, DataError  # noqa: E402
 from mcrf.hf import MaskedCRFForTokenClassification  # noqa: E402
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcrf.crf import schemes
+from mcrf.crf import schemes, spans
 from mcrf.data.types import Sentence
 from mcrf.models import Decoded, Tagger, TaggerConfig
 from mcrf.models.encoders.bilstm import BiLSTMVocab
@@ -41,7 +41,7 @@ def make_tagger(encoder, decoder="mcrf", train=None, **overrides):
 
 
 def span_f1(predictions, sentences, scheme="BIO"):
-    gold = {(i, s) for i, x in enumerate(sentences) for s in schemes.get_spans(x.tags, scheme)}
+    gold = {(i, s) for i, x in enumerate(sentences) for s in spans.get_spans(x.tags, scheme)}
     pred = {(i, (l, a, b)) for i, p in enumerate(predictions) for (l, a, b, _) in p.spans}
     if not gold and not pred:
         return 1.0
@@ -257,7 +257,7 @@ def test_unmasked_decoders_flag_and_fix_illegal_output(sentences):
                 raw = [tm.TOY_LABELS[k] for k in path]
                 illegal = not schemes.is_legal(raw, "BIO")
                 assert prediction.raw_illegal == illegal
-                fix = schemes.repair if policy == "retain" else schemes.discard
+                fix = spans.repair if policy == "retain" else spans.discard
                 assert prediction.tags == (fix(raw, "BIO") if illegal else raw)
                 seen[decoder] += illegal
     assert seen["crf"] > 0 and seen["softmax"] > 0  # random weights really produced illegal paths

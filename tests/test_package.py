@@ -178,7 +178,8 @@ def test_the_package_imports_without_fcntl():
 
 
 def test_old_import_paths_users_hold_keep_working():
-    """``mcrf.crf.MaskedCRF`` is the same class; ``mcrf.schemes`` re-exports ``mcrf.crf.schemes`` with a warning."""
+    """``mcrf.crf.MaskedCRF`` is the same class; ``mcrf.schemes`` re-exports ``mcrf.crf.schemes`` and
+    ``mcrf.crf.spans`` (which held one module before) with a warning."""
     code = (
         "import warnings\n"
         "from mcrf import MaskedCRF\n"
@@ -187,8 +188,9 @@ def test_old_import_paths_users_hold_keep_working():
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    import mcrf.schemes as old\n"
-        "import mcrf.crf.schemes as new\n"
-        "assert old.allowed_transitions is new.allowed_transitions and old.__all__ == new.__all__\n"
+        "import mcrf.crf.schemes as new, mcrf.crf.spans as spans\n"
+        "assert old.allowed_transitions is new.allowed_transitions and old.get_spans is spans.get_spans\n"
+        "assert set(old.__all__) == set(new.__all__) | set(spans.__all__)\n"
         "assert any('mcrf.crf.schemes' in str(w.message) for w in caught), caught\n"
     )
     _python(code)

@@ -16,7 +16,7 @@ from mcrf.errors import ConfigError, DataError, InputNotFound
 from mcrf.predict.formats import sentence_text, to_record, emit_conll, emit_jsonl, emit_text, writer
 from mcrf.models import Decoded, Tagger, TaggerConfig
 from mcrf.predict.stream import PredictConfig, Prediction, predict_stream, read_input
-from mcrf.crf.schemes import get_spans
+from mcrf.crf.spans import get_spans
 
 import tiny_models as tm
 

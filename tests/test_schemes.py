@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from mcrf.crf import schemes
 from mcrf.crf.schemes import (
-    Span, allowed_transitions, canonical_scheme, convert, detect_corpus_scheme, detect_scheme,
-    discard, first_illegal, get_spans, is_legal, repair, scheme_labels, spans_to_tags,
+    allowed_transitions, canonical_scheme, detect_corpus_scheme, detect_scheme, first_illegal, is_legal, scheme_labels,
 )
+from mcrf.crf.spans import Span, _chunks, convert, discard, get_spans, repair, spans_to_tags
 
 ALL = list(schemes.SCHEMES)
 TYPES = ["X", "Y"]
@@ -41,7 +41,7 @@ def test_tables_accept_exactly_the_canonical_encodings(scheme):
             canonical = repair(seq, scheme) == seq
             assert by_table == canonical == is_legal(seq, scheme), (scheme, seq)
             if by_table:
-                assert get_spans(seq, scheme) == schemes._chunks(seq, scheme)
+                assert get_spans(seq, scheme) == _chunks(seq, scheme)
                 assert discard(seq, scheme) == seq
             else:
                 assert first_illegal(seq, scheme) is not None

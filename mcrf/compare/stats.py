@@ -42,7 +42,7 @@ def sentence_counts(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
         One ``[tp, pred, gold]`` triple per sentence; summed, they give the micro F1 that
         ``mcrf.evaluation.score_predictions`` reports for legal sequences.
     """
-    from mcrf.crf.schemes import get_spans
+    from mcrf.crf.spans import get_spans
 
     rows = []
     for g, p in zip(gold, pred):

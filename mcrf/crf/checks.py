@@ -134,5 +134,5 @@ def check_gold(crf: torch.nn.Module, tags: Tensor, lengths: Tensor, order: Tenso
     raise ValueError(
         f"illegal gold tag sequence at batch index {b}, position {pos}: {what} is forbidden "
         f"by the {crf.scheme or 'given'} constraints (its likelihood is zero under mode='mcrf'); "
-        "repair the data (e.g. mcrf.crf.schemes.repair) or use mode='mcrf-decoding'"
+        "repair the data (e.g. mcrf.crf.spans.repair) or use mode='mcrf-decoding'"
     )

@@ -1,4 +1,4 @@
-"""Tag schemes: allowed transitions, legality, spans, repair and conversion.
+"""Tag schemes: allowed transitions, legality, and detecting a scheme from labels.
 
 Seven schemes are described as data tables (in the style of seqeval): which prefix a
 tag carries in each *role* of an entity (the single token of a one-token entity, the
@@ -8,7 +8,8 @@ are one pure function over roles (in the style of AllenNLP's ``allowed_transitio
 Every tag is ``"O"``, ``"<prefix>-<type>"`` or a bare prefix (``"B"``, ``"M"`` ... as in
 Chinese word segmentation, entity type ``""``). Roles are ``B`` (begins), ``I``
 (inside), ``E`` (ends), ``S`` (single) and ``O``; ``START``/``END`` stand for the
-sequence borders.
+sequence borders. Entities as spans, repair and conversion between schemes are in
+``mcrf.crf.spans``.
 
 Depends on torch and the standard library only.
 """
@@ -20,9 +21,8 @@ from typing import Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 import torch
 
 __all__ = [
-    "SCHEMES", "Constraints", "Span", "canonical_scheme", "allowed_transitions", "check_labels", "detect_scheme",
-    "detect_corpus_scheme", "get_spans", "first_illegal", "is_legal", "repair", "discard",
-    "convert", "spans_to_tags", "entity_types", "scheme_labels",
+    "SCHEMES", "Constraints", "canonical_scheme", "allowed_transitions", "check_labels", "detect_scheme",
+    "detect_corpus_scheme", "first_illegal", "is_legal", "entity_types", "scheme_labels", "tag_role",
 ]
 
 
@@ -66,14 +66,6 @@ class Constraints(NamedTuple):
     end: torch.Tensor
 
 
-class Span(NamedTuple):
-    """An entity: its type ``label`` and token range ``[start, end)``."""
-
-    label: str
-    start: int
-    end: int
-
-
 def canonical_scheme(name: str) -> str:
     """Return the canonical name of a tag scheme (case-insensitive, aliases resolved).
 
@@ -100,8 +92,12 @@ def _split_tag(tag: str) -> Tuple[str, str]:
     return prefix, etype
 
 
-def _parse(tag: str, scheme: str, position: Optional[int] = None) -> Tuple[str, str]:
-    """Return ``(role, type)`` of ``tag`` under ``scheme`` or raise a ValueError naming the prefix."""
+def tag_role(tag: str, scheme: str, position: Optional[int] = None) -> Tuple[str, str]:
+    """The ``(role, type)`` of ``tag`` under the canonical ``scheme``, or a ValueError naming the prefix.
+
+    >>> tag_role("I-PER", "BIO"), tag_role("O", "BIO"), tag_role("M", "BMES")
+    (('I', 'PER'), ('O', ''), ('I', ''))
+    """
     prefix, etype = _split_tag(tag)
     if prefix == "O":
         return "O", ""
@@ -169,7 +165,7 @@ def allowed_transitions(labels: Sequence[str], scheme: str) -> Constraints:
 
 def _allowed_lists(labels: Sequence[str], scheme: str) -> Tuple[List[bool], List[List[bool]], List[bool]]:
     """The three tables of ``allowed_transitions`` as Python lists (``scheme`` canonical)."""
-    parsed = [_parse(tag, scheme, i) for i, tag in enumerate(labels)]
+    parsed = [tag_role(tag, scheme, i) for i, tag in enumerate(labels)]
     start = [_allowed(scheme, "START", "", r, t) for r, t in parsed]
     end = [_allowed(scheme, r, t, "END", "") for r, t in parsed]
     trans = [[_allowed(scheme, fr, ft, tr, tt) for tr, tt in parsed] for fr, ft in parsed]
@@ -239,7 +235,7 @@ def first_illegal(tags: Sequence[str], scheme: str) -> Optional[int]:
     scheme = canonical_scheme(scheme)
     prev_role, prev_type = "START", ""
     for i, tag in enumerate(tags):
-        role, etype = _parse(tag, scheme, i)
+        role, etype = tag_role(tag, scheme, i)
         if not _allowed(scheme, prev_role, prev_type, role, etype):
             return i
         prev_role, prev_type = role, etype
@@ -255,126 +251,6 @@ def is_legal(tags: Sequence[str], scheme: str) -> bool:
     (True, False)
     """
     return first_illegal(tags, scheme) is None
-
-
-def _chunks(tags: Sequence[str], scheme: str) -> List[Span]:
-    """Lenient (conlleval) chunking: every non-O tag belongs to some entity.
-
-    A new entity starts at a non-O tag when it is the first tag, or the previous tag is O,
-    ends an entity (E, S), has another type, or the tag itself begins one (B, S).
-    """
-    spans: List[Span] = []
-    prev_role, prev_type, start = "O", "", -1
-    for i, tag in enumerate(tags):
-        role, etype = _parse(tag, scheme, i)
-        if role == "O":
-            if start >= 0:
-                spans.append(Span(prev_type, start, i))
-            start = -1
-        elif start < 0 or prev_role in ("E", "S") or role in ("B", "S") or etype != prev_type:
-            if start >= 0:
-                spans.append(Span(prev_type, start, i))
-            start = i
-        prev_role, prev_type = role, etype
-    if start >= 0:
-        spans.append(Span(prev_type, start, len(tags)))
-    return spans
-
-
-def _encode(spans: Sequence[Span], length: int, scheme: str) -> List[str]:
-    spec = SCHEMES[scheme]
-    tags = ["O"] * length
-    for j, (label, start, end) in enumerate(spans):
-        suffix = f"-{label}" if label else ""
-        if end - start == 1:
-            tags[start] = spec.single + suffix
-        else:
-            tags[start] = spec.first + suffix
-            for i in range(start + 1, end - 1):
-                tags[i] = spec.inside + suffix
-            tags[end - 1] = spec.last + suffix
-        if spec.after_same and j > 0 and spans[j - 1].end == start and spans[j - 1].label == label:
-            tags[start] = spec.after_same + suffix
-        if spec.before_same and j + 1 < len(spans) and spans[j + 1].start == end and spans[j + 1].label == label:
-            tags[end - 1] = spec.before_same + suffix
-    return tags
-
-
-def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> List[str]:
-    """Write non-overlapping spans as a legal tag sequence of ``length`` tags.
-
-    An empty label gives bare prefixes (``"B"``, ``"E"`` ...).
-
-    >>> spans_to_tags([Span("PER", 0, 2), Span("PER", 2, 3)], 4, "IOB1")
-    ['I-PER', 'I-PER', 'B-PER', 'O']
-    >>> spans_to_tags([("", 0, 3), ("", 3, 4)], 4, "BMES")
-    ['B', 'M', 'E', 'S']
-    """
-    scheme = canonical_scheme(scheme)
-    ordered = sorted((Span(*s) for s in spans), key=lambda s: s.start)
-    for j, s in enumerate(ordered):
-        if not (0 <= s.start < s.end <= length):
-            raise ValueError(f"span {tuple(s)} is outside [0, {length}) or empty; expected 0 <= start < end <= length")
-        if j and ordered[j - 1].end > s.start:
-            raise ValueError(f"spans {tuple(ordered[j - 1])} and {tuple(s)} overlap; expected disjoint spans")
-    return _encode(ordered, length, scheme)
-
-
-def get_spans(tags: Sequence[str], scheme: str) -> List[Span]:
-    """Strict span extraction: entities whose tags are exactly what ``scheme`` writes for them.
-
-    Illegal fragments (an orphan ``I-X`` in BIO, an unclosed ``B-X`` in BIOES ...) are not spans.
-
-    >>> get_spans(["B-PER", "I-PER", "O", "I-LOC", "B-ORG"], "BIO")
-    [Span(label='PER', start=0, end=2), Span(label='ORG', start=4, end=5)]
-    >>> get_spans(["B-PER", "E-PER", "B-LOC", "O"], "BIOES")
-    [Span(label='PER', start=0, end=2)]
-    """
-    scheme = canonical_scheme(scheme)
-    chunks = _chunks(tags, scheme)
-    canonical = _encode(chunks, len(tags), scheme)
-    return [c for c in chunks if all(canonical[i] == tags[i] for i in range(c.start, c.end))]
-
-
-def repair(tags: Sequence[str], scheme: str) -> List[str]:
-    """Make ``tags`` legal with conlleval semantics: every non-O tag stays in an entity, an
-    orphan continuation (``I-X`` after ``O``) starts a new one, an unclosed entity is closed.
-
-    >>> repair(["O", "I-PER", "I-PER", "I-LOC"], "BIO")
-    ['O', 'B-PER', 'I-PER', 'B-LOC']
-    >>> repair(["B-PER", "I-PER", "O"], "BIOES")
-    ['B-PER', 'E-PER', 'O']
-    """
-    scheme = canonical_scheme(scheme)
-    return _encode(_chunks(tags, scheme), len(tags), scheme)
-
-
-def discard(tags: Sequence[str], scheme: str) -> List[str]:
-    """Make ``tags`` legal by turning every illegal fragment into ``O`` (strict spans are kept).
-
-    >>> discard(["O", "I-PER", "I-PER", "B-LOC"], "BIO")
-    ['O', 'O', 'O', 'B-LOC']
-    """
-    scheme = canonical_scheme(scheme)
-    return _encode(get_spans(tags, scheme), len(tags), scheme)
-
-
-def convert(tags: Sequence[str], source: str, target: str) -> List[str]:
-    """Convert a tag sequence between any two schemes, preserving its entities.
-
-    Illegal input is read with conlleval semantics (as :func:`repair` does) before conversion.
-
-    >>> convert(["I-ORG", "I-ORG", "B-ORG", "O", "I-PER"], "IOB1", "BIO")
-    ['B-ORG', 'I-ORG', 'B-ORG', 'O', 'B-PER']
-    >>> convert(["B-PER", "I-PER", "I-PER", "B-LOC"], "BIO", "BIOES")
-    ['B-PER', 'I-PER', 'E-PER', 'S-LOC']
-    >>> convert(["B-PER", "M-PER", "E-PER", "S-LOC"], "BMES", "BILOU")
-    ['B-PER', 'I-PER', 'L-PER', 'U-LOC']
-    """
-    source, target = canonical_scheme(source), canonical_scheme(target)
-    if source == target:
-        return repair(tags, source)
-    return _encode(_chunks(tags, source), len(tags), target)
 
 
 def entity_types(labels: Iterable[str]) -> List[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from mcrf.crf import schemes
+from mcrf.crf import schemes, spans
 from mcrf.data import hub
 from mcrf.data.readers import read_columns, read_jsonl, read_line_pairs
 from mcrf.data.registry import (REGISTRY, DatasetEntry, SplitFiles, find_local, find_split_files, layout_note,
@@ -233,9 +233,9 @@ def _check_split(
                 illegal_at.append(every_illegal[-1][1])
             if cfg.policy == "drop":
                 continue
-            tags = schemes.repair(tags, source)
+            tags = spans.repair(tags, source)
         if target != source:
-            tags = schemes.convert(tags, source, target)
+            tags = spans.convert(tags, source, target)
         if tuple(tags) != sentence.tags:
             sentence = dataclasses.replace(sentence, tags=tuple(tags))
         kept.append(sentence)

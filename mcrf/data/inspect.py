@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from mcrf.crf import schemes
+from mcrf.crf import spans
 from mcrf.data.types import Corpus
 
 __all__ = ["inspect_corpus", "format_inspection"]
@@ -28,7 +28,7 @@ def inspect_corpus(corpus: Corpus) -> dict:
             tags = sentence.tags or ()
             seen.update(tags)
             tokens += len(sentence.tokens)
-            entities.update(span.label for span in schemes.get_spans(tags, corpus.scheme))
+            entities.update(span.label for span in spans.get_spans(tags, corpus.scheme))
         notes = corpus.report.get(split, {})
         splits[split] = {
             "sentences": len(sentences),

@@ -71,7 +71,7 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
         return {"sentence": sentence, "path": path, "confidence": marginals.gather(1, path.unsqueeze(1))[:, 0]}
 
     def postprocess(self, outputs: Dict[str, Any], aggregation_strategy: str = "simple") -> List[Dict[str, Any]]:
-        from mcrf.crf.schemes import get_spans
+        from mcrf.crf.spans import get_spans
 
         sentence = outputs["sentence"]
         if "path" not in outputs:

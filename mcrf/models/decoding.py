@@ -72,7 +72,7 @@ def postprocess(tags: Sequence[str], scheme: str, rule: str) -> Tuple[List[str],
     Args:
         tags: predicted tags of one sentence.
         scheme: canonical scheme name.
-        rule: ``"retain"`` (``mcrf.crf.schemes.repair``) or ``"discard"`` (``mcrf.crf.schemes.discard``).
+        rule: ``"retain"`` (``mcrf.crf.spans.repair``) or ``"discard"`` (``mcrf.crf.spans.discard``).
 
     Returns:
         ``(legal_tags, was_illegal)``; a legal input is returned unchanged.
@@ -80,14 +80,14 @@ def postprocess(tags: Sequence[str], scheme: str, rule: str) -> Tuple[List[str],
     Raises:
         ConfigError: for an unknown rule.
     """
-    from mcrf.crf import schemes
+    from mcrf.crf import schemes, spans
 
     if rule not in POSTPROCESS:
         raise ConfigError(f"expected postprocess rule in {POSTPROCESS}, got {rule!r}")
     tags = list(tags)
     if schemes.is_legal(tags, scheme):
         return tags, False
-    fixed = schemes.repair(tags, scheme) if rule == "retain" else schemes.discard(tags, scheme)
+    fixed = spans.repair(tags, scheme) if rule == "retain" else spans.discard(tags, scheme)
     return list(fixed), True
 
 
@@ -125,7 +125,7 @@ def assemble(
     """A ``Decoded`` from raw tags and the probability of each raw tag; ``confidence_of(t, tag)``
     gives the probability of another tag at word ``t`` (asked only where ``discard`` changed a
     word, see the module docstring)."""
-    from mcrf.crf.schemes import get_spans
+    from mcrf.crf.spans import get_spans
 
     tags, illegal = postprocess(raw_tags, scheme, rule)
     confidence = list(raw_confidence)
