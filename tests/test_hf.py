@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 from tiny_models import TOY_LABELS, make_bert_dir, one_torch_thread, toy_sentences  # noqa: F401
 
 import mcrf.hf  # noqa: E402  (registers the classes)
-from mcrf.crf.schemes import is_legal
+from mcrf.crf.schemes import is_legal  # noqa: E402
 from mcrf.crf.spans import get_spans  # noqa: E402
 from mcrf.errors import ConfigError, DataError  # noqa: E402
 from mcrf.hf import MaskedCRFForTokenClassification  # noqa: E402
@@ -238,6 +238,45 @@ def test_pipeline_entities_equal_mcrf_predict(mcrf_dir, hf_dir, tmp_path, capsys
     assert sum(map(len, expected)) > 0
     for ents, confidence in zip(found, confidences):
         assert [round(e["score"], 4) for e in ents] == pytest.approx(confidence, abs=1e-4)
+
+
+def test_pipeline_reads_long_texts_in_mcrf_predicts_windows_and_batches_them(mcrf_dir, tmp_path, capsys):
+    """A text longer than the window is read in the same overlapping windows as by ``mcrf predict`` (no word
+    is cut off), the window travels with ``mcrf convert`` both ways, and ``batch_size`` mixes long, short and
+    empty texts without changing a result (transformers' collate keeps one row per text: it used to cut them)."""
+    import shutil
+
+    from transformers import pipeline
+
+    from mcrf.cli.app import main
+    from mcrf.hf.convert import convert
+
+    small = tmp_path / "small"  # the trained tagger with a 16-sub-word window
+    shutil.copytree(mcrf_dir, small)
+    config = json.loads((small / "config.json").read_text(encoding="utf-8"))
+    config["encoder_options"] = {"max_length": 16, "stride": 4}
+    (small / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    hf = convert(small, tmp_path / "hf")
+    saved = json.loads((hf / "config.json").read_text(encoding="utf-8"))
+    assert (saved["window_max_length"], saved["window_stride"]) == (16, 4)
+    back = json.loads((convert(hf, tmp_path / "back") / "config.json").read_text(encoding="utf-8"))
+    assert back["encoder_options"] == {"max_length": 16, "stride": 4}
+
+    long_text = " ".join(TEXTS[:3] * 3)  # 84 words: 8 windows of 14 words
+    texts = [long_text] + TEXTS
+    source = tmp_path / "input.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert main(["predict", str(source), "--model", str(small), "--format", "jsonl", "--input-format",
+                 "text"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    expected = [[(s["label"], s["char_start"], s["char_end"]) for s in r["spans"]] for r in records]
+    confidences = [[s["confidence"] for s in r["spans"]] for r in records]
+    tagger = pipeline("mcrf-token-classification", model=str(hf))
+    for found in (tagger(texts, batch_size=3), [tagger(text) for text in texts]):
+        assert [[(e["entity_group"], e["start"], e["end"]) for e in ents] for ents in found] == expected
+        for ents, confidence in zip(found, confidences):
+            assert [e["score"] for e in ents] == pytest.approx(confidence, abs=1e-4)
+    assert max(end for _, _, end in expected[0]) > len(long_text) * 3 // 4  # entities found in the last windows
 
 
 def test_run_ner_compute_metrics_gives_mcrf_evaluate_f1(mcrf_dir, hf_dir, tmp_path, capsys):

@@ -2,8 +2,9 @@
 
 Both hold the same network: a Hugging Face encoder, dropout, a linear tag-score layer and a ``MaskedCRF``;
 only the weight names differ (``encoder.model.*``/``head.*`` in mcrf, ``encoder.*``/``classifier.*``
-here). A conversion copies the weights exactly, so both give the same tags on every sentence that fits
-one encoder window (``mcrf predict`` reads longer ones in overlapping windows; the HF model truncates).
+here). A conversion copies the weights and the sub-word window exactly, so ``mcrf predict`` and the
+``"mcrf-token-classification"`` pipeline give the same tags on every sentence, long ones read in the same
+overlapping windows.
 
 ``convert(source, target)`` picks the direction from the source's ``config.json``; ``mcrf convert`` is
 the command line. Only Hugging Face encoders with a CRF decoder convert (a BiLSTM or a softmax tagger has
@@ -73,7 +74,9 @@ def mcrf_to_hf(source: PathLike, target: PathLike) -> Path:
     hf_config = MaskedCRFConfig(backbone_config=tagger.encoder.model.config.to_dict(), scheme=config.scheme,
                                 mode=config.decoder, classifier_dropout=config.dropout, encoder_name=config.encoder,
                                 id2label=dict(enumerate(config.labels)),
-                                label2id={label: i for i, label in enumerate(config.labels)})
+                                label2id={label: i for i, label in enumerate(config.labels)},
+                                window_max_length=tagger.encoder.aligner.max_length,
+                                window_stride=tagger.encoder.aligner.stride)
     model = MaskedCRFForTokenClassification(hf_config)
     model.load_state_dict(_renamed(tagger.state_dict(), to_hf=True), strict=True)
     with atomic_directory(target) as staging:
@@ -102,8 +105,9 @@ def hf_to_mcrf(source: PathLike, target: PathLike) -> Path:
     name = hf_config.encoder_name
     if not name or encoder_class(name) is not HFEncoder:  # the name only labels the encoder in mcrf
         name = str(source)
+    window = {"max_length": hf_config.window_max_length, "stride": hf_config.window_stride}
     config = TaggerConfig(encoder=name, labels=hf_config.labels, scheme=hf_config.scheme, decoder=hf_config.mode,
-                          dropout=float(hf_config.classifier_dropout))
+                          dropout=float(hf_config.classifier_dropout), encoder_options=window)
     # the encoder's own builder from a model and tokenizer in hand (it sets the window from the backbone)
     tagger = Tagger(config, HFEncoder._build(model.encoder, tokenizer, config))
     tagger.load_state_dict(_renamed(model.state_dict(), to_hf=False), strict=True)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,7 @@ from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from mcrf.crf.layer import MaskedCRF
+from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, DataError, UserError
 from mcrf.hf.config import MODEL_TYPE, MaskedCRFConfig, check_config
 from mcrf.models.encoders.hf import encoder_from_config
@@ -234,11 +235,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
                   "position_ids": position_ids, "inputs_embeds": inputs_embeds,
                   "output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
         outputs = self.encoder(**{k: v for k, v in inputs.items() if v is not None}, return_dict=True)
-        states = getattr(outputs, "last_hidden_state", None)
-        if not isinstance(states, Tensor) or states.dim() != 3:
-            raise ConfigError(f"the backbone {type(self.encoder).__name__} returned no last_hidden_state "
-                              "(B, S, H); use a text encoder with token-level output")
-        emissions = self.classifier(self.dropout(states)).float()  # shape: (B, S, K)
+        emissions = self.classifier(self.dropout(self._states(outputs))).float()  # shape: (B, S, K)
         positions = self._positions(labels, word_mask, emissions)  # shape: (B, S)
         loss = None
         if labels is not None:
@@ -253,6 +250,50 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         return MaskedCRFOutput(loss=loss, logits=logits, marginals=marginals,
                                hidden_states=getattr(outputs, "hidden_states", None),
                                attentions=getattr(outputs, "attentions", None))
+
+    def _states(self, outputs: Any) -> Tensor:
+        """The backbone's ``last_hidden_state`` (B, S, H), or a ConfigError for a backbone without one."""
+        states = getattr(outputs, "last_hidden_state", None)
+        if not isinstance(states, Tensor) or states.dim() != 3:
+            raise ConfigError(f"the backbone {type(self.encoder).__name__} returned no last_hidden_state "
+                              "(B, S, H); use a text encoder with token-level output")
+        return states
+
+    # ------------------------------------------------------------------ long sentences, read in windows
+    def aligner(self, tokenizer: Any) -> SubwordAligner:
+        """What cuts sentences into this model's windows: ``config.window_max_length`` sub-words (default:
+        the backbone's and the tokenizer's limit) overlapping by ``config.window_stride`` (default: a quarter).
+
+        Raises:
+            ConfigError: a window longer than the backbone or the tokenizer takes.
+        """
+        from mcrf.models.encoders.hf import window_limit
+
+        limit, why = window_limit(self.encoder, tokenizer)
+        length = self.config.window_max_length or limit
+        if length > limit:
+            raise ConfigError(f"window_max_length={length} exceeds what the backbone takes: {limit} sub-words "
+                              f"({why}); lower it in config.json or leave it unset")
+        stride = length // 4 if self.config.window_stride is None else self.config.window_stride
+        return SubwordAligner(tokenizer, length, stride)
+
+    def word_scores(self, windows: Mapping[str, Tensor]) -> Tensor:
+        """Tag scores of each word, read from its first sub-word in its owner window, as ``mcrf predict`` does.
+
+        Args:
+            windows: what ``self.aligner(tokenizer)(sentences)`` gives: ``input_ids``, ``attention_mask``
+                (and ``token_type_ids``), shape (N, S), one row per window; ``word_window`` and
+                ``word_position``, shape (B, W).
+
+        Returns:
+            Float32 scores, shape (B, W, K); rows past a sentence's length are arbitrary (mask them with
+            ``word_mask``).
+        """
+        inputs = {name: windows[name] for name in ("input_ids", "attention_mask", "token_type_ids")
+                  if name in windows}
+        states = self._states(self.encoder(**inputs, return_dict=True))  # shape: (N, S, H)
+        words = gather_words(states, windows["word_window"], windows["word_position"])  # shape: (B, W, H)
+        return self.classifier(self.dropout(words)).float()  # shape: (B, W, K)
 
     def _positions(self, labels: Optional[Tensor], mask: Optional[Tensor], emissions: Tensor) -> Tensor:
         """The CRF positions (B, S) bool: labels other than -100, else the word mask."""

@@ -2,18 +2,19 @@
 
 ``pipeline("mcrf-token-classification", model=folder)`` (after ``import mcrf.hf``) splits each text into
 words exactly as ``mcrf predict`` does (``mcrf.data.text.tokenize_line``), runs the model over the first
-sub-word of each word (the ``word_mask`` input) and returns, like ``pipeline("token-classification",
-aggregation_strategy="simple")``, one dict per entity: ``entity_group``, ``score``, ``word``, ``start``,
-``end`` (character offsets into the text). The spans are the strict spans of the decoded tags; the score
-is the smallest CRF marginal of the span's tags, the span confidence ``mcrf predict`` reports.
+sub-word of each word and returns, like ``pipeline("token-classification", aggregation_strategy="simple")``,
+one dict per entity: ``entity_group``, ``score``, ``word``, ``start``, ``end`` (character offsets into the
+text). The spans are the strict spans of the decoded tags; the score is the smallest CRF marginal of the
+span's tags, the span confidence ``mcrf predict`` reports.
 
-Words past the tokenizer's length limit are cut off (they get no entity); ``mcrf predict`` reads long
-sentences in overlapping windows instead.
+A text longer than the model's window is read in overlapping windows (``MaskedCRFForTokenClassification.
+aligner``), each word from one of them, as ``mcrf predict`` reads it: no word is cut off. With
+``batch_size=N`` the texts of a batch go through the backbone together (all their windows in one pass).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from transformers import Pipeline
 
@@ -33,6 +34,10 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
     entities.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._aligner: Any = None  # built at the first text: it reads the tokenizer's special tokens
+
     def _sanitize_parameters(self, aggregation_strategy: Any = None, **kwargs: Any):
         if kwargs:
             raise ConfigError(f"unknown option(s) {sorted(kwargs)} of the {TASK} pipeline; it takes "
@@ -48,37 +53,50 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
 
     def preprocess(self, text: str) -> Dict[str, Any]:
         from mcrf.data.text import tokenize_line
-        from mcrf.hf.model import word_mask
 
         if not isinstance(text, str):
             raise ConfigError(f"expected a string of text, got {type(text).__name__}")
-        sentence = tokenize_line(text)
-        if not sentence.tokens:
-            return {"sentence": sentence}
-        encoding = self.tokenizer(list(sentence.tokens), is_split_into_words=True, truncation=True,
-                                  return_tensors="pt")
-        inputs = {name: encoding[name] for name in self.tokenizer.model_input_names if name in encoding}
-        return {**inputs, "word_mask": word_mask(encoding), "sentence": sentence}
+        # No tensors: a text has any number of windows, which transformers' collate (one row per text) would
+        # cut; a batch of texts is a list of these lists, windowed together in _forward.
+        return {"sentences": [tokenize_line(text)]}
 
     def _forward(self, inputs: Dict[str, Any]) -> Dict[str, Any]:
-        sentence = inputs.pop("sentence")
-        if "word_mask" not in inputs:
-            return {"sentence": sentence}
-        mask = inputs["word_mask"][0]  # shape: (S,)
-        output = self.model(**inputs, output_marginals=True)
-        path = output.logits[0][mask].argmax(dim=-1)  # shape: (n,)
-        marginals = output.marginals[0][mask]  # shape: (n, K)
-        return {"sentence": sentence, "path": path, "confidence": marginals.gather(1, path.unsqueeze(1))[:, 0]}
+        batch = inputs["sentences"]
+        sentences = [s for group in batch for s in group] if batch and isinstance(batch[0], list) else batch
+        words = [s for s in sentences if s.tokens]  # an empty text has no entity and needs no pass
+        paths, confidences = self._tag(words) if words else ([], [])
+        found = iter(zip(paths, confidences))
+        items = []
+        for sentence in sentences:
+            path, confidence = next(found) if sentence.tokens else ([], [])
+            items.append({"sentence": sentence, "path": path, "confidence": confidence})
+        return {"items": items}
+
+    def _tag(self, sentences: List[Any]) -> Tuple[List[List[int]], List[List[float]]]:
+        """The masked Viterbi path and each tag's marginal for non-empty sentences, read in windows."""
+        if self._aligner is None:
+            self._aligner = self.model.aligner(self.tokenizer)
+        windows = self._aligner([list(s.tokens) for s in sentences])
+        windows = {name: value.to(self.device) for name, value in windows.items()}
+        mask = windows["word_mask"]  # shape: (B, W)
+        emissions = self.model.word_scores(windows)  # shape: (B, W, K)
+        paths, _ = self.model.crf.viterbi(emissions, mask)  # shape: (B, 1, W)
+        path = paths[:, 0].clamp(min=0)  # shape: (B, W)
+        marginals = self.model.crf.marginals(emissions, mask)  # shape: (B, W, K)
+        confidence = marginals.gather(2, path.unsqueeze(-1))[..., 0]  # shape: (B, W)
+        lengths = [len(s.tokens) for s in sentences]
+        path_rows, confidence_rows = path.tolist(), confidence.tolist()  # one copy to the host per batch
+        return ([row[:n] for row, n in zip(path_rows, lengths)], [row[:n] for row, n in zip(confidence_rows, lengths)])
 
     def postprocess(self, outputs: Dict[str, Any], aggregation_strategy: str = "simple") -> List[Dict[str, Any]]:
         from mcrf.crf.spans import get_spans
 
-        sentence = outputs["sentence"]
-        if "path" not in outputs:
-            return []
+        item = outputs["items"]  # one text's dict; a list of one when the batch had one text (not split up)
+        if isinstance(item, list):
+            (item,) = item
+        sentence, confidence = item["sentence"], item["confidence"]
         labels = self.model.config.id2label
-        tags = [labels[int(i)] for i in outputs["path"].tolist()]
-        confidence = [float(c) for c in outputs["confidence"].tolist()]
+        tags = [labels[int(i)] for i in item["path"]]
         offsets, text = sentence.offsets, sentence.text
         if aggregation_strategy == "none":
             return [{"entity": tag, "score": confidence[i], "index": i, "word": sentence.tokens[i],
