@@ -258,7 +258,7 @@ def test_pipeline_reads_long_texts_in_mcrf_predicts_windows_and_batches_them(mcr
     (small / "config.json").write_text(json.dumps(config), encoding="utf-8")
     hf = convert(small, tmp_path / "hf")
     saved = json.loads((hf / "config.json").read_text(encoding="utf-8"))
-    assert (saved["window_max_length"], saved["window_stride"]) == (16, 4)
+    assert (saved["window_size"], saved["window_stride"]) == (16, 4)
     back = json.loads((convert(hf, tmp_path / "back") / "config.json").read_text(encoding="utf-8"))
     assert back["encoder_options"] == {"max_length": 16, "stride": 4}
 

@@ -33,10 +33,9 @@ class MaskedCRFConfig(PretrainedConfig):
             (plain CRF training, masked Viterbi) or ``"crf"`` (no constraints).
         classifier_dropout: dropout before the tag-score layer.
         encoder_name: where the backbone came from (hub id or folder), for the model card and conversion.
-        window_max_length: the pipeline's window in sub-words, special tokens included (``mcrf train
+        window_size: the pipeline's window in sub-words, special tokens included (``mcrf train
             --max-length``); a longer sentence is read in overlapping windows, as ``mcrf predict`` reads it.
             ``None``: the backbone's and the tokenizer's limit. ``mcrf convert`` carries the mcrf model's.
-            (Not ``max_length``: transformers 4.x reserves that name for generation.)
         window_stride: sub-words of overlap between those windows (``--stride``); ``None``: a quarter of
             the window.
         **kwargs: ``PretrainedConfig`` arguments, above all ``id2label`` and ``label2id``.
@@ -46,7 +45,7 @@ class MaskedCRFConfig(PretrainedConfig):
 
     def __init__(self, backbone_config: Optional[Dict[str, Any]] = None, scheme: Optional[str] = None,
                  mode: str = "mcrf", classifier_dropout: float = 0.1, encoder_name: Optional[str] = None,
-                 window_max_length: Optional[int] = None, window_stride: Optional[int] = None,
+                 window_size: Optional[int] = None, window_stride: Optional[int] = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone_config = dict(backbone_config) if backbone_config is not None else None
@@ -54,7 +53,7 @@ class MaskedCRFConfig(PretrainedConfig):
         self.mode = mode
         self.classifier_dropout = classifier_dropout
         self.encoder_name = encoder_name
-        self.window_max_length = window_max_length
+        self.window_size = window_size
         self.window_stride = window_stride
 
     @property
@@ -77,13 +76,13 @@ def check_config(config: MaskedCRFConfig) -> None:
                           "MaskedCRFForTokenClassification.from_pretrained(<backbone>, id2label=...)")
     if config.mode not in MODES:
         raise ConfigError(f"expected mode in {MODES}, got {config.mode!r}")
-    for name, low in (("window_max_length", 2), ("window_stride", 0)):
+    for name, low in (("window_size", 2), ("window_stride", 0)):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise ConfigError(f"expected {name} to be an integer >= {low} or None, got {value!r}")
-    window, overlap = config.window_max_length, config.window_stride
+    window, overlap = config.window_size, config.window_stride
     if window is not None and overlap is not None and overlap >= window:
-        raise ConfigError(f"expected window_stride < window_max_length={window}, got window_stride={overlap}")
+        raise ConfigError(f"expected window_stride < window_size={window}, got window_stride={overlap}")
     ids = sorted(int(i) for i in config.id2label)
     if ids != list(range(len(ids))):
         raise ConfigError(f"expected id2label to number the labels 0..{len(ids) - 1}, got ids {ids}")

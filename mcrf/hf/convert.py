@@ -71,12 +71,12 @@ def mcrf_to_hf(source: PathLike, target: PathLike) -> Path:
                           "Hugging Face encoder convert to MaskedCRFForTokenClassification")
     if tagger.crf is None:
         raise ConfigError(f"{source} has a softmax decoder (no CRF); train it with --decoder mcrf to convert it")
+    window = config.encoder_options  # the Hugging Face encoder's options, completed when it was built
     hf_config = MaskedCRFConfig(backbone_config=tagger.encoder.model.config.to_dict(), scheme=config.scheme,
                                 mode=config.decoder, classifier_dropout=config.dropout, encoder_name=config.encoder,
                                 id2label=dict(enumerate(config.labels)),
                                 label2id={label: i for i, label in enumerate(config.labels)},
-                                window_max_length=tagger.encoder.aligner.max_length,
-                                window_stride=tagger.encoder.aligner.stride)
+                                window_size=window.get("max_length"), window_stride=window.get("stride"))
     model = MaskedCRFForTokenClassification(hf_config)
     model.load_state_dict(_renamed(tagger.state_dict(), to_hf=True), strict=True)
     with atomic_directory(target) as staging:
@@ -105,7 +105,7 @@ def hf_to_mcrf(source: PathLike, target: PathLike) -> Path:
     name = hf_config.encoder_name
     if not name or encoder_class(name) is not HFEncoder:  # the name only labels the encoder in mcrf
         name = str(source)
-    window = {"max_length": hf_config.window_max_length, "stride": hf_config.window_stride}
+    window = {"max_length": hf_config.window_size, "stride": hf_config.window_stride}
     config = TaggerConfig(encoder=name, labels=hf_config.labels, scheme=hf_config.scheme, decoder=hf_config.mode,
                           dropout=float(hf_config.classifier_dropout), encoder_options=window)
     # the encoder's own builder from a model and tokenizer in hand (it sets the window from the backbone)

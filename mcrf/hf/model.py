@@ -261,7 +261,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
 
     # ------------------------------------------------------------------ long sentences, read in windows
     def aligner(self, tokenizer: Any) -> SubwordAligner:
-        """What cuts sentences into this model's windows: ``config.window_max_length`` sub-words (default:
+        """What cuts sentences into this model's windows: ``config.window_size`` sub-words (default:
         the backbone's and the tokenizer's limit) overlapping by ``config.window_stride`` (default: a quarter).
 
         Raises:
@@ -270,9 +270,9 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         from mcrf.models.encoders.hf import window_limit
 
         limit, why = window_limit(self.encoder, tokenizer)
-        length = self.config.window_max_length or limit
+        length = self.config.window_size or limit
         if length > limit:
-            raise ConfigError(f"window_max_length={length} exceeds what the backbone takes: {limit} sub-words "
+            raise ConfigError(f"window_size={length} exceeds what the backbone takes: {limit} sub-words "
                               f"({why}); lower it in config.json or leave it unset")
         stride = length // 4 if self.config.window_stride is None else self.config.window_stride
         return SubwordAligner(tokenizer, length, stride)

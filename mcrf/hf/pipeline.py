@@ -36,7 +36,7 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._aligner: Any = None  # built at the first text: it reads the tokenizer's special tokens
+        self._windows: Any = None  # built at the first text: it reads the tokenizer's special tokens
 
     def _sanitize_parameters(self, aggregation_strategy: Any = None, **kwargs: Any):
         if kwargs:
@@ -74,9 +74,9 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
 
     def _tag(self, sentences: List[Any]) -> Tuple[List[List[int]], List[List[float]]]:
         """The masked Viterbi path and each tag's marginal for non-empty sentences, read in windows."""
-        if self._aligner is None:
-            self._aligner = self.model.aligner(self.tokenizer)
-        windows = self._aligner([list(s.tokens) for s in sentences])
+        if self._windows is None:
+            self._windows = self.model.aligner(self.tokenizer)
+        windows = self._windows([list(s.tokens) for s in sentences])
         windows = {name: value.to(self.device) for name, value in windows.items()}
         mask = windows["word_mask"]  # shape: (B, W)
         emissions = self.model.word_scores(windows)  # shape: (B, W, K)
