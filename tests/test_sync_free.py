@@ -61,7 +61,10 @@ def test_bert_training_step_reads_only_transformers_mask_check(bert_dir):
     batch = tagger.collator()(tm.toy_sentences(6, seed=1))
     tagger(batch, validate=False)
     reads = _step_reads(tagger, batch, validate=False)
-    assert reads.count == 1 and reads.where[0].startswith("masking_utils.py:"), reads.where
+    # transformers' own attention-mask check, the one read left: once in 5.x (masking_utils.py), twice in the
+    # 4.x that setup.cfg also allows (modeling_attn_mask_utils.py); none of mcrf's
+    mask_check = ("masking_utils.py:", "modeling_attn_mask_utils.py:")
+    assert 1 <= reads.count <= 2 and all(where.startswith(mask_check) for where in reads.where), reads.where
     assert _step_reads(tagger, batch, validate=True).count > reads.count
 
 
