@@ -10,8 +10,9 @@ the tag-score layer and the CRF their own learning rate and the encoder layer-wi
 ``mcrf.hf.optim.build_optimizer`` and handed to ``Trainer(optimizers=...)``; the Trainer keeps its
 own linear warmup/decay schedule). Leave them unset for the Trainer's single-rate AdamW.
 
-Every ``TrainingArguments`` flag works (``--fp16``, ``--bf16``, ``--gradient_accumulation_steps``, and
-``torchrun``/``accelerate launch`` for several GPUs)::
+``TrainingArguments`` flags work as with any HF model (``--fp16``, ``--bf16``, ``--gradient_accumulation_steps``,
+``--gradient_checkpointing``, and ``torchrun``/``accelerate launch`` for several GPUs), except
+``--label_smoothing_factor``: the CRF computes its own loss::
 
     python examples/hf_trainer_ner.py --model_name_or_path bert-base-cased --data_dir ~/corpora \\
         --output_dir runs/hf-conll --num_train_epochs 3 --per_device_train_batch_size 32 --learning_rate 5e-5

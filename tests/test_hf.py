@@ -387,6 +387,10 @@ def test_prediction_without_labels_or_word_mask_and_remote_code_are_refused(fres
     with pytest.raises(ConfigError) as error:
         fresh(**encoding)
     assert "word_mask" in _one_line(error)
+    assert "label_smoothing_factor" in str(error.value)  # a Trainer with label smoothing takes the labels away
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(bert / "missing"), id2label=ID2LABEL)
+    assert "no model folder at" in _one_line(error)
     with pytest.raises(ConfigError) as error:
         MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, trust_remote_code=True)
     assert "remote" in _one_line(error)
@@ -415,3 +419,64 @@ def test_a_quiet_or_logged_command_prints_no_library_progress_bars(mcrf_dir, tmp
                           env={**env, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", done.stderr
+
+
+# ---------------------------------------------------------------------------- what HF users do besides the recipe
+def test_a_scheme_whose_entities_the_labels_cannot_close_is_a_config_error(bert):
+    """BIO labels under BIOES are all BIOES tags, but no legal path closes an entity: a ConfigError, not the
+    CRF layer's bare ValueError."""
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, scheme="BIOES")
+    assert "do not fit scheme 'BIOES'" in _one_line(error) and "E-PER" in str(error.value)
+
+
+def test_resized_token_embeddings_survive_save_and_load(hf_dir, tokenizer, tmp_path):
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir))
+    size = len(tokenizer) + 8  # e.g. tokenizer.add_tokens([...]) then resize, as HF users do
+    model.resize_token_embeddings(size, mean_resizing=False)
+    model.save_pretrained(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["backbone_config"]["vocab_size"] == size
+    loaded = MaskedCRFForTokenClassification.from_pretrained(str(tmp_path))
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
+
+
+def test_from_pretrained_with_a_dtype_casts_backbone_and_head_alike(bert, hf_dir, tokenizer):
+    from transformers import pipeline
+
+    fresh = MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, dtype=torch.bfloat16)
+    loaded = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir), dtype=torch.bfloat16)
+    for model in (fresh, loaded):
+        assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    encoding = tokenizer([["john", "visited", "paris"]], is_split_into_words=True, return_tensors="pt")
+    assert fresh.eval()(**encoding, word_mask=mcrf.hf.word_mask(encoding)).logits.dtype == torch.float32
+    tagger = pipeline("mcrf-token-classification", model=str(hf_dir), dtype=torch.bfloat16)
+    assert [e["entity_group"] for e in tagger(TEXTS[0])] == ["PER", "LOC"]
+
+
+def test_pipeline_takes_an_empty_list_a_tuple_and_a_dataset_column(hf_dir):
+    from transformers import pipeline
+
+    datasets = pytest.importorskip("datasets")
+    tagger = pipeline("mcrf-token-classification", model=str(hf_dir))
+    expected = [tagger(text) for text in TEXTS]
+    assert tagger([]) == []
+    assert tagger(tuple(TEXTS)) == expected
+    assert tagger(datasets.Dataset.from_dict({"text": TEXTS})["text"], batch_size=2) == expected
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(trained):
+    trainer, corpus, label2id, _, _ = trained
+    model = copy.deepcopy(trainer.model).train()
+    model.dropout.p = 0.0  # the tiny BERT has no dropout either: both passes see the same network
+    batch = trainer.data_collator(aligned(trainer.processing_class, corpus.splits["dev"][:4], label2id))
+
+    def gradients():
+        model.zero_grad()
+        model(**batch).loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain = gradients()
+    # what TrainingArguments(gradient_checkpointing=True) calls (renamed activation_ in transformers 5)
+    getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.encoder.modules())
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, gradients()))

@@ -92,7 +92,7 @@ def check_config(config: MaskedCRFConfig) -> None:
         raise ConfigError(f"the config has only the placeholder labels {labels}; {hint}")
     try:
         scheme = schemes.canonical_scheme(config.scheme) if config.scheme else schemes.detect_scheme(labels)
-        schemes.allowed_transitions(labels, scheme)  # every label must be a tag of the scheme
+        schemes.check_labels(labels, scheme)  # every label a tag of the scheme, every entity type taggable
     except (TypeError, ValueError) as error:
         given = f"scheme {config.scheme!r}" if config.scheme else "any scheme"
         raise ConfigError(f"the labels {labels} do not fit {given}: {error}") from None

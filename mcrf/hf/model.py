@@ -112,6 +112,11 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
     accepts_loss_kwargs = False  # the loss is a per-sentence mean; the Trainer scales it for accumulation
     main_input_name = "input_ids"
 
+    @property
+    def supports_gradient_checkpointing(self) -> bool:  # TrainingArguments(gradient_checkpointing=True)
+        """Whether the backbone can recompute its layers in the backward pass (the head has none to recompute)."""
+        return bool(getattr(self.encoder, "supports_gradient_checkpointing", False))
+
     def __init__(self, config: MaskedCRFConfig) -> None:
         super().__init__(config)
         check_config(config)
@@ -199,7 +204,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
                                      id2label=id2label, label2id=label2id)
         model = cls(crf_config)
         model.encoder = check_backbone(backbone)
-        return model
+        return model.to(backbone.dtype)  # a head in the backbone's dtype (from_pretrained(..., dtype=...))
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -305,7 +310,9 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         if mask is None:
             raise ConfigError("MaskedCRFForTokenClassification needs labels or a word_mask (true at the first "
                               "sub-word of each word) to know its CRF positions; build it with "
-                              "mcrf.hf.word_mask(encoding), or use pipeline('mcrf-token-classification', ...)")
+                              "mcrf.hf.word_mask(encoding), or use pipeline('mcrf-token-classification', ...); "
+                              "in a Trainer, leave label_smoothing_factor at 0 (it takes the labels away from the "
+                              "model, and a CRF computes its own loss)")
         if mask.shape != emissions.shape[:2]:
             raise DataError(f"expected word_mask of shape {tuple(emissions.shape[:2])}, got {tuple(mask.shape)}")
         return mask.bool()
@@ -337,6 +344,13 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         return scores * (path >= 0).unsqueeze(-1)
 
     # ------------------------------------------------------------------ saving
+    def resize_token_embeddings(self, *args: Any, **kwargs: Any) -> nn.Embedding:
+        """The backbone's ``resize_token_embeddings`` (same arguments), its new size kept in ``config.backbone_config``
+        so that the saved folder loads again (``PreTrainedModel``'s own would record it on this config only)."""
+        embeddings = self.encoder.resize_token_embeddings(*args, **kwargs)
+        self.config.backbone_config = self.encoder.config.to_dict()
+        return embeddings
+
     def save_pretrained(self, save_directory: Union[str, Path], *args: Any, **kwargs: Any) -> None:
         """``PreTrainedModel.save_pretrained`` (config.json, model.safetensors) plus a model card README.md.
 
@@ -345,6 +359,7 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         """
         from mcrf.hf.card import model_card
 
+        self.config.backbone_config = self.encoder.config.to_dict()  # what the backbone is now (vocab size, ...)
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
             (Path(save_directory) / "README.md").write_text(model_card(self.config), encoding="utf-8")
@@ -353,6 +368,9 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
 def _model_type(name: Union[str, Path], kwargs: Dict[str, Any]) -> Optional[str]:
     """``model_type`` of the config.json at ``name`` (``None`` when there is none)."""
     keys = ("cache_dir", "revision", "token", "local_files_only", "subfolder")
+    if str(name).startswith(("/", ".", "~")) and not Path(name).expanduser().is_dir():
+        raise ConfigError(f"no model folder at {str(name)!r}; pass a folder saved by save_pretrained or a "
+                          "backbone's folder or hub id")
     try:
         data, _ = PretrainedConfig.get_config_dict(str(name), **{k: kwargs[k] for k in keys if k in kwargs})
     except OSError as error:
@@ -361,9 +379,13 @@ def _model_type(name: Union[str, Path], kwargs: Dict[str, Any]) -> Optional[str]
 
 
 def _backbone_from_config(backbone_config: Dict[str, Any]) -> nn.Module:
-    """The backbone with random weights, from its config dict (no download)."""
+    """The backbone with random weights, from its config dict (no download).
+
+    The dict's ``dtype`` is dropped: the backbone gets the dtype the whole model is built in
+    (``from_pretrained(..., dtype=...)``), as its head does.
+    """
     try:
-        return encoder_from_config(backbone_config)
+        return encoder_from_config({k: v for k, v in backbone_config.items() if k not in ("dtype", "torch_dtype")})
     except UserError:
         raise
     except ValueError as error:  # no AutoModel for the config type (e.g. a task-only architecture)

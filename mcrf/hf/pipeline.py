@@ -14,6 +14,7 @@ aligner``), each word from one of them, as ``mcrf predict`` reads it: no word is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Dict, List, Tuple
 
 from transformers import Pipeline
@@ -37,6 +38,15 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._windows: Any = None  # built at the first text: it reads the tokenizer's special tokens
+
+    def __call__(self, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        """Entities of a text, or a list of them for a list (or tuple, or ``dataset["text"]`` column) of texts;
+        an iterator of them for a generator or a ``KeyDataset``."""
+        if isinstance(inputs, Sequence) and not isinstance(inputs, (str, list)):
+            inputs = list(inputs)  # transformers runs a list as a batch, any other sequence as one input
+        if isinstance(inputs, list) and not inputs:
+            return []  # (transformers' own __call__ reads inputs[0])
+        return super().__call__(inputs, *args, **kwargs)
 
     def _sanitize_parameters(self, aggregation_strategy: Any = None, **kwargs: Any):
         if kwargs:
