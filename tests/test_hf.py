@@ -480,3 +480,23 @@ def test_gradient_checkpointing_gives_the_same_gradients(trained):
     getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.encoder.modules())
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, gradients()))
+
+
+def test_trainer_predict_without_labels_reads_a_padded_word_mask_column(trained):
+    """Trainer.predict on unlabelled text: a word_starts column, padded by DataCollatorForMaskedCRF, gives the
+    paths that labelled prediction gives (DataCollatorForTokenClassification cannot batch the ragged column)."""
+    from transformers import Trainer
+
+    trainer, corpus, label2id, _, _ = trained
+    tokenizer = trainer.processing_class
+    sentences = corpus.splits["dev"][:12]
+    labelled = trainer.predict(aligned(tokenizer, sentences, label2id))
+    encoding = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True)
+    starts = mcrf.hf.word_starts(encoding)
+    rows = [{"input_ids": ids, "word_mask": mask} for ids, mask in zip(encoding["input_ids"], starts)]
+    collator = mcrf.hf.DataCollatorForMaskedCRF(tokenizer)
+    output = Trainer(model=trainer.model, args=trainer.args, data_collator=collator).predict(rows)
+    expected = [row[gold != -100].argmax(-1).tolist() for row, gold in zip(labelled.predictions, labelled.label_ids)]
+    found = [row[:len(mask)][np.array(mask)].argmax(-1).tolist() for row, mask in zip(output.predictions, starts)]
+    assert found == expected and output.label_ids is None
+    assert collator(rows[:1])["word_mask"].dtype == torch.bool

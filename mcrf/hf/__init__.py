@@ -12,12 +12,14 @@
 
 from __future__ import annotations
 
+from mcrf.hf.collator import DataCollatorForMaskedCRF, word_mask, word_starts
 from mcrf.hf.config import MODEL_TYPE, MaskedCRFConfig
-from mcrf.hf.model import MaskedCRFForTokenClassification, MaskedCRFOutput, word_mask
+from mcrf.hf.model import MaskedCRFForTokenClassification, MaskedCRFOutput
 from mcrf.hf.pipeline import TASK, MaskedCRFTokenClassificationPipeline
 
 __all__ = ["MaskedCRFConfig", "MaskedCRFForTokenClassification", "MaskedCRFOutput",
-           "MaskedCRFTokenClassificationPipeline", "word_mask", "register", "MODEL_TYPE", "TASK"]
+           "MaskedCRFTokenClassificationPipeline", "DataCollatorForMaskedCRF", "word_mask", "word_starts", "register",
+           "MODEL_TYPE", "TASK"]
 
 
 def register() -> None:

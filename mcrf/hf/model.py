@@ -8,7 +8,8 @@ Which sub-words the CRF runs over (its positions):
 - with ``labels`` (training, ``Trainer.evaluate``/``predict`` on labelled data): the positions whose
   label is not ``-100`` — the first sub-word of each word in the ``run_ner.py`` recipe;
 - without ``labels``: the ``word_mask`` input, ``(B, S)`` true at the first sub-word of each word
-  (``word_mask(encoding)`` builds it from a fast tokenizer's ``word_ids()``; the
+  (``mcrf.hf.word_mask(encoding)`` builds it from a fast tokenizer's ``word_ids()``; for ``Trainer.predict``
+  a ``word_starts`` column padded by ``DataCollatorForMaskedCRF``, see ``mcrf.hf.collator``; the
   ``"mcrf-token-classification"`` pipeline passes it). Without either the model raises a ``ConfigError``.
 
 Outputs (``MaskedCRFOutput``, a ``TokenClassifierOutput``):
@@ -44,7 +45,7 @@ from mcrf.errors import ConfigError, DataError, UserError
 from mcrf.hf.config import MODEL_TYPE, MaskedCRFConfig, check_config
 from mcrf.models.encoders.hf import encoder_from_config
 
-__all__ = ["MaskedCRFForTokenClassification", "MaskedCRFOutput", "word_mask", "IGNORE"]
+__all__ = ["MaskedCRFForTokenClassification", "MaskedCRFOutput", "IGNORE"]
 
 IGNORE = -100
 
@@ -54,23 +55,6 @@ class MaskedCRFOutput(TokenClassifierOutput):
     """``TokenClassifierOutput`` plus ``marginals`` (B, S, K), present with ``output_marginals=True``."""
 
     marginals: Optional[Tensor] = None
-
-
-def word_mask(encoding: Any) -> Tensor:
-    """``(B, S)`` bool: true at the first sub-word of each word of a fast tokenizer's batch encoding.
-
-    Args:
-        encoding: what ``tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")``
-            returns (``word_ids(i)`` per row).
-    """
-    rows = []
-    for i in range(len(encoding["input_ids"])):
-        previous, row = None, []
-        for word in encoding.word_ids(i):
-            row.append(word is not None and word != previous)
-            previous = word
-        rows.append(row)
-    return torch.tensor(rows, dtype=torch.bool)  # shape: (B, S)
 
 
 def check_backbone(model: nn.Module) -> nn.Module:
@@ -310,7 +294,8 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         if mask is None:
             raise ConfigError("MaskedCRFForTokenClassification needs labels or a word_mask (true at the first "
                               "sub-word of each word) to know its CRF positions; build it with "
-                              "mcrf.hf.word_mask(encoding), or use pipeline('mcrf-token-classification', ...); "
+                              "mcrf.hf.word_mask(encoding) (in a Trainer: a word_starts column and "
+                              "DataCollatorForMaskedCRF), or use pipeline('mcrf-token-classification', ...); "
                               "in a Trainer, leave label_smoothing_factor at 0 (it takes the labels away from the "
                               "model, and a CRF computes its own loss)")
         if mask.shape != emissions.shape[:2]:
