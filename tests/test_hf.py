@@ -500,3 +500,16 @@ def test_trainer_predict_without_labels_reads_a_padded_word_mask_column(trained)
     found = [row[:len(mask)][np.array(mask)].argmax(-1).tolist() for row, mask in zip(output.predictions, starts)]
     assert found == expected and output.label_ids is None
     assert collator(rows[:1])["word_mask"].dtype == torch.bool
+
+
+def test_pickled_weights_are_never_read(hf_dir, tmp_path):
+    """Only model.safetensors is read: a folder with pytorch_model.bin alone, or use_safetensors=False (which
+    transformers would honour by unpickling), is one ConfigError line."""
+    from safetensors.torch import load_file
+
+    (tmp_path / "config.json").write_text((hf_dir / "config.json").read_text(encoding="utf-8"), encoding="utf-8")
+    torch.save(load_file(str(hf_dir / "model.safetensors")), str(tmp_path / "pytorch_model.bin"))
+    for kwargs in ({}, {"use_safetensors": False}, {"use_safetensors": None}):
+        with pytest.raises(ConfigError) as error:
+            MaskedCRFForTokenClassification.from_pretrained(str(tmp_path), **kwargs)
+        assert "safetensors" in _one_line(error)

@@ -156,11 +156,17 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         """
         if kwargs.pop("trust_remote_code", False):
             raise ConfigError("mcrf never runs code from a model repository; drop trust_remote_code=True")
-        kwargs.setdefault("use_safetensors", True)  # never unpickle weights
+        if kwargs.setdefault("use_safetensors", True) is not True:  # never unpickle weights
+            raise ConfigError(f"mcrf reads weights from safetensors only (a pickle can run code); drop "
+                              f"use_safetensors={kwargs['use_safetensors']!r}")
         config = kwargs.get("config")
         if isinstance(config, MaskedCRFConfig) or (config is None and _model_type(pretrained_model_name_or_path,
                                                                                    kwargs) == MODEL_TYPE):
-            loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            try:
+                loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            except OSError as error:  # above all: no model.safetensors (a pytorch_model.bin is never read)
+                raise ConfigError(f"cannot load {str(pretrained_model_name_or_path)!r}: {' '.join(str(error).split())} "
+                                  "(mcrf reads model.safetensors only, never a pickled pytorch_model.bin)") from None
             (loaded[0] if isinstance(loaded, tuple) else loaded)._set_constraints()  # output_loading_info
             return loaded
         return cls._on_backbone(str(pretrained_model_name_or_path), **kwargs)
