@@ -513,3 +513,45 @@ def test_pickled_weights_are_never_read(hf_dir, tmp_path):
         with pytest.raises(ConfigError) as error:
             MaskedCRFForTokenClassification.from_pretrained(str(tmp_path), **kwargs)
         assert "safetensors" in _one_line(error)
+
+
+@pytest.mark.parametrize("rule", ["retain", "discard"])
+def test_a_plain_crf_pipeline_makes_illegal_paths_legal_as_mcrf_predict_does(hf_dir, tmp_path, capsys, rule):
+    """Mode "crf" decodes without the masks, so its path may break the scheme; the pipeline applies the model's
+    postprocess rule as mcrf predict does (it used to report the strict spans of the raw path, dropping the
+    orphan I- entities that mcrf predict's default rule keeps), and mcrf convert carries the rule."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer, pipeline
+
+    from mcrf.cli.app import main
+    from mcrf.hf.convert import convert
+
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir))
+    model.config.mode, model.config.postprocess = "crf", rule
+    index = model.config.label2id
+    with torch.no_grad():  # make orphan I- tags likely: the unmasked CRF may now start or follow O with I-PER
+        model.crf.start_transitions[index["I-PER"]] += 4.0
+        model.crf.transitions[index["O"], index["I-PER"]] += 4.0
+    model.save_pretrained(str(tmp_path / "hf"))
+    (tmp_path / "hf" / "tokenizer.json").write_bytes((hf_dir / "tokenizer.json").read_bytes())
+    (tmp_path / "hf" / "tokenizer_config.json").write_bytes((hf_dir / "tokenizer_config.json").read_bytes())
+    converted = convert(tmp_path / "hf", tmp_path / "mcrf")
+    assert json.loads((converted / "config.json").read_text())["postprocess"] == rule
+    source = tmp_path / "input.txt"
+    source.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    assert main(["predict", str(source), "--model", str(converted), "--format", "jsonl", "--input-format",
+                 "text"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    crf = MaskedCRFForTokenClassification.from_pretrained(str(tmp_path / "hf"))
+    texts = [SimpleNamespace(tokens=text.split()) for text in TEXTS[:3]]
+    raw = _hf_tags(crf, AutoTokenizer.from_pretrained(str(hf_dir)), texts)
+    assert any(not is_legal(tags, "BIO") for tags in raw)  # the raw paths do break the scheme
+    tagger = pipeline("mcrf-token-classification", model=str(tmp_path / "hf"))
+    found = tagger(TEXTS)
+    assert [[(e["entity_group"], e["start"], e["end"]) for e in ents] for ents in found] == \
+        [[(s["label"], s["char_start"], s["char_end"]) for s in r["spans"]] for r in records]
+    for ents, record in zip(found, records):
+        assert [e["score"] for e in ents] == pytest.approx([s["confidence"] for s in record["spans"]], abs=1e-4)
+    words = tagger(TEXTS, aggregation_strategy="none")
+    assert [[w["entity"] for w in ws] for ws in words] == [r["tags"] for r in records]

@@ -38,6 +38,9 @@ class MaskedCRFConfig(PretrainedConfig):
             ``None``: the backbone's and the tokenizer's limit. ``mcrf convert`` carries the mcrf model's.
         window_stride: sub-words of overlap between those windows (``--stride``); ``None``: a quarter of
             the window.
+        postprocess: how the pipeline makes a path that breaks the scheme legal, as ``mcrf predict`` does
+            (``mcrf train --postprocess``): ``"retain"`` (an orphan ``I-X`` starts an entity) or
+            ``"discard"`` (orphan segments become ``O``). Only mode ``"crf"`` gives such paths.
         **kwargs: ``PretrainedConfig`` arguments, above all ``id2label`` and ``label2id``.
     """
 
@@ -46,7 +49,7 @@ class MaskedCRFConfig(PretrainedConfig):
     def __init__(self, backbone_config: Optional[Dict[str, Any]] = None, scheme: Optional[str] = None,
                  mode: str = "mcrf", classifier_dropout: float = 0.1, encoder_name: Optional[str] = None,
                  window_size: Optional[int] = None, window_stride: Optional[int] = None,
-                 **kwargs: Any) -> None:
+                 postprocess: str = "retain", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone_config = dict(backbone_config) if backbone_config is not None else None
         self.scheme = scheme
@@ -55,6 +58,7 @@ class MaskedCRFConfig(PretrainedConfig):
         self.encoder_name = encoder_name
         self.window_size = window_size
         self.window_stride = window_stride
+        self.postprocess = postprocess
 
     @property
     def labels(self) -> List[str]:
@@ -70,12 +74,15 @@ def check_config(config: MaskedCRFConfig) -> None:
             fitting the labels, or a given scheme the labels do not fit.
     """
     from mcrf.crf import schemes
+    from mcrf.models.config import POSTPROCESS
 
     if not isinstance(config.backbone_config, dict) or not config.backbone_config.get("model_type"):
         raise ConfigError("MaskedCRFConfig has no backbone_config with a model_type; build the model with "
                           "MaskedCRFForTokenClassification.from_pretrained(<backbone>, id2label=...)")
     if config.mode not in MODES:
         raise ConfigError(f"expected mode in {MODES}, got {config.mode!r}")
+    if config.postprocess not in POSTPROCESS:
+        raise ConfigError(f"expected postprocess in {POSTPROCESS}, got {config.postprocess!r}")
     for name, low in (("window_size", 2), ("window_stride", 0)):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):

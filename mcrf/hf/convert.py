@@ -2,9 +2,9 @@
 
 Both hold the same network: a Hugging Face encoder, dropout, a linear tag-score layer and a ``MaskedCRF``;
 only the weight names differ (``encoder.model.*``/``head.*`` in mcrf, ``encoder.*``/``classifier.*``
-here). A conversion copies the weights and the sub-word window exactly, so ``mcrf predict`` and the
-``"mcrf-token-classification"`` pipeline give the same tags on every sentence, long ones read in the same
-overlapping windows.
+here). A conversion copies the weights, the sub-word window and the post-processing rule exactly, so
+``mcrf predict`` and the ``"mcrf-token-classification"`` pipeline give the same tags on every sentence, long
+ones read in the same overlapping windows.
 
 ``convert(source, target)`` picks the direction from the source's ``config.json``; ``mcrf convert`` is
 the command line. Only Hugging Face encoders with a CRF decoder convert (a BiLSTM or a softmax tagger has
@@ -76,7 +76,8 @@ def mcrf_to_hf(source: PathLike, target: PathLike) -> Path:
                                 mode=config.decoder, classifier_dropout=config.dropout, encoder_name=config.encoder,
                                 id2label=dict(enumerate(config.labels)),
                                 label2id={label: i for i, label in enumerate(config.labels)},
-                                window_size=window.get("max_length"), window_stride=window.get("stride"))
+                                window_size=window.get("max_length"), window_stride=window.get("stride"),
+                                postprocess=config.postprocess)
     model = MaskedCRFForTokenClassification(hf_config)
     model.load_state_dict(_renamed(tagger.state_dict(), to_hf=True), strict=True)
     with atomic_directory(target) as staging:
@@ -107,7 +108,8 @@ def hf_to_mcrf(source: PathLike, target: PathLike) -> Path:
         name = str(source)
     window = {"max_length": hf_config.window_size, "stride": hf_config.window_stride}
     config = TaggerConfig(encoder=name, labels=hf_config.labels, scheme=hf_config.scheme, decoder=hf_config.mode,
-                          dropout=float(hf_config.classifier_dropout), encoder_options=window)
+                          postprocess=hf_config.postprocess, dropout=float(hf_config.classifier_dropout),
+                          encoder_options=window)
     # the encoder's own builder from a model and tokenizer in hand (it sets the window from the backbone)
     tagger = Tagger(config, HFEncoder._build(model.encoder, tokenizer, config))
     tagger.load_state_dict(_renamed(model.state_dict(), to_hf=False), strict=True)

@@ -4,8 +4,9 @@
 words exactly as ``mcrf predict`` does (``mcrf.data.text.tokenize_line``), runs the model over the first
 sub-word of each word and returns, like ``pipeline("token-classification", aggregation_strategy="simple")``,
 one dict per entity: ``entity_group``, ``score``, ``word``, ``start``, ``end`` (character offsets into the
-text). The spans are the strict spans of the decoded tags; the score is the smallest CRF marginal of the
-span's tags, the span confidence ``mcrf predict`` reports.
+text). The spans are those ``mcrf predict`` reports: the strict spans of the decoded tags, made legal by
+``config.postprocess`` where the path breaks the scheme (mode ``"crf"`` only); the score is the smallest CRF
+marginal of the span's tags, ``mcrf predict``'s span confidence.
 
 A text longer than the model's window is read in overlapping windows (``MaskedCRFForTokenClassification.
 aligner``), each word from one of them, as ``mcrf predict`` reads it: no word is cut off. With
@@ -74,16 +75,16 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
         batch = inputs["sentences"]
         sentences = [s for group in batch for s in group] if batch and isinstance(batch[0], list) else batch
         words = [s for s in sentences if s.tokens]  # an empty text has no entity and needs no pass
-        paths, confidences = self._tag(words) if words else ([], [])
-        found = iter(zip(paths, confidences))
+        found = iter(zip(*self._tag(words)) if words else ())
         items = []
         for sentence in sentences:
-            path, confidence = next(found) if sentence.tokens else ([], [])
-            items.append({"sentence": sentence, "path": path, "confidence": confidence})
+            path, marginals = next(found) if sentence.tokens else ([], [])
+            items.append({"sentence": sentence, "path": path, "marginals": marginals})
         return {"items": items}
 
-    def _tag(self, sentences: List[Any]) -> Tuple[List[List[int]], List[List[float]]]:
-        """The masked Viterbi path and each tag's marginal for non-empty sentences, read in windows."""
+    def _tag(self, sentences: List[Any]) -> Tuple[List[List[int]], List[List[List[float]]]]:
+        """The masked Viterbi path and the CRF marginals (one row of K per word) of non-empty sentences,
+        read in windows."""
         if self._windows is None:
             self._windows = self.model.aligner(self.tokenizer)
         windows = self._windows([list(s.tokens) for s in sentences])
@@ -91,29 +92,31 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
         mask = windows["word_mask"]  # shape: (B, W)
         emissions = self.model.word_scores(windows)  # shape: (B, W, K)
         paths, _ = self.model.crf.viterbi(emissions, mask)  # shape: (B, 1, W)
-        path = paths[:, 0].clamp(min=0)  # shape: (B, W)
         marginals = self.model.crf.marginals(emissions, mask)  # shape: (B, W, K)
-        confidence = marginals.gather(2, path.unsqueeze(-1))[..., 0]  # shape: (B, W)
         lengths = [len(s.tokens) for s in sentences]
-        path_rows, confidence_rows = path.tolist(), confidence.tolist()  # one copy to the host per batch
-        return ([row[:n] for row, n in zip(path_rows, lengths)], [row[:n] for row, n in zip(confidence_rows, lengths)])
+        path_rows, marginal_rows = paths[:, 0].tolist(), marginals.tolist()  # one copy to the host per batch
+        return ([row[:n] for row, n in zip(path_rows, lengths)], [row[:n] for row, n in zip(marginal_rows, lengths)])
 
     def postprocess(self, outputs: Dict[str, Any], aggregation_strategy: str = "simple") -> List[Dict[str, Any]]:
-        from mcrf.crf.spans import get_spans
+        from mcrf.models.decoding import assemble
 
         item = outputs["items"]  # one text's dict; a list of one when the batch had one text (not split up)
         if isinstance(item, list):
             (item,) = item
-        sentence, confidence = item["sentence"], item["confidence"]
-        labels = self.model.config.id2label
-        tags = [labels[int(i)] for i in item["path"]]
-        offsets, text = sentence.offsets, sentence.text
+        sentence, path, marginals = item["sentence"], item["path"], item["marginals"]
+        config = self.model.config
+        labels = config.labels
+        index = {label: i for i, label in enumerate(labels)}
+        # mcrf predict's own post-processing: a path that breaks the scheme (mode "crf") made legal by the rule
+        decoded = assemble([labels[i] for i in path], [row[i] for row, i in zip(marginals, path)], config.scheme,
+                           config.postprocess, lambda t, tag: marginals[t][index[tag]])
+        offsets, text, confidence = sentence.offsets, sentence.text, decoded.token_confidence
         if aggregation_strategy == "none":
             return [{"entity": tag, "score": confidence[i], "index": i, "word": sentence.tokens[i],
-                     "start": offsets[i][0], "end": offsets[i][1]} for i, tag in enumerate(tags)]
+                     "start": offsets[i][0], "end": offsets[i][1]} for i, tag in enumerate(decoded.tags)]
         entities = []
-        for span in get_spans(tags, self.model.config.scheme):
-            start, end = offsets[span.start][0], offsets[span.end - 1][1]
-            entities.append({"entity_group": span.label, "score": min(confidence[span.start:span.end]),
-                             "word": text[start:end], "start": start, "end": end})
+        for label, first, last, score in decoded.spans:
+            start, end = offsets[first][0], offsets[last - 1][1]
+            entities.append({"entity_group": label, "score": score, "word": text[start:end], "start": start,
+                             "end": end})
         return entities
