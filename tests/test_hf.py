@@ -382,6 +382,13 @@ def test_a_scheme_that_does_not_fit_the_labels_is_a_config_error(bert):
     assert "id2label" in _one_line(error)
 
 
+def test_a_new_head_by_num_labels_alone_asks_for_the_tag_names(hf_dir):
+    """from_pretrained(folder, num_labels=3), as for any HF head, gives placeholder labels a CRF cannot use."""
+    with pytest.raises(ConfigError) as error:
+        MaskedCRFForTokenClassification.from_pretrained(str(hf_dir), num_labels=3)
+    assert "num_labels alone names no tags" in _one_line(error) and "id2label=" in str(error.value)
+
+
 def test_prediction_without_labels_or_word_mask_and_remote_code_are_refused(fresh, tokenizer, bert):
     encoding = tokenizer([["john", "visited"]], is_split_into_words=True, return_tensors="pt")
     with pytest.raises(ConfigError) as error:

@@ -96,7 +96,8 @@ def check_config(config: MaskedCRFConfig) -> None:
     labels = config.labels
     hint = "pass id2label={0: 'O', 1: 'B-PER', ...} (and label2id) with the data's tags"
     if all(label.startswith("LABEL_") for label in labels):
-        raise ConfigError(f"the config has only the placeholder labels {labels}; {hint}")
+        raise ConfigError(f"the config has only the placeholder labels {labels} (num_labels alone names no tags, "
+                          f"and the CRF's constraints come from the tag names); {hint}")
     try:
         scheme = schemes.canonical_scheme(config.scheme) if config.scheme else schemes.detect_scheme(labels)
         schemes.check_labels(labels, scheme)  # every label a tag of the scheme, every entity type taggable
