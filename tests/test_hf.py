@@ -562,3 +562,18 @@ def test_a_plain_crf_pipeline_makes_illegal_paths_legal_as_mcrf_predict_does(hf_
         assert [e["score"] for e in ents] == pytest.approx([s["confidence"] for s in record["spans"]], abs=1e-4)
     words = tagger(TEXTS, aggregation_strategy="none")
     assert [[w["entity"] for w in ws] for ws in words] == [r["tags"] for r in records]
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_attn_implementation_reaches_the_backbone(hf_dir, tokenizer, attention):
+    """from_pretrained(folder, attn_implementation=...) used to raise for "sdpa" (the head declared no support)
+    and to leave the backbone on its default for "eager"."""
+    model = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir), attn_implementation=attention).eval()
+    assert model.encoder.config._attn_implementation == attention
+    reference = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir)).eval()
+    encoding = tokenizer([["john", "visited", "paris"]], is_split_into_words=True, return_tensors="pt")
+    mask = mcrf.hf.word_mask(encoding)
+    with torch.no_grad():
+        a = model(**encoding, word_mask=mask, output_marginals=True).marginals
+        b = reference(**encoding, word_mask=mask, output_marginals=True).marginals
+    assert torch.allclose(a, b, atol=1e-5)

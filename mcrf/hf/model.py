@@ -101,10 +101,14 @@ class MaskedCRFForTokenClassification(PreTrainedModel):
         """Whether the backbone can recompute its layers in the backward pass (the head has none to recompute)."""
         return bool(getattr(self.encoder, "supports_gradient_checkpointing", False))
 
+    # The head has no attention: any implementation the backbone takes is accepted here, and the backbone checks it.
+    _supports_sdpa = _supports_flash_attn = _supports_flash_attn_2 = _supports_flex_attn = True
+
     def __init__(self, config: MaskedCRFConfig) -> None:
+        attention = getattr(config, "_attn_implementation_internal", None)  # from_pretrained(attn_implementation=)
         super().__init__(config)
         check_config(config)
-        self.encoder = check_backbone(_backbone_from_config(config.backbone_config))
+        self.encoder = check_backbone(_backbone_from_config(config.backbone_config, attention))
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.classifier = nn.Linear(int(self.encoder.config.hidden_size), len(config.labels))
         self.crf = MaskedCRF(len(config.labels), batch_first=True, labels=config.labels, scheme=config.scheme,
@@ -369,14 +373,18 @@ def _model_type(name: Union[str, Path], kwargs: Dict[str, Any]) -> Optional[str]
     return data.get("model_type")
 
 
-def _backbone_from_config(backbone_config: Dict[str, Any]) -> nn.Module:
+def _backbone_from_config(backbone_config: Dict[str, Any], attention: Optional[str] = None) -> nn.Module:
     """The backbone with random weights, from its config dict (no download).
 
     The dict's ``dtype`` is dropped: the backbone gets the dtype the whole model is built in
-    (``from_pretrained(..., dtype=...)``), as its head does.
+    (``from_pretrained(..., dtype=...)``), as its head does. ``attention``: the requested attention
+    implementation (``"eager"``, ``"sdpa"``, ...), ``None`` for the backbone's default.
     """
+    data = {k: v for k, v in backbone_config.items() if k not in ("dtype", "torch_dtype")}
+    if attention is not None:
+        data["attn_implementation"] = attention
     try:
-        return encoder_from_config({k: v for k, v in backbone_config.items() if k not in ("dtype", "torch_dtype")})
+        return encoder_from_config(data)
     except UserError:
         raise
     except ValueError as error:  # no AutoModel for the config type (e.g. a task-only architecture)
