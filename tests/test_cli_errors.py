@@ -168,3 +168,30 @@ def test_case8_data_dir_file_hint_knows_hf_hub_offline_is_set(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "set HF_HUB_OFFLINE=1" not in done.stderr and "HF_HUB_OFFLINE is set" in done.stderr
     assert f"{not_a_folder} (--data-dir: a file, not a folder" in done.stderr
+
+
+# ---------------------------------------------------------------------------- a new user's mistakes (probe)
+def test_an_encoder_folder_of_the_wrong_kind_is_a_clear_error_not_an_internal_one(run_folder, tmp_path):
+    """`mcrf train sample --encoder runs/sample/model` (or any folder that is no Hugging Face model) was exit 3,
+    "internal error: ValueError: Unrecognized model ... please report it"."""
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "config.json").write_text('{"hidden_size": 8}')
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = {run_folder / "model": "is a trained mcrf tagger, not a pretrained encoder",
+             empty: "got a folder without config.json", odd: "has model_type None, which transformers does not know"}
+    for folder, expected in cases.items():
+        done = mcrf("train", "sample", "--output", tmp_path / "run", "--encoder", folder, *TINY)
+        assert done.returncode == 2 and "internal error" not in done.stderr and "Traceback" not in done.stderr
+        assert expected in done.stderr and "pass 'bilstm' or the name or folder of a Hugging Face model" in done.stderr
+
+
+def test_predict_conll_input_with_a_stray_column_names_no_flag_predict_lacks(run_folder, tmp_path):
+    """The hint said "pass --separator", a flag `mcrf predict` does not have."""
+    conll = tmp_path / "in.conll"
+    conll.write_text("John B-PER\nSmith I-PER\nParis B-LOC x\n")
+    done = mcrf("predict", conll, "--model", run_folder, "--input-format", "conll")
+    assert done.returncode == 1
+    assert one_line(done.stderr) == (f"mcrf predict: error: {conll}:3: expected 2 columns (like line 1), got 3: "
+                                     "'Paris B-LOC x'; fix the line")

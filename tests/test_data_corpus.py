@@ -294,3 +294,18 @@ def test_sample_is_not_taken_from_an_unrelated_data_dir(tmp_path, monkeypatch):
     assert len(load_corpus("sample").splits["train"]) == 600
     _write_split(tmp_path / "sample", "train.txt", [[("x", "B-Y")]])
     assert len(load_corpus("sample").splits["train"]) == 1
+
+
+def test_a_mistyped_path_that_looks_like_a_hub_id_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
+    """`mcrf inspect ds/nope.txt` offline spent ~23 s in `datasets`' retries before its error (found by probe)."""
+    monkeypatch.delenv("MCRF_DATA_DIR", raising=False)
+
+    def must_not_be_called(*args, **kwargs):
+        raise AssertionError("the hub was tried although it is unreachable")
+
+    monkeypatch.setattr(hub_module, "read_hub_dataset", must_not_be_called)
+    monkeypatch.setattr(hub_module, "cached", lambda repo_id: False)
+    monkeypatch.setattr(hub_module, "unreachable", lambda timeout=3.0: "huggingface.co:443 is unreachable (test)")
+    with pytest.raises(InputNotFound, match="'ds/nope.txt' is no local path, and as a Hugging Face hub id it was "
+                                            "not tried: .*huggingface.co:443 is unreachable .*check the path"):
+        load_corpus("ds/nope.txt")

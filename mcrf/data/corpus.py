@@ -313,6 +313,11 @@ def read_splits(name_or_path: str, cfg: LoadConfig) -> RawSplits:
             return RawSplits(splits, None, {s: "hub" for s in splits}, [])
         return _read_files(find_split_files(path), cfg, None)
     if "/" in name_or_path and not name_or_path.startswith((".", "/")) and name_or_path.count("/") == 1:
+        offline = None if hub.cached(name_or_path) else hub.unreachable()  # skip `datasets`' long retries
+        if offline:
+            raise InputNotFound(
+                f"{name_or_path!r} is no local path, and as a Hugging Face hub id it was not tried: not in the "
+                f"local cache, and {offline}; check the path, or the network and the id")
         try:
             splits = hub.read_hub_dataset(name_or_path, tag_column=cfg.hub_tag_column)
         except (ConnectionError, OSError) as err:

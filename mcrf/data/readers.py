@@ -254,9 +254,10 @@ def read_columns(
             if tag_column is not None:
                 _check_column(name, number, columns, tag_column, "tag", "--tag-column")
         elif len(fields) != columns:
+            # unlabelled input is `mcrf predict`'s, which has no --separator (its words hold no spaces)
+            fix = "fix the line" if tag_column is None else "fix the line, or pass --separator if tokens contain spaces"
             raise DataError(located(
-                name, number, f"expected {columns} columns (like line {first}), got {len(fields)}: {line!r}; "
-                "fix the line, or pass --separator if tokens contain spaces"))
+                name, number, f"expected {columns} columns (like line {first}), got {len(fields)}: {line!r}; {fix}"))
         if not tokens:
             start = number
         tokens.append(fields[token_column])

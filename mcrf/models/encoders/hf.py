@@ -18,7 +18,7 @@ from mcrf.data.alignment import SubwordAligner, gather_words
 from mcrf.errors import ConfigError, ModelDirError
 from mcrf.fields import integer, option, validate
 from mcrf.models.encoders.base import Encoder, Featurizer
-from mcrf.models.safety import refuse_custom_code
+from mcrf.models.safety import read_model_json, refuse_custom_code
 
 __all__ = ["HFEncoder", "HFOptions", "load_tokenizer", "load_encoder", "encoder_from_config", "window_limit"]
 
@@ -118,6 +118,34 @@ def _drop_pooler(model: nn.Module) -> nn.Module:
     return model
 
 
+def _check_encoder_folder(name_or_path: str) -> None:
+    """Refuse a local folder that is no Hugging Face model before ``AutoModel`` fails on it with a ``ValueError``.
+
+    Raises:
+        ConfigError: no ``config.json``, an mcrf tagger's, or one whose ``model_type`` transformers does not know.
+        ModelDirError: ``config.json`` is not valid JSON.
+    """
+    from transformers import CONFIG_MAPPING
+
+    folder = Path(name_or_path)
+    if not folder.is_dir():
+        return  # a hub id, or a missing folder: AutoModel's OSError says so
+    fix = "pass 'bilstm' or the name or folder of a Hugging Face model (with its config.json and weights)"
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"expected a Hugging Face model folder at {folder} (--encoder), got a folder without "
+                          f"config.json; {fix}")
+    config = read_model_json(path)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not a Hugging Face model config (expected a JSON object); {fix}")
+    if config.get("format") == "mcrf-tagger":
+        raise ConfigError(f"{folder} is a trained mcrf tagger, not a pretrained encoder; {fix} (its config.json "
+                          f"names the one it was trained from), or continue its run with mcrf train --resume")
+    if config.get("model_type") not in CONFIG_MAPPING:
+        raise ConfigError(f"{path} has model_type {config.get('model_type')!r}, which transformers does not know "
+                          f"as an encoder; {fix}")
+
+
 def load_encoder(name_or_path: str) -> nn.Module:
     """Load pretrained encoder weights with ``AutoModel`` (hub id or local directory), pooler removed.
 
@@ -126,6 +154,7 @@ def load_encoder(name_or_path: str) -> nn.Module:
     from transformers import AutoModel
 
     refuse_custom_code(name_or_path)
+    _check_encoder_folder(name_or_path)
     try:
         model = AutoModel.from_pretrained(name_or_path, trust_remote_code=False)
     except OSError as error:  # not a local folder, not on the hub (or offline), no weights
