@@ -84,6 +84,15 @@ def test_help_of_every_command(capsys, command):
     assert f"usage: mcrf {command}" in out and "examples:" in out and "--debug" in out
 
 
+def test_predict_help_describes_every_output_format(capsys):
+    """The "formats:" paragraph of `mcrf predict --help` described conll, jsonl and text, not html (probe)."""
+    from mcrf.predict.formats import FORMATS
+
+    _, out, _ = run(capsys, "predict", "--help")
+    described = " ".join(out.split("formats:")[-1].split())
+    assert all(f"{name} = " in described for name in FORMATS), described
+
+
 def test_top_level_help_version_and_no_command(capsys):
     code, out, _ = run(capsys, "--help")
     assert code == 0 and all(c in out for c in ("train", "evaluate", "predict", "inspect", "quickstart"))

@@ -137,6 +137,14 @@ def test_load_errors(tmp_path):
         Tagger.from_pretrained(tmp_path / "broken")
 
 
+def test_a_hugging_face_mcrf_folder_passed_as_a_tagger_says_to_convert_it(tmp_path):
+    """`mcrf predict --model hf-conll` (what `mcrf convert` wrote) only said "not an mcrf tagger config" (probe)."""
+    (tmp_path / "config.json").write_text('{"model_type": "mcrf-token-classification"}')
+    with pytest.raises(ModelDirError, match=f"is a Hugging Face MaskedCRFForTokenClassification folder, not an mcrf "
+                                            f"tagger; convert it first \\(mcrf convert {tmp_path} NEW_FOLDER\\)"):
+        Tagger.from_pretrained(tmp_path)
+
+
 def test_model_card_lists_metrics():
     config = TaggerConfig(labels=tm.TOY_LABELS, decoder="crf", postprocess="discard")
     card = model_card(config, {"dev": {"f1": 0.91234, "illegal_path_rate": 0.01}, "test": {"f1": 0.88}})

@@ -30,7 +30,8 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
                "  mcrf predict eng.testb --input-format conll --model runs/conll/model --format text\n\n"
                "formats: conll = token<TAB>tag lines and a blank line per sentence; jsonl = one object per line "
                "with text, tokens, tags, spans (label, start, end, char_start, char_end, text, confidence), "
-               "token_confidences; text = the line with [John Smith]{PER} markup.")
+               "token_confidences; text = the line with [John Smith]{PER} markup; html = one self-contained page "
+               "(entities highlighted, tokens shaded by confidence, a table of spans).")
     parser.add_argument("input", metavar="INPUT", help="text file (one sentence per line), CoNLL file, or - for stdin")
     parser.add_argument("--model", "-m", help="model folder, or the training output folder (`mcrf train --output`; "
                         "its model/ is used); default: $MCRF_MODEL")

@@ -112,6 +112,10 @@ def _read_config(path: Path) -> Dict[str, Any]:
     if not config_path.is_file():
         raise ModelDirError(f"{path} has no config.json; expected a directory written by Tagger.save_pretrained")
     data = read_model_json(config_path)
+    if isinstance(data, dict) and data.get("model_type") == "mcrf-token-classification":
+        raise ModelDirError(f"{config_path} is a Hugging Face MaskedCRFForTokenClassification folder, not an mcrf "
+                            f"tagger; convert it first (mcrf convert {path} NEW_FOLDER) and pass NEW_FOLDER, or load "
+                            "it with AutoModelForTokenClassification after `import mcrf.hf`")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelDirError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
                             "pass a directory written by Tagger.save_pretrained")
