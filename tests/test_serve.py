@@ -91,6 +91,16 @@ def test_docs_is_an_offline_page_naming_the_schema_and_the_demo(server):
     assert httpx.get(server.url + "/openapi.json").status_code == 200
 
 
+def test_docs_shows_route_descriptions_without_docstring_backticks():
+    """/docs showed ``{&quot;status&quot;: &quot;ok&quot;}`` with the docstring's RST backticks (probe)."""
+    from mcrf.serve.docs import docs_page
+
+    page = docs_page({"paths": {"/health": {"get": {"description": 'Liveness: ``{"status": "ok"}``.'}},
+                                "/predict": {"post": {"description": "As `mcrf predict --format jsonl` writes it."}}}})
+    assert "<code>{&quot;status&quot;: &quot;ok&quot;}</code>" in page and "`" not in page
+    assert "<code>mcrf predict --format jsonl</code>" in page
+
+
 def test_the_hugging_face_inputs_body_is_an_alias_of_text_and_texts(server):
     """``{"inputs": ...}``, the body of Hugging Face's inference API, was 422 (an unknown field)."""
     assert post(server, {"inputs": LINES[0]}).json() == post(server, {"text": LINES[0]}).json()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any, Dict
 
 from mcrf.predict.html import asset
@@ -26,6 +27,11 @@ BODIES = (
 )
 
 
+def _code(text: str) -> str:
+    """The docstring markup of a route's description (````x```` or ```x```) as ``<code>``, not literal backticks."""
+    return re.sub(r"``(.+?)``|`(.+?)`", lambda m: f"<code>{m.group(1) or m.group(2)}</code>", text)
+
+
 def docs_page(schema: Dict[str, Any]) -> str:
     """The page for the OpenAPI ``schema`` (``app.openapi()``)."""
     rows = []
@@ -33,7 +39,7 @@ def docs_page(schema: Dict[str, Any]) -> str:
         for method, operation in methods.items():
             text = operation.get("description") or operation.get("summary") or ""
             rows.append(f"<tr><td><code>{html.escape(method.upper())} {html.escape(path)}</code></td>"
-                        f"<td>{html.escape(text.strip())}</td></tr>")
+                        f"<td>{_code(html.escape(text.strip()))}</td></tr>")
     bodies = "".join(f"<li>{html.escape(what)}: <code>{html.escape(json.dumps(body, ensure_ascii=False))}</code></li>"
                      for what, body in BODIES)
     title = html.escape(f"{schema.get('info', {}).get('title', 'mcrf')} {schema.get('info', {}).get('version', '')}")
