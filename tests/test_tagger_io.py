@@ -129,8 +129,9 @@ def test_load_errors(tmp_path):
         Tagger.from_pretrained(tmp_path / "empty")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text('{"model_type": "bert"}')
-    with pytest.raises(ValueError, match="not an mcrf tagger config"):
-        Tagger.from_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="not an mcrf tagger config: it is a Hugging Face model \\(model_type 'bert'\\); "
+                                         "train a tagger on it \\(mcrf train DATASET --encoder "):
+        Tagger.from_pretrained(tmp_path / "other")  # a pretrained encoder passed as --model (probe)
     trained("bilstm", "mcrf", steps=0).save_pretrained(tmp_path / "broken")
     (tmp_path / "broken" / "model.safetensors").unlink()
     with pytest.raises(ModelDirError, match="lacks model.safetensors"):

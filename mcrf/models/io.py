@@ -116,6 +116,10 @@ def _read_config(path: Path) -> Dict[str, Any]:
         raise ModelDirError(f"{config_path} is a Hugging Face MaskedCRFForTokenClassification folder, not an mcrf "
                             f"tagger; convert it first (mcrf convert {path} NEW_FOLDER) and pass NEW_FOLDER, or load "
                             "it with AutoModelForTokenClassification after `import mcrf.hf`")
+    if isinstance(data, dict) and data.get("format") != FORMAT and isinstance(data.get("model_type"), str):
+        raise ModelDirError(f"{config_path} is not an mcrf tagger config: it is a Hugging Face model (model_type "
+                            f"{data['model_type']!r}); train a tagger on it (mcrf train DATASET --encoder {path}) "
+                            "and pass the model folder that writes")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ModelDirError(f"{config_path} is not an mcrf tagger config (expected \"format\": \"{FORMAT}\"); "
                             "pass a directory written by Tagger.save_pretrained")
