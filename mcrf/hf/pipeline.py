@@ -37,6 +37,14 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        model = kwargs.get("model", args[0] if args else None)
+        path = getattr(model, "name_or_path", None)
+        if kwargs.get("tokenizer") is None and isinstance(path, str) and path:
+            # transformers < 4.54's pipeline() loads a tokenizer only for a config type it knows, which
+            # MaskedCRFConfig is not; the model's folder holds it (later versions pass it in here)
+            from transformers import AutoTokenizer
+
+            kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
         super().__init__(*args, **kwargs)
         self._windows: Any = None  # built at the first text: it reads the tokenizer's special tokens
 
