@@ -176,6 +176,9 @@ def encoder_from_config(config: Dict[str, Any]) -> nn.Module:
 
     data = dict(config)
     model_type = data.pop("model_type", None)
+    # transformers 4.x (4.46 at least) saves this private flag in to_dict(); from_config then skips choosing the
+    # attention kernel and a loaded tagger runs eager attention where the trained one ran sdpa
+    data.pop("_attn_implementation_autoset", None)
     if not model_type:
         raise ModelDirError("the saved encoder config has no 'model_type'; expected a transformers config dict")
     try:
