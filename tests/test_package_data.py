@@ -127,3 +127,25 @@ def test_wheel_installs_and_inspects_the_sample_outside_the_source_tree(tmp_path
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert {k: (v["sentences"], v["tokens"]) for k, v in info["splits"].items()} == SAMPLE_COUNTS
+
+
+def test_every_lower_bound_is_the_release_ci_min_deps_installs():
+    """A bound in setup.cfg is only true if the suite ran there: .ci/min-deps installs each one exactly."""
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    declared = [line.strip() for line in setup["options"]["install_requires"].splitlines() if line.strip()]
+    declared += [line.strip() for line in setup["options.extras_require"]["test"].splitlines() if line.strip()]
+    pins = dict(line.split("==") for line in (ROOT / ".ci" / "min-deps.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    for requirement in declared:
+        name, bound = requirement.split(">=")
+        if name == "torch":  # only the CPU wheel 2.13 is tested (README: Supported versions)
+            continue
+        assert name in pins, f"{name} is declared in setup.cfg but not installed by .ci/min-deps"
+        assert _release(pins[name]) == _release(bound), f"setup.cfg: {requirement}, .ci/min-deps: {name}=={pins[name]}"
+
+
+def _release(version: str) -> tuple:
+    """``"4.0"`` -> ``(4, 0, 0)``: a bound and the release it names compare equal."""
+    parts = [int(part) for part in version.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
