@@ -44,7 +44,7 @@ class MaskedCRFTokenClassificationPipeline(Pipeline):
             # MaskedCRFConfig is not; the model's folder holds it (later versions pass it in here)
             from transformers import AutoTokenizer
 
-            kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path)
+            kwargs["tokenizer"] = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         super().__init__(*args, **kwargs)
         self._windows: Any = None  # built at the first text: it reads the tokenizer's special tokens
 
