@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("transformers")
+transformers = pytest.importorskip("transformers")
 
 from tiny_models import TOY_LABELS, make_bert_dir, one_torch_thread, toy_sentences  # noqa: F401
 
 import mcrf.hf  # noqa: E402  (registers the classes)
+from packaging.version import Version  # noqa: E402  (a dependency of transformers)
 from mcrf.crf.schemes import is_legal  # noqa: E402
 from mcrf.crf.spans import get_spans  # noqa: E402
 from mcrf.errors import ConfigError, DataError  # noqa: E402
@@ -450,13 +451,15 @@ def test_resized_token_embeddings_survive_save_and_load(hf_dir, tokenizer, tmp_p
 def test_from_pretrained_with_a_dtype_casts_backbone_and_head_alike(bert, hf_dir, tokenizer):
     from transformers import pipeline
 
-    fresh = MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, dtype=torch.bfloat16)
-    loaded = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir), dtype=torch.bfloat16)
+    # transformers < 4.56 names the keyword torch_dtype (and hands an unknown dtype= to the model's __init__)
+    dtype = {"dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype": torch.bfloat16}
+    fresh = MaskedCRFForTokenClassification.from_pretrained(str(bert), id2label=ID2LABEL, **dtype)
+    loaded = MaskedCRFForTokenClassification.from_pretrained(str(hf_dir), **dtype)
     for model in (fresh, loaded):
         assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     encoding = tokenizer([["john", "visited", "paris"]], is_split_into_words=True, return_tensors="pt")
     assert fresh.eval()(**encoding, word_mask=mcrf.hf.word_mask(encoding)).logits.dtype == torch.float32
-    tagger = pipeline("mcrf-token-classification", model=str(hf_dir), dtype=torch.bfloat16)
+    tagger = pipeline("mcrf-token-classification", model=str(hf_dir), **dtype)
     assert [e["entity_group"] for e in tagger(TEXTS[0])] == ["PER", "LOC"]
 
 
