@@ -74,7 +74,9 @@ def step_blocks(emissions: Tensor, lengths: Tensor, trans: Tensor, fill: float) 
             forbidden entries at ``fill`` (log 0 of the semiring).
     """
     batch, steps, num_tags = emissions.shape
-    n = 1 << max(steps - 2, 0).bit_length()  # power of two >= steps - 1 (>= 1)
+    n = 1  # the power of two >= steps - 1 (>= 1); not int.bit_length, which torch 2.4 cannot compile
+    while n < steps - 1:
+        n *= 2
     eye = torch.full((num_tags, num_tags), fill, dtype=emissions.dtype, device=emissions.device)
     eye.fill_diagonal_(0.0)
     blocks = trans + emissions[:, 1:].unsqueeze(2)  # shape: (B, L-1, K, K)

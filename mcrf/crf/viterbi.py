@@ -43,7 +43,8 @@ def viterbi_kbest(
     scale = _overflow_scale(bounds, emissions.shape[1], emissions.dtype, read=not sync_free)
     if not isinstance(scale, float) or scale != 1.0:  # ordinary scores on the checked path: no arithmetic
         emissions = emissions * scale
-        chain = chain._replace(start=chain.start * scale, trans=chain.trans * scale, end=chain.end * scale)
+        chain = Chain(chain.start * scale, chain.trans * scale, chain.end * scale,  # not _replace: torch 2.4
+                      chain.allowed_start, chain.allowed_trans, chain.allowed_end)  # cannot compile it
     trans_m = torch.where(chain.allowed_trans, chain.trans, float("-inf"))  # shape: (K_from, K_to)
     start_m = torch.where(chain.allowed_start, chain.start, float("-inf"))  # shape: (K,)
     end_m = torch.where(chain.allowed_end, chain.end, float("-inf"))  # shape: (K,)
