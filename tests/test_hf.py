@@ -471,7 +471,16 @@ def test_pipeline_takes_an_empty_list_a_tuple_and_a_dataset_column(hf_dir):
     expected = [tagger(text) for text in TEXTS]
     assert tagger([]) == []
     assert tagger(tuple(TEXTS)) == expected
-    assert tagger(datasets.Dataset.from_dict({"text": TEXTS})["text"], batch_size=2) == expected
+    _assert_same_entities(tagger(datasets.Dataset.from_dict({"text": TEXTS})["text"], batch_size=2), expected)
+
+
+def _assert_same_entities(got, expected):
+    """Equal entities, with scores equal up to float32 rounding, which varies with a batch's padded shape
+    (two texts in one pass vs one each: 1e-6 apart on torch 2.4, bit-equal on 2.13)."""
+    assert [[{k: v for k, v in e.items() if k != "score"} for e in row] for row in got] == \
+        [[{k: v for k, v in e.items() if k != "score"} for e in row] for row in expected]
+    assert [e["score"] for row in got for e in row] == pytest.approx([e["score"] for row in expected for e in row],
+                                                                     abs=1e-5)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(trained):
