@@ -139,8 +139,6 @@ def test_every_lower_bound_is_the_release_ci_min_deps_installs():
                 if line and not line.startswith("#"))
     for requirement in declared:
         name, bound = requirement.split(">=")
-        if name == "torch":  # only the CPU wheel 2.13 is tested (README: Supported versions)
-            continue
         assert name in pins, f"{name} is declared in setup.cfg but not installed by .ci/min-deps"
         assert _release(pins[name]) == _release(bound), f"setup.cfg: {requirement}, .ci/min-deps: {name}=={pins[name]}"
 
