@@ -115,16 +115,20 @@ def test_every_train_flag_has_help_and_the_sample_preset_is_shown(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "sample", "--epochs", "0"], "expected epochs to be a positive integer"),
-    (["train", "sample", "--decoder", "lstm"], "unknown decoder 'lstm'; expected one of mcrf,"),
-    (["train", "sample", "--lr", "-1"], "0 < lr <= 1"),
-    (["train", "sample", "--head-lr", "inf"], "expected a finite number 0 < head_lr <= 1"),
-    (["train", "sample", "--head-lr", "nan"], "expected a finite number 0 < head_lr <= 1"),
-    (["train", "sample", "--max-grad-norm=-inf"], "max_grad_norm"),
+    (["train", "sample", "--epochs", "0"], "expected --epochs to be a positive integer"),
+    (["train", "sample", "--decoder", "lstm"], "unknown --decoder 'lstm'; expected one of mcrf,"),
+    (["train", "sample", "--lr", "-1"], "0 < --lr <= 1"),
+    (["train", "sample", "--head-lr", "inf"], "expected a finite number 0 < --head-lr <= 1"),
+    (["train", "sample", "--head-lr", "nan"], "expected a finite number 0 < --head-lr <= 1"),
+    (["train", "sample", "--max-grad-norm=-inf"], "--max-grad-norm"),
     (["train", "sample", "--encoder", "x/bert", "--stride", "600", "--max-length", "512"],
      "expected stride < max_length=512"),
     (["train", "sample", "--max-length", "512"], "the bilstm encoder ('bilstm') has no option max_length"),
-    (["inspect", "sample", "--policy", "fix"], "unknown policy 'fix'"),
+    (["inspect", "sample", "--policy", "fix"], "unknown --policy 'fix'"),
+    # a refused value names the flag the user typed, also where it differs from the field (output_format)
+    (["predict", "-", "--format", "xml"], "unknown --format 'xml'; expected one of conll,"),
+    (["predict", "-", "--batch-size", "0"], "expected --batch-size to be a positive integer, got 0"),
+    (["compare", "sample", "--seeds", "1,1"], "expected --seeds to be one or more distinct integer seeds"),
 ])
 def test_usage_errors_exit_2(capsys, argv, message):
     code, out, err = run(capsys, *argv)
@@ -163,9 +167,9 @@ def test_train_data_flags_map_onto_train_config(capsys, monkeypatch, tmp_path):
         "sample", output_dir=str(tmp_path), policy="drop", dev_fraction=0.2, separator="\t", token_column=1,
         tag_column=-1, encoding="latin-1", source_scheme="iob1")
     code, _, err = run(capsys, "train", "sample", "--encoding", "utf8x")
-    assert code == 2 and "unknown encoding 'utf8x'" in err
+    assert code == 2 and "unknown --encoding 'utf8x'" in err
     code, _, err = run(capsys, "train", "sample", "--dev-fraction", "1.5")
-    assert code == 2 and "dev_fraction" in err and "Traceback" not in err
+    assert code == 2 and "--dev-fraction" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------- train / evaluate / inspect
@@ -256,7 +260,7 @@ def test_inspect_separator_and_dev_fraction_flags(capsys, tmp_path):
     splits = json.loads(out)["splits"]
     assert code == 0 and splits["train"]["sentences"] == 2 and splits["dev"]["sentences"] == 2
     code, _, err = run(capsys, "inspect", tmp_path, "--separator", "\t", "--dev-fraction", "1.5")
-    assert code == 2 and "dev_fraction" in err
+    assert code == 2 and "--dev-fraction" in err
 
 
 # ---------------------------------------------------------------------------- predict
@@ -380,7 +384,7 @@ def test_corrupt_or_foreign_model_files_are_one_clear_error(command, sample_mode
 ])
 def test_unknown_encodings_are_usage_errors(capsys, argv):
     code, _, err = run(capsys, *argv)
-    assert code == 2 and "unknown encoding 'utf8x'" in err and "Traceback" not in err
+    assert code == 2 and "unknown --encoding 'utf8x'" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")

@@ -236,7 +236,7 @@ def test_defect4_utf16_without_a_byte_order_mark_is_a_data_error(bilstm_tagger, 
 def test_defect4_a_seed_out_of_range_is_a_usage_error(tmp_path, capsys, argv):
     code, err = run_main(capsys, *argv, "--output", tmp_path / "run")
     assert code == 2, err
-    assert "expected seed" in err.replace("seeds", "seed") and "<= 4294967295" in err and "internal" not in err
+    assert "expected --seed" in err.replace("--seeds", "--seed") and "<= 4294967295" in err and "internal" not in err
     assert not (tmp_path / "run").exists()
 
 

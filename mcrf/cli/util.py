@@ -49,8 +49,18 @@ def thread_count(text: str) -> int:
 
 
 def build(cls: Callable[..., Any], **values: Any) -> Any:
-    """Construct a config; its ValueError/TypeError become usage errors (exit code 2)."""
+    """Construct a config; its ValueError/TypeError become usage errors (exit code 2).
+
+    Each flag's value is first checked by its field's validator under the flag's name, so a refused
+    value names what the user typed (``expected --batch-size to be a positive integer, got 0``), not the
+    field (``batch_size``); checks across fields then run in the config itself.
+    """
+    owner = getattr(cls, "__self__", cls)  # TrainConfig.for_dataset -> TrainConfig
+    flags = {f.name: f.metadata.get("check") for f in dataclasses.fields(owner) if f.metadata.get("cli", False)}
     try:
+        for name, value in values.items():
+            if flags.get(name) is not None:
+                flags[name](flag(name), value)
         return cls(**values)
     except (ValueError, TypeError) as error:
         raise UsageError(str(error)) from error

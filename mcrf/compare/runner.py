@@ -44,6 +44,17 @@ COMPARE_OUTPUTS = ("cells", "results.json", "results.md", "results.png")
 PER_CELL_FIELDS = frozenset(cells.SET_PER_CELL) | {"data_dir", "eval_batch_size", "num_workers", "cpu"}
 
 
+def _check_seeds(name: str, value: Any) -> Tuple[int, ...]:
+    """One or more distinct seeds, each in the range every random generator takes, as a tuple."""
+    seeds = tuple(value) if isinstance(value, (tuple, list)) else ()
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
+            or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"expected {name} to be one or more distinct integer seeds, got {value!r}; e.g. --seeds 1,2,3")
+    for seed in seeds:
+        seed_range()(name, seed)
+    return seeds
+
+
 def _seeds(text: str) -> Tuple[int, ...]:
     """``1,2,3`` -> ``(1, 2, 3)`` (command-line text of ``CompareConfig.seeds``)."""
     try:
@@ -61,7 +72,7 @@ class CompareConfig:
     """Defaults of ``mcrf compare`` (the CLI builds its own flags from these fields)."""
 
     dataset: str = option("sample", cli=False, help="dataset name or path, as for mcrf train")
-    seeds: Tuple[int, ...] = option((1, 2, 3), parse=_seeds, metavar="1,2,3", help=(
+    seeds: Tuple[int, ...] = option((1, 2, 3), parse=_seeds, check=_check_seeds, metavar="1,2,3", help=(
         "training seeds, comma-separated; each trains every objective once"))
     variants: Tuple[str, ...] = option(DEFAULT_VARIANTS, check=_variants, parse=str, metavar="VARIANTS", help=(
         f"variants to report, comma-separated, from {', '.join(VARIANTS)}; the objectives they need are trained"))
@@ -74,13 +85,6 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-        seeds = tuple(self.seeds)
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds) \
-                or len(set(seeds)) != len(seeds):
-            raise ConfigError(f"expected one or more distinct integer seeds, got {self.seeds!r}; e.g. --seeds 1,2,3")
-        for value in seeds:
-            seed_range()("seeds", value)  # each in the range every random generator takes
-        self.seeds = seeds
         taken = sorted(set(self.train) & set(cells.SET_PER_CELL))
         if taken:
             raise ConfigError(f"compare sets {taken} itself (per cell); drop them from the training settings "
